@@ -1,0 +1,46 @@
+"""Public checks of t5_decoding: students run these with `autograder check`; they also count in grading."""
+
+import pytest
+
+from autograder.testing import as_int_list, expect, expect_shape
+
+
+@pytest.fixture
+def t5(reference, exercise):
+    """The grader's own tokenizer and model for the exercise's MODEL_ID."""
+    model_id = exercise.parameters["MODEL_ID"]
+    return reference.tokenizer(model_id), reference.model(model_id, "AutoModelForSeq2SeqLM")
+
+
+def test_translation(submission, exercise, t5):
+    """The translation is the model's greedy output for TRANSLATION_PROMPT."""
+    tokenizer, model = t5
+    inputs = tokenizer(exercise.parameters["TRANSLATION_PROMPT"], return_tensors="pt").to(model.device)
+    expected_ids = model.generate(**inputs, do_sample=False, max_new_tokens=exercise.parameters["MAX_NEW_TOKENS"])
+    expected = tokenizer.decode(expected_ids[0], skip_special_tokens=True)
+    translation = submission.value("translation")
+    expect(isinstance(translation, str), f"`translation` should be a string, got {type(translation).__name__}.")
+    expect(translation == expected, f"`translation` is {translation!r}, but greedy decoding gives {expected!r}: use "
+           "do_sample=False, max_new_tokens=MAX_NEW_TOKENS and skip_special_tokens=True.")
+
+
+def test_encoder_output_shape(submission, exercise, t5):
+    """The encoder output has shape (batch, prompt tokens, d_model)."""
+    tokenizer, model = t5
+    n_tokens = len(tokenizer(exercise.parameters["PROMPT"]).input_ids)
+    expect_shape(submission.tensor("encoder_hidden"), (1, n_tokens, model.config.d_model), "`encoder_hidden`",
+                 "Keep the batch dimension and use the encoder's last_hidden_state.")
+
+
+def test_decoder_start_token(submission, t5):
+    """The decoder starts from the model's decoder_start_token_id, as a (1, 1) tensor."""
+    start = t5[1].config.decoder_start_token_id
+    ids = submission.tensor("decoder_input_ids")
+    expect_shape(ids, (1, 1), "`decoder_input_ids`", "It holds one token for a batch of one: [[start_id]].")
+    expect(as_int_list(ids, "`decoder_input_ids`") == [start],
+           f"`decoder_input_ids` holds {ids.tolist()}, but the decoder starts from decoder_start_token_id ({start}).")
+
+
+def test_lm_head_output_shape(submission, t5):
+    """lm_head gives one score per vocabulary entry: shape (1, 1, vocab_size)."""
+    expect_shape(submission.tensor("lm_logits"), (1, 1, t5[1].config.vocab_size), "`lm_logits`")

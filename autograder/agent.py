@@ -1,0 +1,239 @@
+"""The only grader code that runs inside the student's process, and the wire format.
+
+The student process loads this file (by path: it imports nothing else of the grader)
+and answers requests: read a variable, call a function on arguments the grader chose.
+Every answer is *data*: a safetensors blob whose tensors are the arrays and whose
+metadata holds the JSON structure around them. The grader decodes it with ``decode``,
+which trusts nothing: sizes, depth and types are checked, and nothing is unpickled or
+evaluated. Student code may tamper with this module inside its own process; the worst
+it can do is send wrong data about its own answers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import traceback
+from typing import Any
+
+MAX_DEPTH = 32
+MAX_ITEMS = 1_000_000
+MAX_STRING = 10_000_000
+FORMAT = "autograder-wire-1"
+
+
+class WireError(ValueError):
+    """The bytes are not a well-formed answer (or the value cannot be sent)."""
+
+
+class Unsupported:
+    """Grader-side stand-in for a student value that is not plain data (an object, a function...)."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+    def __repr__(self) -> str:
+        return f"<{self.type_name} object>"
+
+
+# --- encoding (both sides) ------------------------------------------------------------
+
+
+def _tensor_module():
+    import torch
+
+    return torch
+
+
+def encode(value: Any) -> bytes:
+    """Turn a value into wire bytes: JSON structure + raw tensors (safetensors)."""
+    from safetensors.torch import save
+
+    tensors: dict = {}
+    count = [0]
+
+    def walk(v: Any, depth: int) -> Any:
+        count[0] += 1
+        if depth > MAX_DEPTH or count[0] > MAX_ITEMS:
+            raise WireError("value is too deeply nested or has too many items")
+        if v is None or type(v) in (bool, str):
+            return v
+        if type(v) is int:
+            return v if abs(v) < 2**63 else {"$int": str(v)}
+        if type(v) is float:
+            return v if math.isfinite(v) else {"$float": repr(v)}
+        if type(v) in (list, tuple):
+            items = [walk(x, depth + 1) for x in v]
+            return items if type(v) is list else {"$tuple": items}
+        if type(v) is dict or _is_mapping(v):
+            return {"$dict": [[walk(k, depth + 1), walk(x, depth + 1)] for k, x in dict(v.items()).items()]}
+        array = _as_plain_tensor(v)
+        if array is not None:
+            key = f"t{len(tensors)}"
+            tensors[key] = array
+            return {"$tensor": key}
+        if v is Ellipsis:
+            return {"$unsupported": "ellipsis"}
+        scalar = _as_python_scalar(v)
+        if scalar is not None:
+            return walk(scalar, depth)
+        return {"$unsupported": f"{type(v).__module__}.{type(v).__qualname__}"}
+
+    structure = walk(value, 0)
+    return save(tensors, metadata={"format": FORMAT, "value": json.dumps(structure)})
+
+
+def _is_mapping(v: Any) -> bool:
+    from collections.abc import Mapping
+
+    return isinstance(v, Mapping)
+
+
+def _as_plain_tensor(v: Any):
+    """A plain, contiguous CPU torch tensor with v's real data, or None if v is no array."""
+    torch = _tensor_module()
+    if isinstance(v, torch.Tensor):
+        # as_subclass strips a subclass that lies about its shape or dtype: what is sent
+        # is the real storage, whatever the Python object claims.
+        plain = torch.Tensor.as_subclass(v, torch.Tensor)
+        if plain.is_sparse or plain.is_complex() or plain.device.type == "meta":
+            return None
+        return plain.detach().to("cpu").contiguous().clone()
+    numpy = _numpy()
+    if numpy is not None and type(v) is numpy.ndarray and v.dtype.kind in "biuf":
+        return torch.from_numpy(numpy.ascontiguousarray(v)).clone()
+    return None
+
+
+def _as_python_scalar(v: Any):
+    numpy = _numpy()
+    if numpy is not None and isinstance(v, numpy.generic) and v.dtype.kind in "biuf":
+        return v.item()
+    return None
+
+
+def _numpy():
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - numpy ships with torch here
+        return None
+    return numpy
+
+
+# --- decoding (grader side: trusts nothing) -------------------------------------------
+
+
+def read_header(blob: bytes) -> dict:
+    if len(blob) < 8:
+        raise WireError("answer is truncated")
+    (size,) = struct.unpack("<Q", blob[:8])
+    if size > len(blob) - 8:
+        raise WireError("answer header is larger than the answer")
+    try:
+        header = json.loads(blob[8 : 8 + size])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WireError("answer header is not JSON") from exc
+    if not isinstance(header, dict):
+        raise WireError("answer header is not a JSON object")
+    return header
+
+
+def decode(blob: bytes, max_bytes: int) -> Any:
+    """Rebuild a value from wire bytes; raises WireError on anything malformed."""
+    from safetensors.torch import load
+
+    if len(blob) > max_bytes:
+        raise WireError(f"answer is {len(blob)} bytes, over the limit of {max_bytes}")
+    metadata = read_header(blob).get("__metadata__")
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT or not isinstance(metadata.get("value"), str):
+        raise WireError("answer is not in the grader's wire format")
+    try:
+        tensors = load(blob)
+        structure = json.loads(metadata["value"])
+    except Exception as exc:  # safetensors raises its own error types
+        raise WireError(f"answer could not be read: {exc}") from exc
+    count = [0]
+
+    def build(node: Any, depth: int) -> Any:
+        count[0] += 1
+        if depth > MAX_DEPTH or count[0] > MAX_ITEMS:
+            raise WireError("answer is too deeply nested or has too many items")
+        if node is None or type(node) in (bool, int, float):
+            return node
+        if type(node) is str:
+            if len(node) > MAX_STRING:
+                raise WireError("answer holds an over-long string")
+            return node
+        if type(node) is list:
+            return [build(x, depth + 1) for x in node]
+        if type(node) is not dict or len(node) != 1:
+            raise WireError("answer has a malformed node")
+        ((tag, body),) = node.items()
+        if tag == "$tuple" and type(body) is list:
+            return tuple(build(x, depth + 1) for x in body)
+        if tag == "$dict" and type(body) is list:
+            out = {}
+            for pair in body:
+                if type(pair) is not list or len(pair) != 2:
+                    raise WireError("answer has a malformed mapping")
+                key = build(pair[0], depth + 1)
+                if not isinstance(key, (str, int, float, bool, tuple, type(None))):
+                    raise WireError("answer has a mapping key that is not plain data")
+                out[key] = build(pair[1], depth + 1)
+            return out
+        if tag == "$tensor" and body in tensors:
+            return tensors[body]
+        if tag == "$float" and body in ("nan", "inf", "-inf"):
+            return float(body)
+        if tag == "$int" and type(body) is str and len(body) < 4000:
+            return int(body)
+        if tag == "$unsupported" and type(body) is str:
+            return Unsupported(body[:200])
+        raise WireError(f"answer has an unknown node {tag!r}")
+
+    return build(structure, 0)
+
+
+# --- the student-side server ----------------------------------------------------------
+
+
+class Agent:
+    """Answers the grader's requests against the notebook's global namespace."""
+
+    def __init__(self, namespace: dict) -> None:
+        self.namespace = namespace
+
+    def handle(self, request: bytes) -> bytes:
+        try:
+            req = decode(request, max_bytes=1 << 30)
+            op, name = req["op"], req["name"]
+            if name not in self.namespace:
+                return encode({"status": "undefined"})
+            target = self.namespace[name]
+            if op == "get":
+                return self._answer(target)
+            if not callable(target):
+                return encode({"status": "not_callable", "type": type(target).__name__})
+            result = target(*req.get("args", ()), **req.get("kwargs", {}))
+            return self._answer(result)
+        except BaseException as exc:  # noqa: BLE001 - student code may raise anything, even KeyboardInterrupt
+            return encode({
+                "status": "raised",
+                "type": type(exc).__name__,
+                "message": str(exc)[:2000],
+                "traceback": "".join(traceback.format_exception(exc))[-4000:],
+            })
+
+    @staticmethod
+    def _answer(value: Any) -> bytes:
+        try:
+            return encode({"status": "ok", "value": value})
+        except WireError as exc:
+            return encode({"status": "unsendable", "message": str(exc)})
+
+    def serve_file(self, request_path: str, response_path: str) -> None:
+        with open(request_path, "rb") as f:
+            request = f.read()
+        with open(response_path, "wb") as f:
+            f.write(self.handle(request))

@@ -1,0 +1,192 @@
+"""Runs an exercise's check files with plain pytest, in the grader process, and collects outcomes.
+
+The pytest plugin here provides the fixtures checks use (``submission``, ``reference``,
+``exercise``), reports CUDA-marked checks as *not run* on CPU runners, and turns pytest's
+reports into one ``CheckOutcome`` per check id (the test function's name; the cases of a
+parametrised check are folded into one outcome).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import UserError
+from .exercise import Exercise
+from .models.provision import ModelStore
+from .reference import Reference
+from .results import CheckOutcome
+from .submission import Submission
+
+PYTEST_INI = Path(__file__).resolve().parent / "checks" / "pytest.ini"
+NO_CUDA = "not run: this check needs a CUDA GPU and this runner has none"
+
+
+@dataclass
+class GradingContext:
+    """What a check may know about the run (the ``exercise`` fixture)."""
+
+    exercise: Exercise
+    store: ModelStore
+    device: str
+    dtype: str
+    parameters: dict[str, Any]
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+@dataclass
+class _Case:
+    outcome: str
+    message: str
+    duration: float
+
+
+@dataclass
+class _Check:
+    id: str
+    title: str
+    public: bool
+    cases: list[_Case] = field(default_factory=list)
+
+
+class _Plugin:
+    def __init__(self, ctx: GradingContext | None, submission: Submission | None, public_files: set[Path]) -> None:
+        self.ctx = ctx
+        self._submission = submission
+        self.public_files = public_files
+        self.checks: dict[str, _Check] = {}
+        self.collect_errors: list[str] = []
+        self._reference: Reference | None = None
+
+    # fixtures -------------------------------------------------------------------------
+    @pytest.fixture(scope="session")
+    def submission(self) -> Submission:
+        assert self._submission is not None, "no submission in this run"
+        return self._submission
+
+    @pytest.fixture(scope="session")
+    def reference(self) -> Reference:
+        assert self.ctx is not None
+        if self._reference is None:
+            self._reference = Reference(self.ctx.store, self.ctx.device, self.ctx.dtype)
+        return self._reference
+
+    @pytest.fixture(scope="session")
+    def exercise(self) -> GradingContext:
+        assert self.ctx is not None
+        return self.ctx
+
+    # hooks ----------------------------------------------------------------------------
+    def pytest_collectreport(self, report) -> None:
+        if report.failed:
+            self.collect_errors.append(f"{report.nodeid}: {report.longreprtext.strip().splitlines()[-1]}")
+
+    def pytest_collection_modifyitems(self, items) -> None:
+        origins: dict[str, str] = {}
+        for item in items:
+            check_id = getattr(item, "originalname", item.name)
+            origin = origins.setdefault(check_id, str(item.fspath))
+            if origin != str(item.fspath):
+                self.collect_errors.append(f"two check files define '{check_id}' ({origin}, {item.fspath}); "
+                                           "every check needs a unique name")
+            if check_id not in self.checks:
+                doc = (getattr(item, "function", None).__doc__ or "").strip()
+                title = doc.splitlines()[0] if doc else check_id
+                self.checks[check_id] = _Check(check_id, title, Path(item.fspath).resolve() in self.public_files)
+
+    def pytest_runtest_setup(self, item) -> None:
+        if item.get_closest_marker("cuda") and not (self.ctx and self.ctx.cuda):
+            pytest.skip(NO_CUDA)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        report = (yield).get_result()
+        check = self.checks[getattr(item, "originalname", item.name)]
+        case_name = item.name
+        if call.when == "setup" and report.skipped:
+            check.cases.append(_Case("not_run", NO_CUDA if item.get_closest_marker("cuda") else "skipped", 0.0))
+        elif call.when == "setup" and report.failed:
+            check.cases.append(_Case("error", f"the check could not start: {_exc_text(call.excinfo)}", call.duration))
+        elif call.when == "call":
+            if report.passed:
+                check.cases.append(_Case("passed", "", call.duration))
+            elif isinstance(call.excinfo.value, AssertionError):
+                message = str(call.excinfo.value).strip() or "the check failed"
+                check.cases.append(_Case("failed", _label(case_name, item, message), call.duration))
+            else:
+                check.cases.append(_Case("error", _label(case_name, item, f"the check crashed: {_exc_text(call.excinfo)}"),
+                                         call.duration))
+
+    def outcomes(self) -> list[CheckOutcome]:
+        return [_fold(check) for check in self.checks.values()]
+
+
+def _label(case_name: str, item, message: str) -> str:
+    return f"[{item.callspec.id}] {message}" if hasattr(item, "callspec") else message
+
+
+def _exc_text(excinfo) -> str:
+    return f"{type(excinfo.value).__name__}: {excinfo.value}"
+
+
+def _fold(check: _Check) -> CheckOutcome:
+    cases = check.cases
+    kinds = {c.outcome for c in cases}
+    if not cases:
+        outcome = "error"
+    elif kinds == {"passed"}:
+        outcome = "passed"
+    elif "error" in kinds:
+        outcome = "error"
+    elif "failed" in kinds:
+        outcome = "failed"
+    elif kinds == {"not_run"}:
+        outcome = "not_run"
+    else:  # some passed, the rest could not run here
+        outcome = "not_run"
+    messages = [c.message for c in cases if c.outcome != "passed" and c.message]
+    return CheckOutcome(
+        id=check.id,
+        title=check.title,
+        outcome=outcome,
+        message="\n".join(dict.fromkeys(messages)) if cases else "the check did not run",
+        duration=round(sum(c.duration for c in cases), 4),
+        public=check.public,
+        cases_passed=sum(c.outcome == "passed" for c in cases),
+        cases_total=len(cases),
+    )
+
+
+def _run_pytest(files: list[Path], plugin: _Plugin, extra: list[str]) -> None:
+    if not files:
+        return
+    args = [str(f) for f in files] + [
+        "-c", str(PYTEST_INI), "--rootdir", str(PYTEST_INI.parent),
+        "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:randomly", "-p", "no:xdist",
+        "--assert=plain", "--import-mode=importlib", *extra,
+    ]
+    pytest.main(args, plugins=[plugin])
+    if plugin.collect_errors:
+        raise UserError(f"The check files are broken ({plugin.collect_errors[0]}); fix them and run again.")
+
+
+def collect_checks(exercise: Exercise, public_only: bool = False) -> list[CheckOutcome]:
+    """The exercise's check ids and titles, without running anything."""
+    files = exercise.check_files(public_only)
+    plugin = _Plugin(None, None, {f.resolve() for f in exercise.public_check_files})
+    _run_pytest(files, plugin, ["--collect-only"])
+    return [CheckOutcome(id=c.id, title=c.title, outcome="not_run", public=c.public) for c in plugin.checks.values()]
+
+
+def run_checks(ctx: GradingContext, submission: Submission, public_only: bool = False) -> list[CheckOutcome]:
+    """Run the checks against a finished student process; one outcome per check id."""
+    files = ctx.exercise.check_files(public_only)
+    plugin = _Plugin(ctx, submission, {f.resolve() for f in ctx.exercise.public_check_files})
+    _run_pytest(files, plugin, [])
+    return plugin.outcomes()

@@ -1,0 +1,88 @@
+"""Hidden checks of t5_decoding. Expected values come from the grader's own copy of the model."""
+
+import pytest
+import torch
+
+from autograder.testing import as_int_list, expect, expect_close
+
+# Grader-chosen prompts for greedy_decode, with the length limit for each. The short limit
+# catches loops that ignore max_new_tokens; the others catch loops that ignore EOS.
+DECODE_CASES = [
+    ("translate English to French: The cat sleeps on the sofa.", 30),
+    ("translate English to German: Thank you very much.", 30),
+    ("question: What color is the sky?", 30),
+    ("translate English to German: The children play in the garden.", 3),
+]
+
+
+@pytest.fixture
+def t5(reference, exercise):
+    model_id = exercise.parameters["MODEL_ID"]
+    return reference.tokenizer(model_id), reference.model(model_id, "AutoModelForSeq2SeqLM")
+
+
+@pytest.fixture
+def one_step(exercise, t5):
+    """The grader's own pass over PROMPT: encoder output, decoder output, raw head scores, model logits."""
+    tokenizer, model = t5
+    input_ids = tokenizer(exercise.parameters["PROMPT"], return_tensors="pt").input_ids.to(model.device)
+    start = torch.tensor([[model.config.decoder_start_token_id]], device=model.device)
+    with torch.no_grad():
+        encoder = model.encoder(input_ids=input_ids).last_hidden_state
+        decoder = model.decoder(input_ids=start, encoder_hidden_states=encoder).last_hidden_state
+        head = model.lm_head(decoder)
+        logits = model(input_ids=input_ids, decoder_input_ids=start).logits
+    return {"encoder": encoder, "head": head, "logits": logits}
+
+
+def test_encoder_output_values(submission, one_step):
+    """The encoder output equals the encoder's last hidden state for PROMPT."""
+    expect_close(submission.tensor("encoder_hidden"), one_step["encoder"], "`encoder_hidden`",
+                 "Tokenize PROMPT with return_tensors='pt' and take model.encoder(...).last_hidden_state.")
+
+
+def test_lm_head_output_values(submission, one_step):
+    """lm_logits are the raw lm_head scores of the decoder output (no scaling)."""
+    expect_close(submission.tensor("lm_logits"), one_step["head"], "`lm_logits`",
+                 "Pass decoder_hidden straight to model.lm_head, as in the lecture.")
+
+
+def test_next_token_argmax(submission, one_step, t5):
+    """The next token is the argmax over the vocabulary at the last position."""
+    expected = int(one_step["head"][0, -1].argmax(-1))
+    got = submission.value("next_token_id")
+    expect(type(got) is int, f"`next_token_id` should be an int, got {type(got).__name__}: use int(...).")
+    expect(got == expected, f"`next_token_id` is {got}, but the highest-scoring token is {expected}: take argmax "
+           "over the last (vocabulary) axis at position [0, -1].")
+    text = t5[0].decode(expected)
+    expect(submission.value("next_token") == text, f"`next_token` should be the decoded text {text!r}.")
+
+
+@pytest.mark.parametrize(("prompt", "max_new_tokens"), DECODE_CASES, ids=lambda v: str(v)[:40])
+def test_greedy_decode_matches_generate(submission, t5, prompt, max_new_tokens):
+    """greedy_decode returns the same ids as model.generate(do_sample=False) on hidden prompts."""
+    tokenizer, model = t5
+    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+    expected = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)[0].tolist()
+    got = as_int_list(submission.call("greedy_decode", prompt, max_new_tokens), "greedy_decode's result")
+    if got == expected:
+        return
+    if got[: len(expected)] == expected:
+        raise AssertionError(f"greedy_decode kept going after EOS ({len(got)} ids instead of {len(expected)}).")
+    if len(got) > max_new_tokens + 1:
+        raise AssertionError(f"greedy_decode returned {len(got) - 1} new tokens; the limit was {max_new_tokens}.")
+    raise AssertionError(f"greedy_decode returned {got[:12]}..., generate gives {expected[:12]}...: start from "
+                         "decoder_start_token_id and append the argmax at the last position each step.")
+
+
+def test_scaled_logits_match_model(submission, one_step):
+    """Scaling the decoder output by d_model**-0.5 before lm_head reproduces model(...).logits."""
+    expect_close(submission.tensor("scaled_logits"), one_step["logits"], "`scaled_logits`",
+                 "Multiply decoder_hidden by model.config.d_model ** -0.5 before lm_head.")
+
+
+@pytest.mark.cuda
+def test_half_precision_on_cuda(submission):
+    """On a GPU the notebook computes in float16, as in the lecture."""
+    dtype = submission.tensor("encoder_hidden").dtype
+    expect(dtype == torch.float16, f"`encoder_hidden` is {dtype}; load the model with dtype=getattr(torch, DTYPE).")

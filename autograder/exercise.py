@@ -1,0 +1,80 @@
+"""An exercise on disk: metadata, notebooks, check files, rubric."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UserError
+from .paths import checks_dir, course_dir
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cell_timeout: float = Field(120, gt=0)
+    notebook_timeout: float = Field(600, gt=0)
+    call_timeout: float = Field(60, gt=0)
+
+
+class ExerciseSpec(BaseModel):
+    """``assignments/<name>/exercise.toml``."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: str
+    notebook: str
+    limits: Limits = Limits()
+    # Values the grader writes into the notebook's `parameters` cell, on top of DEVICE and
+    # DTYPE. A string "dataset:<hub id>" becomes the local path of that dataset's stand-in.
+    grading_parameters: dict[str, bool | int | float | str] = {}
+
+
+class Exercise:
+    def __init__(self, name: str, root: Path | None = None) -> None:
+        self.name = name
+        self.root = root or course_dir()
+        meta = self.assignment_dir / "exercise.toml"
+        if not meta.is_file():
+            known = ", ".join(available(self.root)) or "none"
+            raise UserError(f"Unknown exercise '{name}' (no {meta}); known exercises: {known}.")
+        try:
+            self.spec = ExerciseSpec.model_validate(tomllib.loads(meta.read_text()))
+        except (tomllib.TOMLDecodeError, ValidationError) as exc:
+            raise UserError(f"{meta} is not a valid exercise file: {_first_line(exc)}; fix it and run again.") from exc
+
+    @property
+    def assignment_dir(self) -> Path:
+        return self.root / "assignments" / self.name
+
+    @property
+    def student_notebook(self) -> Path:
+        return self.assignment_dir / self.spec.notebook
+
+    @property
+    def solution_notebook(self) -> Path:
+        return self.root / "solutions" / self.name / self.spec.notebook
+
+    @property
+    def rubric_file(self) -> Path:
+        return self.root / "rubrics" / f"{self.name}.toml"
+
+    @property
+    def public_check_files(self) -> list[Path]:
+        return sorted((self.assignment_dir / "checks").glob("test_*.py"))
+
+    @property
+    def hidden_check_files(self) -> list[Path]:
+        return sorted(checks_dir(self.name).glob("test_*.py"))
+
+    def check_files(self, public_only: bool = False) -> list[Path]:
+        return self.public_check_files if public_only else self.public_check_files + self.hidden_check_files
+
+
+def available(root: Path | None = None) -> list[str]:
+    base = (root or course_dir()) / "assignments"
+    return sorted(p.parent.name for p in base.glob("*/exercise.toml"))
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,125 @@
+"""Grade one submission: run the notebook apart, run the checks here, score from outcomes."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .checking import GradingContext, collect_checks, run_checks
+from .errors import UserError
+from .exercise import Exercise
+from .models.provision import ModelStore, store_for
+from .notebook import InvalidNotebook, inject_parameters, parameter_names, read_notebook
+from .results import CellDiagnostic, CheckOutcome, Diagnostics, GradingResult, RunRecord
+from .rubric import Rubric
+from .runners.base import Runner, RunJob, RunLimits, SessionError
+from .submission import Submission
+
+
+@dataclass
+class GradeOptions:
+    profile: str = "tiny"
+    device: str | None = None  # None: CUDA when present, else CPU
+    runner: Runner | None = None  # None: the default runner
+    public_only: bool = False  # what `autograder check` runs
+    limits: RunLimits | None = None  # None: the exercise's own limits
+    extra_parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Grader:
+    """Grades submissions of one exercise; loads rubric, checks and models once for many submissions."""
+
+    def __init__(self, exercise: Exercise, options: GradeOptions | None = None) -> None:
+        self.exercise = exercise
+        self.options = options or GradeOptions()
+        self.rubric = Rubric.load(exercise.rubric_file)
+        self.checks = collect_checks(exercise, self.options.public_only)
+        self.rubric.verify([c.id for c in collect_checks(exercise)], exercise.rubric_file)
+        self.store: ModelStore = store_for(self.options.profile).require()
+        self.device = self.options.device or default_device()
+        self.dtype = "float16" if self.device.startswith("cuda") else "float32"
+        if self.options.runner is None:
+            from .runners.kernel import KernelRunner
+
+            self.options.runner = KernelRunner()
+        spec = exercise.spec
+        self.limits = self.options.limits or RunLimits(
+            cell_timeout=spec.limits.cell_timeout,
+            notebook_timeout=spec.limits.notebook_timeout,
+            call_timeout=spec.limits.call_timeout,
+        )
+
+    def parameters(self) -> dict[str, Any]:
+        """Values injected into the notebook's `parameters` cell."""
+        values: dict[str, Any] = {"DEVICE": self.device, "DTYPE": self.dtype}
+        for name, value in {**self.exercise.spec.grading_parameters, **self.options.extra_parameters}.items():
+            if isinstance(value, str) and value.startswith("dataset:"):
+                value = str(self.store.dataset_path(value.removeprefix("dataset:")))
+            values[name] = value
+        return values
+
+    def grade_file(self, path: Path) -> GradingResult:
+        if not path.is_file():
+            raise UserError(f"No submission at {path}; check the path.")
+        return self.grade_bytes(path.read_bytes(), str(path))
+
+    def grade_bytes(self, data: bytes, label: str) -> GradingResult:
+        return self.rubric.score(self.run(data, label))
+
+    def run(self, data: bytes, label: str) -> RunRecord:
+        """Execute and check one submission; always returns a record, whatever the notebook does."""
+        started = time.monotonic()
+        record = RunRecord(exercise=self.exercise.name, submission=label, sha256=hashlib.sha256(data).hexdigest(),
+                           status="graded")
+        diagnostics = Diagnostics(runner=self.options.runner.name, device=self.device, profile=self.store.profile)
+        try:
+            nb = read_notebook(data)
+            parameters = self.parameters()
+            missing = sorted(set(parameters) - parameter_names(nb))
+            if missing:
+                raise InvalidNotebook(f"The 'parameters' cell no longer sets {', '.join(missing)}; restore it from "
+                                      "the exercise notebook.")
+            job = RunJob(inject_parameters(nb, parameters), env=self.store.env(), limits=self.limits)
+        except InvalidNotebook as exc:
+            return self._without_run(record, diagnostics, "invalid", str(exc), started)
+        try:
+            session = self.options.runner.start(job)
+        except (SessionError, RuntimeError, OSError) as exc:
+            return self._without_run(record, diagnostics, "error", f"The notebook could not be started: {exc}", started)
+        with session:
+            diagnostics.notebook_time = round(sum(c.duration for c in session.cells), 3)
+            checks_started = time.monotonic()
+            ctx = GradingContext(self.exercise, self.store, self.device, self.dtype, parameters)
+            record.outcomes = run_checks(ctx, Submission(session, self.limits, parameters), self.options.public_only)
+            diagnostics.checks_time = round(time.monotonic() - checks_started, 3)
+            diagnostics.problem_cells = [
+                CellDiagnostic(index=c.index, status=c.status, error=c.error, duration=round(c.duration, 3))
+                for c in session.cells if c.failed
+            ]
+            if session.died:
+                record.status, record.message = "crashed", "The notebook's process died before it finished."
+            elif session.notebook_timed_out:
+                record.status = "timeout"
+                record.message = f"The notebook did not finish within {self.limits.notebook_timeout:.0f} s."
+        diagnostics.wall_time = round(time.monotonic() - started, 3)
+        record.diagnostics = diagnostics
+        return record
+
+    def _without_run(self, record: RunRecord, diagnostics: Diagnostics, status: str, message: str,
+                     started: float) -> RunRecord:
+        """A record for a submission that never ran: every check failed, with the reason."""
+        record.status, record.message = status, message
+        record.outcomes = [CheckOutcome(**c.model_dump(exclude={"outcome", "message"}), outcome="failed",
+                                        message=message) for c in self.checks]
+        diagnostics.wall_time = round(time.monotonic() - started, 3)
+        record.diagnostics = diagnostics
+        return record

@@ -1,0 +1,81 @@
+"""Reading submitted notebooks strictly, and papermill-style parameter injection."""
+
+from __future__ import annotations
+
+import ast
+import json
+from typing import Any
+
+import nbformat
+from nbformat.v4 import new_code_cell
+
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+EXERCISE_KEY = "autograder"  # notebook metadata: {"autograder": {"exercise": "<name>"}}
+
+
+class InvalidNotebook(Exception):
+    """The file is not a gradable notebook; the message says what to do about it."""
+
+
+def read_notebook(data: bytes) -> nbformat.NotebookNode:
+    """Parse and validate a submission. Every failure is an InvalidNotebook with a student-readable message."""
+    if not data.strip():
+        raise InvalidNotebook("The file is empty; submit the .ipynb file saved from Jupyter or Colab.")
+    try:
+        text = data.decode("utf-8")
+        raw = json.loads(text)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidNotebook(
+            "The file is not a notebook (not valid JSON); submit the .ipynb file itself, not a copy of its text."
+        ) from None
+    if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
+        raise InvalidNotebook("The file is JSON but not a Jupyter notebook; submit the .ipynb file of the exercise.")
+    version = raw.get("nbformat")
+    if version != 4:
+        raise InvalidNotebook(
+            f"The notebook is in nbformat {version}, and only nbformat 4 is graded; "
+            "open it in a current Jupyter or Colab, save it, and submit again."
+        )
+    try:
+        nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+        nbformat.validate(nb)
+    except Exception as exc:  # nbformat raises several validation error types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidNotebook(f"The notebook file is damaged ({first}); re-download the exercise and copy your answers in.") from None
+    return nb
+
+
+def parameters_cell_index(nb: nbformat.NotebookNode) -> int:
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and PARAMETERS_TAG in cell.metadata.get("tags", []):
+            return i
+    raise InvalidNotebook(
+        "The notebook has no cell tagged 'parameters' (it was deleted or its tag removed); "
+        "re-download the exercise notebook and copy your answers into it."
+    )
+
+
+def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
+    """Names assigned in the parameters cell."""
+    source = nb.cells[parameters_cell_index(nb)].source
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise InvalidNotebook(f"The 'parameters' cell is not valid Python ({exc.msg}); restore it from the exercise.") from None
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+
+
+def inject_parameters(nb: nbformat.NotebookNode, values: dict[str, Any]) -> nbformat.NotebookNode:
+    """A copy of nb with a cell after the `parameters` cell that overrides the given values."""
+    index = parameters_cell_index(nb)
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))  # deep copy, plain types
+    lines = ["# Parameters injected by the grader"] + [f"{k} = {v!r}" for k, v in values.items()]
+    cell = new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})
+    nb.cells.insert(index + 1, cell)
+    return nb
+
+
+def exercise_of(nb: nbformat.NotebookNode) -> str | None:
+    meta = nb.metadata.get(EXERCISE_KEY, {})
+    return meta.get("exercise") if isinstance(meta, dict) else None

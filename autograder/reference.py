@@ -1,0 +1,53 @@
+"""The grader's own models and tokenizers (the ``reference`` fixture).
+
+Loaded from the same offline store the student process uses, so expected values always
+come from the model in use. Loaded once per grader process and shared by every check and
+submission: checks must treat them as read-only (use ``fresh_model`` to train or modify).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from .models.provision import ModelStore
+
+
+@lru_cache(maxsize=16)
+def _load_tokenizer(hub_cache: str, hub_id: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(hub_id, cache_dir=hub_cache, local_files_only=True)
+
+
+@lru_cache(maxsize=8)
+def _load_model(hub_cache: str, hub_id: str, auto_class: str, device: str, dtype: str):
+    return _fresh(hub_cache, hub_id, auto_class, device, dtype).eval()
+
+
+def _fresh(hub_cache: str, hub_id: str, auto_class: str, device: str, dtype: str):
+    import transformers
+
+    cls = getattr(transformers, auto_class)
+    model = cls.from_pretrained(hub_id, cache_dir=hub_cache, local_files_only=True, dtype=getattr(torch, dtype))
+    return model.to(device)
+
+
+class Reference:
+    def __init__(self, store: ModelStore, device: str, dtype: str) -> None:
+        self.store = store
+        self.device = device
+        self.dtype = dtype
+
+    def tokenizer(self, hub_id: str) -> Any:
+        return _load_tokenizer(str(self.store.hub_cache), hub_id)
+
+    def model(self, hub_id: str, auto_class: str = "AutoModelForCausalLM") -> Any:
+        """A shared, eval-mode model on the grading device. Do not modify it."""
+        return _load_model(str(self.store.hub_cache), hub_id, auto_class, self.device, self.dtype)
+
+    def fresh_model(self, hub_id: str, auto_class: str = "AutoModelForCausalLM") -> Any:
+        """A private copy a check may train or wrap."""
+        return _fresh(str(self.store.hub_cache), hub_id, auto_class, self.device, self.dtype)

@@ -1,0 +1,91 @@
+"""What grading produces: outcomes first (stored), scores second (derived), and exports."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+Outcome = Literal["passed", "failed", "error", "not_run"]
+# graded: the notebook ran to its end; timeout: it hit the notebook time limit; crashed: its
+# process died; invalid: not a gradable notebook; error: the grader could not run it.
+Status = Literal["graded", "timeout", "crashed", "invalid", "error"]
+
+
+class CheckOutcome(BaseModel):
+    id: str
+    title: str
+    outcome: Outcome
+    message: str = ""
+    duration: float = 0.0
+    public: bool = False
+    cases_passed: int = 0
+    cases_total: int = 0
+
+
+class CellDiagnostic(BaseModel):
+    index: int
+    status: str
+    error: str | None = None
+    duration: float = 0.0
+
+
+class Diagnostics(BaseModel):
+    runner: str = ""
+    device: str = ""
+    profile: str = ""
+    wall_time: float = 0.0
+    notebook_time: float = 0.0
+    checks_time: float = 0.0
+    problem_cells: list[CellDiagnostic] = []
+
+
+class RunRecord(BaseModel):
+    """Everything a grading run established, before any points are attached."""
+
+    exercise: str
+    submission: str
+    sha256: str
+    status: Status
+    message: str = ""
+    outcomes: list[CheckOutcome] = []
+    diagnostics: Diagnostics = Diagnostics()
+
+
+class CheckResult(CheckOutcome):
+    points: float
+    max_points: float
+    visibility: str
+
+
+class GradingResult(RunRecord):
+    checks: list[CheckResult]
+    score: float
+    max_score: float
+
+    def gradescope(self) -> dict:
+        """Gradescope's results.json layout."""
+        tests = []
+        for c in self.checks:
+            status_text = {"passed": "passed", "failed": "failed", "error": "error in the check",
+                           "not_run": "not run"}[c.outcome]
+            tests.append({
+                "name": c.title,
+                "name_format": "text",
+                "number": c.id,
+                "score": c.points if c.outcome != "not_run" else 0,
+                "max_score": c.max_points if c.outcome != "not_run" else 0,
+                "status": "passed" if c.outcome == "passed" else "failed",
+                "output": f"{status_text}: {c.message}" if c.message else status_text,
+                "visibility": c.visibility,
+            })
+        overview = f"Status: {self.status}." + (f" {self.message}" if self.message else "")
+        return {
+            "score": self.score,
+            "execution_time": round(self.diagnostics.wall_time, 3),
+            "output": overview,
+            "output_format": "text",
+            "stdout_visibility": "hidden",
+            "tests": tests,
+            "extra_data": {"status": self.status, "sha256": self.sha256, "diagnostics": self.diagnostics.model_dump()},
+        }

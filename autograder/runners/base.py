@@ -1,0 +1,110 @@
+"""The runner interface: execute a student notebook in a process of its own, then answer requests.
+
+A runner starts a student process, executes the (parameter-injected) notebook cell by
+cell under limits, and keeps the process alive as a ``StudentSession`` so the checks can
+ask it for values and function calls. Only bytes cross: requests and answers in the wire
+format of ``autograder.agent``. Kernel, warm-worker, sandboxed and remote runners all
+implement this interface.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import nbformat
+
+AGENT_FILE = Path(__file__).resolve().parent.parent / "agent.py"
+
+CellStatus = Literal["ok", "error", "timeout", "skipped", "died"]
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    cell_timeout: float = 120.0
+    notebook_timeout: float = 600.0
+    call_timeout: float = 60.0
+    output_bytes: int = 200_000  # captured text per cell; the rest is dropped and marked
+    answer_bytes: int = 256 * 1024 * 1024
+
+
+@dataclass
+class CellRecord:
+    index: int
+    source: str
+    tags: list[str]
+    status: CellStatus = "skipped"
+    duration: float = 0.0
+    output: str = ""
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("error", "timeout", "died")
+
+
+@dataclass
+class RunJob:
+    notebook: nbformat.NotebookNode
+    env: dict[str, str]
+    limits: RunLimits = field(default_factory=RunLimits)
+
+
+class SessionError(Exception):
+    """The student process could not answer (dead, timed out, answer too large)."""
+
+
+class StudentSession(ABC):
+    """A finished notebook run whose process still answers requests."""
+
+    cells: list[CellRecord]
+    notebook_timed_out: bool = False
+    died: bool = False
+
+    @abstractmethod
+    def request(self, payload: bytes, timeout: float) -> bytes:
+        """Send one wire request to the student process and return its wire answer."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """End the student process and remove its files."""
+
+    def __enter__(self) -> StudentSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Runner(ABC):
+    name: str
+
+    @abstractmethod
+    def start(self, job: RunJob) -> StudentSession:
+        """Execute the job's notebook and return the live session."""
+
+
+def student_env(extra: dict[str, str], workdir: Path) -> dict[str, str]:
+    """A small environment for the student process: nothing of the grader's secrets leaks."""
+    keep = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update(HOME=str(workdir), TMPDIR=str(workdir / "tmp"), PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
+    env.update(extra)
+    return env
+
+
+def cell_text_output(outputs: list) -> str:
+    """What a person would read under a cell: streams, plain-text results, error lines."""
+    parts = []
+    for out in outputs:
+        kind = out.get("output_type")
+        if kind == "stream":
+            parts.append(out.get("text", ""))
+        elif kind in ("execute_result", "display_data"):
+            parts.append(out.get("data", {}).get("text/plain", ""))
+        elif kind == "error":
+            parts.append(f"{out.get('ename')}: {out.get('evalue')}")
+    return "".join(p if p.endswith("\n") else p + "\n" for p in parts if p)

@@ -1,0 +1,110 @@
+"""`autograder new NAME`: a complete, valid exercise to start from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+from .build import build, write_atomic
+from .errors import UserError
+from .exercise import Exercise
+from .paths import checks_dir, course_dir
+
+EXERCISE_TOML = '''title = "{name}"
+notebook = "{name}.ipynb"
+
+[limits]
+cell_timeout = 60
+notebook_timeout = 300
+
+# Values the grader writes into the `parameters` cell (besides DEVICE and DTYPE).
+[grading_parameters]
+N = 7
+'''
+
+PUBLIC_CHECKS = '''"""Public checks of {name}: students run them with `autograder check`; they count in grading too."""
+
+from autograder.testing import expect_shape
+
+
+def test_squares_shape(submission, exercise):
+    """`squares` holds one value per number below N."""
+    expect_shape(submission.tensor("squares"), (exercise.parameters["N"],), "`squares`")
+'''
+
+HIDDEN_CHECKS = '''"""Hidden checks of {name}: expected values are computed here, never copied from the solution."""
+
+import pytest
+import torch
+
+from autograder.testing import expect, expect_close
+
+
+def test_squares_values(submission, exercise):
+    """`squares` holds 0², 1², ..., (N-1)²."""
+    expected = torch.arange(exercise.parameters["N"]) ** 2
+    expect(submission.tensor("squares").tolist() == expected.tolist(), "`squares` should hold k**2 for k below N.")
+
+
+@pytest.mark.parametrize("factor", [0.5, -2.0, 3.0])
+def test_scale_on_hidden_inputs(submission, factor):
+    """`scale(values, factor)` multiplies every value (called on inputs the grader chooses)."""
+    values = torch.linspace(-1, 1, 5)
+    expect_close(submission.call("scale", values, factor), values * factor, f"scale(values, {{factor}})")
+'''
+
+RUBRIC = '''# Points per check id (test function name); see README "Writing an exercise".
+[checks.test_squares_shape]
+points = 1
+
+[checks.test_squares_values]
+points = 1
+visibility = "after_due_date"
+
+[checks.test_scale_on_hidden_inputs]
+points = 3
+visibility = "after_due_date"
+partial = true
+'''
+
+
+def _solution_notebook(name: str) -> nbformat.NotebookNode:
+    v4 = nbformat.v4
+    nb = v4.new_notebook(metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"},
+        "autograder": {"exercise": name},
+    })
+    cells = [
+        v4.new_markdown_cell(f"# {name}\n\n課題の説明 / Describe the exercise here. Replace every `...` with your code."),
+        v4.new_code_cell('# parameters\nDEVICE = "cpu"\nDTYPE = "float32"\nN = 5', metadata={"tags": ["parameters"]}),
+        v4.new_code_cell("import torch\n\nsquares = torch.arange(N) ** 2  # SOLUTION\nprint(squares)"),
+        v4.new_code_cell(
+            "def scale(values, factor):\n    # BEGIN SOLUTION\n    return values * factor\n    # END SOLUTION\n\n\n"
+            "print(scale(torch.ones(3), 2.0))"
+        ),
+    ]
+    for i, cell in enumerate(cells):
+        cell.id = f"{name[:20]}-{i:02d}"
+    nb.cells = cells
+    return nb
+
+
+def scaffold(name: str) -> list[Path]:
+    if not name.isidentifier():
+        raise UserError(f"'{name}' is not a valid exercise name; use letters, digits and underscores.")
+    root = course_dir()
+    files = {
+        root / "assignments" / name / "exercise.toml": EXERCISE_TOML.format(name=name),
+        root / "assignments" / name / "checks" / "test_public.py": PUBLIC_CHECKS.format(name=name),
+        checks_dir(name) / "test_hidden.py": HIDDEN_CHECKS.format(name=name),
+        root / "rubrics" / f"{name}.toml": RUBRIC,
+        root / "solutions" / name / f"{name}.ipynb": nbformat.writes(_solution_notebook(name)) + "\n",
+    }
+    existing = [str(p) for p in files if p.exists()]
+    if existing:
+        raise UserError(f"Exercise '{name}' already exists ({existing[0]}); pick another name or edit it.")
+    for path, text in files.items():
+        write_atomic(path, text)
+    return [*files, build(Exercise(name))]

@@ -1,0 +1,128 @@
+"""The grader's view of a finished student process: data only (the ``submission`` fixture)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import agent
+from .runners.base import CellRecord, RunLimits, SessionError, StudentSession
+
+
+class StudentFailure(AssertionError):
+    """A check failed because of the student's work; the message is shown to the student."""
+
+
+class StudentRaised(StudentFailure):
+    """A student function raised when the grader called it."""
+
+    def __init__(self, function: str, type_name: str, message: str) -> None:
+        super().__init__(f"`{function}(...)` raised {type_name}: {message}")
+        self.type_name = type_name
+        self.error_message = message
+
+
+_MISSING = object()
+
+
+class Submission:
+    """Read student variables and call student functions; everything comes back as plain data.
+
+    Values are rebuilt from bytes in the grader (tensors as plain ``torch.Tensor``, containers
+    as list/tuple/dict), never as the student's own objects, so no student method ever runs here.
+    """
+
+    def __init__(self, session: StudentSession, limits: RunLimits, parameters: dict[str, Any]) -> None:
+        self._session = session
+        self._limits = limits
+        self.parameters = parameters
+        self._values: dict[str, Any] = {}
+
+    @property
+    def cells(self) -> list[CellRecord]:
+        return self._session.cells
+
+    def _ask(self, request: dict, what: str) -> dict:
+        if self._session.died:
+            failed = next((c for c in self.cells if c.status == "died"), None)
+            where = f" in code cell {failed.index + 1}" if failed else ""
+            raise StudentFailure(f"The notebook's process died{where}, so {what} could not be read.")
+        try:
+            blob = self._session.request(agent.encode(request), timeout=self._limits.call_timeout)
+            answer = agent.decode(blob, max_bytes=self._limits.answer_bytes)
+        except SessionError as exc:
+            raise StudentFailure(f"{what}: {exc}.") from None
+        except agent.WireError as exc:
+            raise StudentFailure(f"{what} sent something the grader cannot read ({exc}).") from None
+        if not isinstance(answer, dict) or not isinstance(answer.get("status"), str):
+            raise StudentFailure(f"{what} sent something the grader cannot read.")
+        return answer
+
+    def value(self, name: str) -> Any:
+        """The value of a global variable, as data. Fails (for the student) if it is missing or not data."""
+        cached = self._values.get(name, _MISSING)
+        if cached is not _MISSING:
+            return cached
+        answer = self._ask({"op": "get", "name": name}, f"`{name}`")
+        status = answer["status"]
+        if status == "undefined":
+            raise StudentFailure(f"`{name}` is not defined: write the code that sets it and run every cell from the top."
+                                 + self._failed_cell_hint(name))
+        if status == "unsendable":
+            raise StudentFailure(f"`{name}` could not be read: {answer.get('message')}.")
+        if status != "ok":
+            raise StudentFailure(f"`{name}` could not be read.")
+        value = answer.get("value")
+        if isinstance(value, agent.Unsupported):
+            if value.type_name == "ellipsis":
+                raise StudentFailure(f"`{name}` is still `...`: replace it with your answer.")
+            raise StudentFailure(f"`{name}` is a {value.type_name} object; the grader reads tensors, numbers, "
+                                 "strings, lists and dicts only.")
+        self._values[name] = value
+        return value
+
+    def _failed_cell_hint(self, name: str) -> str:
+        for cell in self.cells:
+            if cell.failed and name in cell.source:
+                return f" The cell that sets it (cell {cell.index + 1}) stopped with: {cell.error}"
+        return ""
+
+    def tensor(self, name: str) -> Any:
+        """A variable that must be a tensor (or NumPy array), returned as a plain torch.Tensor."""
+        import torch
+
+        value = self.value(name)
+        if not isinstance(value, torch.Tensor):
+            raise StudentFailure(f"`{name}` should be a tensor, but it is a {type(value).__name__}.")
+        return value
+
+    def has(self, name: str) -> bool:
+        try:
+            self.value(name)
+        except StudentFailure:
+            return False
+        return True
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a student function in the student process on grader-chosen arguments; the result comes back as data."""
+        answer = self._ask({"op": "call", "name": name, "args": list(args), "kwargs": kwargs}, f"`{name}(...)`")
+        status = answer["status"]
+        if status == "undefined":
+            raise StudentFailure(f"The function `{name}` is not defined: write it and run its cell.")
+        if status == "not_callable":
+            raise StudentFailure(f"`{name}` should be a function, but it is a {answer.get('type')}.")
+        if status == "raised":
+            raise StudentRaised(name, str(answer.get("type")), str(answer.get("message")))
+        if status == "unsendable":
+            raise StudentFailure(f"`{name}(...)` returned something the grader cannot read: {answer.get('message')}.")
+        value = answer.get("value")
+        if isinstance(value, agent.Unsupported):
+            raise StudentFailure(f"`{name}(...)` returned a {value.type_name} object; return tensors, numbers, "
+                                 "strings, lists or dicts.")
+        return value
+
+    def output_of(self, tag: str) -> str:
+        """The text output of the cell carrying a tag."""
+        for cell in self.cells:
+            if tag in cell.tags:
+                return cell.output
+        raise StudentFailure(f"No cell is tagged '{tag}'; do not delete the exercise's cells.")

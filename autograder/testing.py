@@ -1,0 +1,64 @@
+"""Assertions for check authors: each failure is a sentence a student can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .submission import StudentFailure
+
+# (rtol, atol) per dtype: half precision on a GPU differs from a float32 reference far more
+# than float32 runs differ from each other.
+TOLERANCES = {
+    torch.float64: (1e-6, 1e-8),
+    torch.float32: (1e-4, 1e-5),
+    torch.float16: (1e-2, 1e-2),
+    torch.bfloat16: (3e-2, 3e-2),
+}
+
+
+def tolerance(*dtypes: torch.dtype) -> tuple[float, float]:
+    """The loosest tolerance among the dtypes involved."""
+    pairs = [TOLERANCES.get(d, TOLERANCES[torch.float32]) for d in dtypes]
+    return max(p[0] for p in pairs), max(p[1] for p in pairs)
+
+
+def expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise StudentFailure(message)
+
+
+def expect_shape(tensor: torch.Tensor, shape: tuple[int, ...], what: str, hint: str = "") -> None:
+    actual = tuple(tensor.shape)
+    if actual != tuple(shape):
+        raise StudentFailure(f"{what} has shape {actual}, expected {tuple(shape)}." + (f" {hint}" if hint else ""))
+
+
+def expect_close(actual: Any, expected: torch.Tensor, what: str, hint: str = "") -> None:
+    """Same shape, finite, and equal within the tolerance of the dtypes involved."""
+    if not isinstance(actual, torch.Tensor):
+        raise StudentFailure(f"{what} should be a tensor, but it is a {type(actual).__name__}.")
+    expect_shape(actual, tuple(expected.shape), what, hint)
+    if not actual.is_floating_point():
+        raise StudentFailure(f"{what} holds {actual.dtype} values, expected floating-point values.")
+    if not torch.isfinite(actual).all():
+        raise StudentFailure(f"{what} contains NaN or infinite values.")
+    rtol, atol = tolerance(actual.dtype, expected.dtype)
+    a, e = actual.double(), expected.to("cpu").double()
+    if not torch.allclose(a, e, rtol=rtol, atol=atol):
+        worst = (a - e).abs().max().item()
+        raise StudentFailure(f"{what} differs from the expected values (largest difference {worst:.3g}, "
+                             f"tolerance {atol:g} + {rtol:g}·|expected|)." + (f" {hint}" if hint else ""))
+
+
+def as_int_list(value: Any, what: str) -> list[int]:
+    """A token-id sequence sent as a list or a 1-D / (1, n) tensor, as plain ints."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() or value.dim() > 2 or (value.dim() == 2 and value.shape[0] != 1):
+            raise StudentFailure(f"{what} should be a 1-D sequence of token ids, got a tensor of shape "
+                                 f"{tuple(value.shape)} and dtype {value.dtype}.")
+        return [int(x) for x in value.reshape(-1).tolist()]
+    if isinstance(value, (list, tuple)) and all(type(x) is int for x in value):
+        return list(value)
+    raise StudentFailure(f"{what} should be a list of token ids (ints), got {type(value).__name__}.")

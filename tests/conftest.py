@@ -1,0 +1,64 @@
+"""Shared helpers for the harness's own tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--run-slow"):
+            item.add_marker(pytest.mark.skip(reason="slow: run with --run-slow (make test-slow)"))
+        if "cuda" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
+def solution_path(exercise: str) -> Path:
+    return ROOT / "solutions" / exercise / f"{exercise}.ipynb"
+
+
+def student_path(exercise: str) -> Path:
+    return ROOT / "assignments" / exercise / f"{exercise}.ipynb"
+
+
+def mutate(path: Path, *edits: tuple[str, str]) -> bytes:
+    """A notebook's bytes with each `old` replaced by `new` in code cells; fails if `old` is absent."""
+    nb = nbformat.read(path, as_version=4)
+    for old, new in edits:
+        hits = [c for c in nb.cells if c.cell_type == "code" and old in c.source]
+        assert hits, f"{old!r} not found in {path.name}: the test no longer matches the notebook"
+        for cell in hits:
+            cell.source = cell.source.replace(old, new)
+    return nbformat.writes(nb).encode()
+
+
+def with_cells_appended(path: Path, *sources: str) -> bytes:
+    """A notebook's bytes with extra code cells at the end (e.g. hostile or overriding code)."""
+    nb = nbformat.read(path, as_version=4)
+    for source in sources:
+        nb.cells.append(nbformat.v4.new_code_cell(source))
+    return nbformat.writes(nb).encode()
+
+
+def failed_checks(result) -> set[str]:
+    return {c.id for c in result.checks if c.outcome in ("failed", "error")}
+
+
+def points_lost(result) -> dict[str, float]:
+    return {c.id: c.max_points - c.points for c in result.checks if c.outcome != "not_run" and c.points < c.max_points}
+
+
+def to_json(result) -> str:
+    return json.dumps(result.gradescope(), indent=2)

@@ -1,0 +1,125 @@
+"""The t5_decoding exercise end to end: right answers score, realistic wrong ones lose exactly their points."""
+
+from __future__ import annotations
+
+import pytest
+
+from autograder.exercise import Exercise
+from autograder.grading import Grader
+from conftest import failed_checks, mutate, solution_path, student_path, with_cells_appended
+
+SOLUTION = solution_path("t5_decoding")
+
+
+@pytest.fixture(scope="module")
+def grader():
+    return Grader(Exercise("t5_decoding"))
+
+
+def test_solution_gets_full_marks(grader):
+    result = grader.grade_file(SOLUTION)
+    assert result.status == "graded"
+    assert failed_checks(result) == set()
+    assert result.score == result.max_score == 14  # 15 in the rubric, minus the CUDA-only check
+    cuda = next(c for c in result.checks if c.id == "test_half_precision_on_cuda")
+    assert cuda.outcome == "not_run" and "CUDA" in cuda.message
+
+
+def test_blank_student_notebook_gets_zero(grader):
+    result = grader.grade_file(student_path("t5_decoding"))
+    assert result.score == 0
+    assert {c.outcome for c in result.checks} == {"failed", "not_run"}
+
+
+WRONG = {
+    "forgot the batch dimension": (
+        [("model.encoder(input_ids=input_ids).last_hidden_state  # SOLUTION",
+          "model.encoder(input_ids=input_ids).last_hidden_state[0]  # SOLUTION")],
+        # ...and the decoder cell that consumes it then raises, so every later one-step value is missing.
+        {"test_encoder_output_shape", "test_encoder_output_values", "test_lm_head_output_shape",
+         "test_lm_head_output_values", "test_next_token_argmax", "test_scaled_logits_match_model"},
+    ),
+    "argmax over the wrong axis": (
+        [("int(lm_logits[0, -1].argmax(-1))  # SOLUTION", "int(lm_logits[0].argmax(0)[-1])  # SOLUTION")],
+        {"test_next_token_argmax"},
+    ),
+    "decode loop never stops at EOS": (
+        [("            if next_id == model.config.eos_token_id:\n                break\n", "")],
+        {"test_greedy_decode_matches_generate"},
+    ),
+    "logits compared without the scale": (
+        [("model.lm_head(decoder_hidden * model.config.d_model ** -0.5)", "model.lm_head(decoder_hidden)")],
+        {"test_scaled_logits_match_model"},
+    ),
+    "a cell that raises": (
+        [("translation = tokenizer.decode(output_ids[0], skip_special_tokens=True)",
+          "raise RuntimeError('forgot to finish this')")],
+        {"test_translation"},
+    ),
+    "sampling instead of greedy translation": (
+        [("do_sample=False, max_new_tokens=MAX_NEW_TOKENS)", "do_sample=True, top_k=50, max_new_tokens=MAX_NEW_TOKENS)")],
+        {"test_translation"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG), ids=list(WRONG))
+def test_wrong_submission_loses_exactly_its_points(grader, case):
+    edits, expected_failures = WRONG[case]
+    result = grader.grade_bytes(mutate(SOLUTION, *edits), case)
+    assert result.status == "graded"
+    assert failed_checks(result) == expected_failures
+    lost = sum(c.max_points - c.points for c in result.checks if c.outcome != "not_run")
+    assert result.score == result.max_score - lost
+    for check in result.checks:
+        if check.id in expected_failures:
+            assert check.message, f"{check.id} failed without telling the student why"
+
+
+def test_eq_always_true_and_lying_tensor_score_zero_on_those_checks(grader):
+    forged = with_cells_appended(
+        SOLUTION,
+        "class Anything:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n"
+        "next_token_id = Anything()\ntranslation = Anything()",
+        "class Liar(torch.Tensor):\n    @property\n    def shape(self):\n"
+        "        return torch.Size([1, len(tokenizer(PROMPT).input_ids), model.config.d_model])\n"
+        "encoder_hidden = torch.zeros(3).as_subclass(Liar)",
+    )
+    result = grader.grade_bytes(forged, "forged")
+    assert failed_checks(result) == {"test_next_token_argmax", "test_translation", "test_encoder_output_shape",
+                                     "test_encoder_output_values"}
+    messages = {c.id: c.message for c in result.checks}
+    assert "Anything object" in messages["test_next_token_argmax"]
+    assert "(3,)" in messages["test_encoder_output_shape"]
+
+
+def test_greedy_decode_cases_exercise_both_stopping_rules(grader):
+    """On the model in use, some hidden prompts end at EOS and one ends at the length limit."""
+    import importlib.util
+
+    from autograder.paths import checks_dir
+    from autograder.reference import Reference
+
+    spec = importlib.util.spec_from_file_location("t5_hidden", checks_dir("t5_decoding") / "test_hidden.py")
+    hidden = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hidden)
+    ref = Reference(grader.store, "cpu", "float32")
+    tokenizer = ref.tokenizer("google-t5/t5-small")
+    model = ref.model("google-t5/t5-small", "AutoModelForSeq2SeqLM")
+    stopped_at_eos = []
+    for prompt, limit in hidden.DECODE_CASES:
+        ids = model.generate(**tokenizer(prompt, return_tensors="pt"), do_sample=False, max_new_tokens=limit)[0]
+        stopped_at_eos.append(len(ids) - 1 < limit)
+    assert any(stopped_at_eos) and not all(stopped_at_eos)
+
+
+def test_infinite_loop_is_stopped_by_the_cell_timeout():
+    from autograder.grading import GradeOptions
+    from autograder.runners.base import RunLimits
+
+    grader = Grader(Exercise("t5_decoding"), GradeOptions(limits=RunLimits(cell_timeout=15, notebook_timeout=300)))
+    result = grader.grade_bytes(mutate(SOLUTION, ("translation = tokenizer.decode(", "while True:\n    pass\ntranslation = tokenizer.decode(")), "loop")
+    assert result.status == "graded"
+    assert failed_checks(result) == {"test_translation"}
+    [cell] = result.diagnostics.problem_cells
+    assert cell.status == "timeout" and "time limit" in cell.error
