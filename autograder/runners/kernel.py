@@ -99,7 +99,8 @@ class KernelSession(StudentSession):
             resources={"metadata": {"path": str(self.workdir)}},
         )
         try:
-            self._stack.enter_context(self.client.setup_kernel(env=student_env(job.env, self.workdir)))
+            # cleanup_kc: shut the kernel down on close even though we own its manager, not nbclient.
+            self._stack.enter_context(self.client.setup_kernel(env=student_env(job.env, self.workdir), cleanup_kc=True))
             self.cells = self._execute_cells()
             if not self.died:
                 self._execute(_bootstrap_code(self.channel / "agent.py"), timeout=60)
