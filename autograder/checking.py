@@ -52,6 +52,7 @@ class _Check:
     id: str
     title: str
     public: bool
+    needs_cuda: bool
     cases: list[_Case] = field(default_factory=list)
 
 
@@ -98,7 +99,8 @@ class _Plugin:
             if check_id not in self.checks:
                 doc = (getattr(item, "function", None).__doc__ or "").strip()
                 title = doc.splitlines()[0] if doc else check_id
-                self.checks[check_id] = _Check(check_id, title, Path(item.fspath).resolve() in self.public_files)
+                self.checks[check_id] = _Check(check_id, title, Path(item.fspath).resolve() in self.public_files,
+                                               item.get_closest_marker("cuda") is not None)
 
     def pytest_runtest_setup(self, item) -> None:
         if item.get_closest_marker("cuda") and not (self.ctx and self.ctx.cuda):
@@ -176,12 +178,17 @@ def _run_pytest(files: list[Path], plugin: _Plugin, extra: list[str]) -> None:
         raise UserError(f"The check files are broken ({plugin.collect_errors[0]}); fix them and run again.")
 
 
-def collect_checks(exercise: Exercise, public_only: bool = False) -> list[CheckOutcome]:
-    """The exercise's check ids and titles, without running anything."""
+def collect_checks(exercise: Exercise, public_only: bool = False, cuda: bool = False) -> list[CheckOutcome]:
+    """The exercise's checks without running anything: each as *failed* (a placeholder), or *not run* when it
+    needs CUDA and ``cuda`` is false."""
     files = exercise.check_files(public_only)
     plugin = _Plugin(None, None, {f.resolve() for f in exercise.public_check_files})
     _run_pytest(files, plugin, ["--collect-only"])
-    return [CheckOutcome(id=c.id, title=c.title, outcome="not_run", public=c.public) for c in plugin.checks.values()]
+    return [
+        CheckOutcome(id=c.id, title=c.title, public=c.public,
+                     **({"outcome": "not_run", "message": NO_CUDA} if c.needs_cuda and not cuda else {"outcome": "failed"}))
+        for c in plugin.checks.values()
+    ]
 
 
 def run_checks(ctx: GradingContext, submission: Submission, public_only: bool = False) -> list[CheckOutcome]:

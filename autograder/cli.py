@@ -43,6 +43,9 @@ def _grader(exercise: str, profile: str, device: str | None, public_only: bool =
 
 
 def _print_result(result, student_view: bool = False) -> None:
+    if result.status == "invalid":
+        console.print(f"[red]{escape(Path(result.submission).name)} could not be graded:[/red] {escape(result.message)}")
+        return
     table = Table(title=f"{result.exercise} — {Path(result.submission).name}", show_lines=False)
     table.add_column("check")
     table.add_column("result")

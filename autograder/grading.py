@@ -13,7 +13,7 @@ from .errors import UserError
 from .exercise import Exercise
 from .models.provision import ModelStore, store_for
 from .notebook import InvalidNotebook, inject_parameters, parameter_names, read_notebook
-from .results import CellDiagnostic, CheckOutcome, Diagnostics, GradingResult, RunRecord
+from .results import CellDiagnostic, Diagnostics, GradingResult, RunRecord
 from .rubric import Rubric
 from .runners.base import Runner, RunJob, RunLimits, SessionError
 from .submission import Submission
@@ -42,10 +42,10 @@ class Grader:
         self.exercise = exercise
         self.options = options or GradeOptions()
         self.rubric = Rubric.load(exercise.rubric_file)
-        self.checks = collect_checks(exercise, self.options.public_only)
         self.rubric.verify([c.id for c in collect_checks(exercise)], exercise.rubric_file)
         self.store: ModelStore = store_for(self.options.profile).require()
         self.device = self.options.device or default_device()
+        self.checks = collect_checks(exercise, self.options.public_only, cuda=self.device.startswith("cuda"))
         self.dtype = "float16" if self.device.startswith("cuda") else "float32"
         if self.options.runner is None:
             from .runners.kernel import KernelRunner
@@ -116,10 +116,10 @@ class Grader:
 
     def _without_run(self, record: RunRecord, diagnostics: Diagnostics, status: str, message: str,
                      started: float) -> RunRecord:
-        """A record for a submission that never ran: every check failed, with the reason."""
+        """A record for a submission that never ran: every check that could run here failed, with the reason."""
         record.status, record.message = status, message
-        record.outcomes = [CheckOutcome(**c.model_dump(exclude={"outcome", "message"}), outcome="failed",
-                                        message=message) for c in self.checks]
+        record.outcomes = [c.model_copy(update={"message": message}) if c.outcome == "failed" else c
+                           for c in self.checks]
         diagnostics.wall_time = round(time.monotonic() - started, 3)
         record.diagnostics = diagnostics
         return record
