@@ -1,0 +1,131 @@
+"""Public checks of tokenizer: students run these with `autograder check`; they also count in grading."""
+
+import pytest
+import torch
+
+from autograder.testing import as_int_list, expect, expect_shape
+
+
+@pytest.fixture
+def llama(reference, exercise):
+    """The grader's own tokenizer and model for the exercise's MODEL_ID."""
+    model_id = exercise.parameters["MODEL_ID"]
+    return reference.tokenizer(model_id), reference.model(model_id, "AutoModelForCausalLM")
+
+
+def prompt_ids(submission) -> list[int]:
+    """The student's `input_ids` as plain ints, after checking it is a (1, n_tokens) tensor."""
+    ids = submission.tensor("input_ids")
+    expect(ids.dim() == 2 and ids.shape[0] == 1, f"`input_ids` has shape {tuple(ids.shape)}; it should be "
+           "(1, n_tokens): tokenize with return_tensors='pt' and keep the batch dimension.")
+    return as_int_list(ids, "`input_ids`")
+
+
+def test_prompt_token_ids(submission, exercise, llama):
+    """input_ids is the tokenization of PROMPT, starting with the BOS token."""
+    tokenizer = llama[0]
+    expected = tokenizer(exercise.parameters["PROMPT"]).input_ids
+    ids = prompt_ids(submission)
+    bos = tokenizer.bos_token_id
+    expect(ids[:1] == [bos], f"`input_ids` starts with {ids[:1]}, not with the BOS id {bos} ({tokenizer.bos_token}): "
+           "leave add_special_tokens at its default so the tokenizer puts it first.")
+    expect(ids == expected, f"`input_ids` holds {len(ids)} ids that differ from the tokenization of PROMPT "
+           f"({len(expected)} ids): tokenize PROMPT itself, not a copy of the text you see in the notebook.")
+
+
+def test_embeddings_shape(submission, llama):
+    """embeddings has shape (1, n_tokens, hidden_size)."""
+    n_tokens = len(prompt_ids(submission))
+    expect_shape(submission.tensor("embeddings"), (1, n_tokens, llama[1].config.hidden_size), "`embeddings`",
+                 "Pass the whole (1, n_tokens) input_ids through model.get_input_embeddings().")
+
+
+def test_logits_shape(submission, llama):
+    """logits has shape (1, n_tokens, vocab_size): one score per vocabulary entry at every position."""
+    n_tokens = len(prompt_ids(submission))
+    expect_shape(submission.tensor("logits"), (1, n_tokens, llama[1].config.vocab_size), "`logits`",
+                 "Keep the model output's .logits as it is, for every position.")
+
+
+def test_top10_format(submission, llama):
+    """top10_ids, top10_probs and top10_tokens describe ten distinct tokens, most probable first."""
+    ids = as_int_list(submission.value("top10_ids"), "`top10_ids`")
+    expect(len(ids) == 10 and len(set(ids)) == 10, f"`top10_ids` should hold 10 distinct ids, it holds {ids}.")
+    probs = submission.tensor("top10_probs")
+    expect_shape(probs, (10,), "`top10_probs`")
+    expect(probs.is_floating_point() and bool(((probs >= 0) & (probs <= 1)).all()),
+           f"`top10_probs` should be probabilities in [0, 1], got {probs.tolist()}: take them after the softmax.")
+    expect(bool((probs[:-1] >= probs[1:]).all()), f"`top10_probs` is not in decreasing order ({probs.tolist()}): "
+           "list the most probable token first (torch.topk sorts for you).")
+    expected_tokens = [llama[0].decode([i]) for i in ids]
+    tokens = submission.value("top10_tokens")
+    expect(isinstance(tokens, (list, tuple)) and list(tokens) == expected_tokens,
+           f"`top10_tokens` should be the decoded ids, {expected_tokens}: use tokenizer.decode([id]) for each id.")
+
+
+def test_softmax_with_temperature_is_a_distribution(submission):
+    """softmax_with_temperature returns non-negative rows that sum to 1, with the input's shape."""
+    logits = torch.randn(2, 7, generator=torch.Generator().manual_seed(0)) * 3
+    for temperature in (1.0, 0.7):
+        probs = submission.call("softmax_with_temperature", logits, temperature)
+        expect(isinstance(probs, torch.Tensor), f"softmax_with_temperature(logits, {temperature}) returned a "
+               f"{type(probs).__name__}; return a tensor.")
+        expect_shape(probs, (2, 7), f"softmax_with_temperature(logits of shape (2, 7), {temperature})",
+                     "Return one probability per logit: the softmax over the last axis.")
+        expect(probs.is_floating_point() and bool((probs >= 0).all()),
+               f"softmax_with_temperature(logits, {temperature}) has negative or non-float values.")
+        sums = probs.double().sum(-1)
+        expect(torch.allclose(sums, torch.ones(2, dtype=torch.float64), atol=1e-3),
+               f"The rows of softmax_with_temperature(logits, {temperature}) sum to {sums.tolist()}, not 1: "
+               "normalise over the last axis (dim=-1).")
+
+
+def test_sampler_reproducible(submission):
+    """sample_next_token returns an int id; the same seed gives the same id, different seeds can differ."""
+    probs = torch.softmax(torch.linspace(2.0, 0.0, 20), dim=0)
+    for options in ({}, {"top_k": 5}, {"top_p": 0.7}):
+        for seed in (0, 1, 2):
+            first = submission.call("sample_next_token", probs, seed=seed, **options)
+            expect(type(first) is int, f"sample_next_token(...) returned a {type(first).__name__}; return the "
+                   "token id as a Python int (int(...)).")
+            expect(0 <= first < len(probs), f"sample_next_token(...) returned {first}, which is not an id of a "
+                   f"{len(probs)}-token vocabulary.")
+            again = submission.call("sample_next_token", probs, seed=seed, **options)
+            expect(again == first, f"sample_next_token(probs, seed={seed}, {options}) returned {first}, then "
+                   f"{again}: draw with torch.multinomial(..., generator=torch.Generator(device=probs.device)"
+                   ".manual_seed(seed)).")
+    draws = {submission.call("sample_next_token", probs, seed=seed) for seed in range(20)}
+    expect(len(draws) > 1, f"sample_next_token returned {draws.pop()} for 20 different seeds: it should draw at "
+           "random (torch.multinomial with the seeded generator), not take the argmax.")
+
+
+def test_cosine_similarity_structure(submission):
+    """cosine_similarity_matrix gives an (n, n) symmetric matrix with ones on the diagonal, values in [-1, 1]."""
+    lengths = torch.tensor([[0.5], [1.0], [2.0], [4.0], [8.0]])
+    vectors = torch.randn(5, 16, generator=torch.Generator().manual_seed(0)) * lengths
+    sims = submission.call("cosine_similarity_matrix", vectors)
+    expect(isinstance(sims, torch.Tensor), f"cosine_similarity_matrix returned a {type(sims).__name__}; return a "
+           "tensor.")
+    expect_shape(sims, (5, 5), "cosine_similarity_matrix(5 vectors)", "Compare every vector with every other one.")
+    sims = sims.double()
+    expect(bool(torch.isfinite(sims).all()), "cosine_similarity_matrix returned NaN or infinite values.")
+    expect(torch.allclose(sims, sims.T, atol=1e-4), "cosine_similarity_matrix is not symmetric.")
+    diagonal = sims.diagonal()
+    expect(torch.allclose(diagonal, torch.ones(5, dtype=torch.float64), atol=1e-3),
+           f"The diagonal of cosine_similarity_matrix is {[round(x, 3) for x in diagonal.tolist()]}, not all 1: "
+           "divide each dot product by the lengths (norms) of both vectors.")
+    expect(bool((sims.abs() <= 1 + 1e-3).all()), "cosine_similarity_matrix has values outside [-1, 1].")
+
+
+def test_japanese_round_trip(submission, exercise):
+    """Decoding japanese_ids all at once, without special tokens, gives JAPANESE_TEXT back."""
+    text = exercise.parameters["JAPANESE_TEXT"]
+    got = submission.value("japanese_round_trip")
+    expect(isinstance(got, str), f"`japanese_round_trip` should be a string, got {type(got).__name__}.")
+    if got == text:
+        return
+    if "\ufffd" in got:
+        raise AssertionError("`japanese_round_trip` contains '\ufffd': a token can hold part of a character's bytes, "
+                             "so decode the whole id list in one call instead of token by token.")
+    raise AssertionError(f"`japanese_round_trip` is {got!r}, not JAPANESE_TEXT {text!r}: decode japanese_ids with "
+                         "skip_special_tokens=True.")

@@ -1,0 +1,305 @@
+"""Hidden checks of tokenizer. Expected values come from the grader's own copy of the model;
+the student's functions are called on inputs chosen here."""
+
+import pytest
+import torch
+
+from autograder.submission import StudentRaised
+from autograder.testing import as_int_list, expect, expect_close, tolerance
+
+# Words for embed_words: one-token and multi-token words, with and without a capital, and Japanese.
+HIDDEN_WORDS = ["pirate", "treasure", "king", "queen", "fast", "Hello", "東京"]
+
+
+def distribution(head: list[float], size: int, seed: int) -> torch.Tensor:
+    """`head` probabilities on shuffled positions, the remaining mass spread evenly over the other ids.
+
+    Shuffling makes the sorted order differ from the id order, so a sampler that returns ranks fails.
+    """
+    probs = torch.full((size,), (1.0 - sum(head)) / (size - len(head)))
+    probs[torch.randperm(size, generator=torch.Generator().manual_seed(seed))[: len(head)]] = torch.tensor(head)
+    return probs
+
+
+# Hidden distributions for sample_next_token. Cumulative masses stay at least 0.05 away from every
+# top_p below, so "keep while the mass before is below p" has one answer however it is rounded,
+# and every kept token keeps at least 17% of the kept mass, so 80 seeds all but surely draw each one.
+DISTRIBUTIONS = {
+    "peaked": distribution([0.30, 0.22, 0.16, 0.12, 0.08], size=50, seed=7),
+    "flat": distribution([0.20, 0.19, 0.18, 0.17, 0.16], size=30, seed=8),
+}
+TOP_K_CASES = [("peaked", 3), ("flat", 4)]
+# peaked/0.2: only the most probable token; peaked/0.6: three tokens (0.30 + 0.22 + 0.16);
+# flat/0.85: five tokens (the fifth takes the total from 0.74 to 0.90).
+TOP_P_CASES = [("peaked", 0.2), ("peaked", 0.6), ("flat", 0.85)]
+SEEDS = range(80)
+
+
+def synthetic_logits() -> torch.Tensor:
+    """A (3, 40) batch whose rows each have one logit at least 1.0 above the rest."""
+    logits = torch.randn(3, 40, generator=torch.Generator().manual_seed(1234)) * 4
+    top = logits.argmax(-1)
+    logits[torch.arange(3), top] = logits.max(-1).values + 1.0
+    return logits
+
+
+@pytest.fixture(scope="module")
+def llama(reference, exercise):
+    model_id = exercise.parameters["MODEL_ID"]
+    return reference.tokenizer(model_id), reference.model(model_id, "AutoModelForCausalLM")
+
+
+@pytest.fixture(scope="module")
+def last_logits(exercise, llama) -> torch.Tensor:
+    """The grader's logits at the last position of PROMPT, as float32 on the CPU."""
+    tokenizer, model = llama
+    ids = tokenizer(exercise.parameters["PROMPT"], return_tensors="pt").input_ids.to(model.device)
+    with torch.no_grad():
+        return model(ids).logits[0, -1].float().cpu()
+
+
+@pytest.fixture(scope="module")
+def next_probs(last_logits) -> torch.Tensor:
+    return torch.softmax(last_logits, dim=-1)
+
+
+@pytest.fixture(scope="module")
+def prob_tolerance(llama) -> float:
+    """How far the student's probabilities may drift from the grader's at the model's precision."""
+    return tolerance(llama[1].dtype)[1]
+
+
+def student_prompt_ids(submission) -> list[int]:
+    ids = submission.tensor("input_ids")
+    expect(ids.dim() == 2 and ids.shape[0] == 1, f"`input_ids` has shape {tuple(ids.shape)}, not (1, n_tokens).")
+    return as_int_list(ids, "`input_ids`")
+
+
+def test_token_table(submission, llama):
+    """token_table pairs every id of input_ids with its decoded text, in order."""
+    ids = student_prompt_ids(submission)
+    table = submission.value("token_table")
+    expect(isinstance(table, (list, tuple)) and all(isinstance(row, (list, tuple)) and len(row) == 2 for row in table),
+           "`token_table` should be a list of (id, text) pairs.")
+    expect(len(table) == len(ids), f"`token_table` has {len(table)} rows but input_ids holds {len(ids)} tokens: "
+           "one row per token, the BOS token included.")
+    for position, ((token_id, text), expected_id) in enumerate(zip(table, ids)):
+        expect(type(token_id) is int, f"row {position} of `token_table` starts with a {type(token_id).__name__}; "
+               "use Python ints (input_ids[0].tolist()).")
+        expected = (expected_id, llama[0].decode([expected_id]))
+        expect(isinstance(text, str) and (token_id, text) == expected, f"row {position} of `token_table` is "
+               f"{(token_id, text)!r}, expected {expected!r}: pair each id of input_ids with tokenizer.decode([id]).")
+
+
+def test_prompt_round_trip(submission, exercise):
+    """Decoding input_ids without special tokens gives PROMPT back."""
+    prompt = exercise.parameters["PROMPT"]
+    got = submission.value("prompt_round_trip")
+    expect(isinstance(got, str), f"`prompt_round_trip` should be a string, got {type(got).__name__}.")
+    expect(got == prompt, f"`prompt_round_trip` starts {got[:40]!r}, PROMPT starts {prompt[:40]!r}: decode "
+           "input_ids[0] with skip_special_tokens=True.")
+
+
+def test_embeddings_are_table_rows(submission, llama):
+    """Each row of embeddings is the embedding-table row of the matching id of input_ids."""
+    ids = student_prompt_ids(submission)
+    table = llama[1].get_input_embeddings().weight.detach()
+    expect(all(0 <= i < len(table) for i in ids), "`input_ids` holds ids outside the vocabulary.")
+    embeddings = submission.tensor("embeddings")
+    expect(embeddings.dim() == 3 and embeddings.shape[0] == 1, f"`embeddings` has shape {tuple(embeddings.shape)}, "
+           "not (1, n_tokens, hidden_size).")
+    expect_close(embeddings[0], table[ids], "`embeddings[0]`",
+                 "Look input_ids up in model.get_input_embeddings(); nothing else is applied at this step.")
+
+
+def test_top10_matches_reference(submission, next_probs, prob_tolerance, llama):
+    """top10_ids and top10_probs are the model's ten most probable next tokens after PROMPT, in order."""
+    expected_probs, expected_ids = next_probs.topk(10)
+    ids = as_int_list(submission.value("top10_ids"), "`top10_ids`")
+    expect(len(ids) == 10 and all(0 <= i < len(next_probs) for i in ids),
+           f"`top10_ids` should hold 10 ids of the vocabulary, it holds {ids}.")
+    # Compared through probabilities, so tokens with equal probability may come in either order.
+    expect(torch.allclose(next_probs[ids], expected_probs, atol=prob_tolerance),
+           f"`top10_ids` is {ids}, but the ten most probable next tokens are {expected_ids.tolist()} "
+           f"({[llama[0].decode([i]) for i in expected_ids.tolist()]}): take the softmax of the last position's "
+           "logits (logits[0, -1]) and the ten largest values, most probable first.")
+    # In the model's dtype, so the tolerance is that of the precision the notebook runs at.
+    expect_close(submission.tensor("top10_probs"), expected_probs.to(llama[1].dtype), "`top10_probs`",
+                 "They are the probabilities of top10_ids after the softmax, most probable first.")
+
+
+def test_top10_consistent_with_logits(submission):
+    """top10_probs is the softmax of the last position of the notebook's own logits, at top10_ids."""
+    logits = submission.tensor("logits")
+    expect(logits.dim() == 3 and logits.shape[0] == 1, f"`logits` has shape {tuple(logits.shape)}, not "
+           "(1, n_tokens, vocab_size).")
+    ids = as_int_list(submission.value("top10_ids"), "`top10_ids`")
+    expect(all(0 <= i < logits.shape[-1] for i in ids), f"`top10_ids` holds ids outside the vocabulary: {ids}.")
+    expected = torch.softmax(logits[0, -1].double(), dim=-1)[ids]
+    expect_close(submission.tensor("top10_probs"), expected, "`top10_probs`",
+                 "They should equal softmax(logits[0, -1]) over the vocabulary axis, read at top10_ids.")
+
+
+def test_greedy_next_token(submission, next_probs, prob_tolerance, llama):
+    """greedy_token_id is the argmax of the next-token distribution; greedy_token_text is its decoded text."""
+    got = submission.value("greedy_token_id")
+    expect(type(got) is int, f"`greedy_token_id` should be an int, got {type(got).__name__}: use int(...).")
+    expected = int(next_probs.argmax())
+    expect(0 <= got < len(next_probs) and float(next_probs[got]) >= float(next_probs[expected]) - prob_tolerance,
+           f"`greedy_token_id` is {got}, but the most probable next token is {expected} "
+           f"({llama[0].decode([expected])!r}): take the argmax over the vocabulary at the last position.")
+    text = llama[0].decode([got])
+    got_text = submission.value("greedy_token_text")
+    expect(isinstance(got_text, str) and got_text == text,
+           f"`greedy_token_text` should be {text!r}, the decoded greedy_token_id: tokenizer.decode([greedy_token_id]).")
+
+
+def call_softmax(submission, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    probs = submission.call("softmax_with_temperature", logits, temperature)
+    expect(isinstance(probs, torch.Tensor), f"softmax_with_temperature(logits, {temperature}) returned a "
+           f"{type(probs).__name__}; return a tensor.")
+    expect(tuple(probs.shape) == tuple(logits.shape), f"softmax_with_temperature(logits, {temperature}) has shape "
+           f"{tuple(probs.shape)} for logits of shape {tuple(logits.shape)}; keep the input's shape.")
+    expect(probs.is_floating_point() and bool(torch.isfinite(probs).all()),
+           f"softmax_with_temperature(logits, {temperature}) returned NaN, infinite or non-float values: divide "
+           "first, then use torch.softmax, which is stable for large inputs.")
+    return probs
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0], ids=lambda t: f"t={t}")
+def test_softmax_with_temperature_values(submission, last_logits, temperature):
+    """softmax_with_temperature(logits, t) equals softmax(logits / t) on the model's logits and on a batch."""
+    for logits in (last_logits, synthetic_logits()):
+        expect_close(call_softmax(submission, logits, temperature), torch.softmax(logits.double() / temperature, -1),
+                     f"softmax_with_temperature(logits of shape {tuple(logits.shape)}, {temperature})",
+                     "Divide the logits by the temperature, then take the softmax over the last axis.")
+
+
+@pytest.mark.parametrize("temperature", [1e-3, 1e4], ids=["t=0.001 is nearly one-hot", "t=10000 is nearly uniform"])
+def test_softmax_with_temperature_limits(submission, last_logits, temperature):
+    """A temperature near 0 gives (almost) the one-hot argmax; a very large one (almost) the uniform distribution."""
+    if temperature < 1:
+        logits = synthetic_logits()
+        probs = call_softmax(submission, logits, temperature).double()
+        expect(bool((probs.argmax(-1) == logits.argmax(-1)).all()) and bool((probs.max(-1).values > 0.99).all()),
+               f"At temperature 0.001 the largest probabilities are {probs.max(-1).values.tolist()}; they should be "
+               "almost 1 at the argmax: divide the logits by the temperature before the softmax.")
+        return
+    for logits in (last_logits, synthetic_logits()):
+        probs = call_softmax(submission, logits, temperature).double()
+        spread = (probs.max(-1).values / probs.min(-1).values).max().item()
+        expect(spread < 1.05, f"At temperature 10000 the most probable token is {spread:.3g} times as probable as "
+               "the least probable one; the distribution should be almost uniform: divide the logits by the "
+               "temperature before the softmax.")
+
+
+def test_softmax_with_temperature_rejects_nonpositive(submission):
+    """softmax_with_temperature raises ValueError, with a message, for a temperature <= 0."""
+    for temperature in (0.0, -1.0):
+        try:
+            submission.call("softmax_with_temperature", synthetic_logits(), temperature)
+        except StudentRaised as exc:
+            expect(exc.type_name == "ValueError", f"softmax_with_temperature(logits, {temperature}) raised "
+                   f"{exc.type_name}; check the temperature first and raise ValueError.")
+            expect(bool(exc.error_message.strip()), "The ValueError for a temperature <= 0 has no message; say "
+                   "what is wrong, e.g. 'temperature must be positive'.")
+            continue
+        raise AssertionError(f"softmax_with_temperature(logits, {temperature}) returned a value; a temperature "
+                             "<= 0 has no meaning: raise ValueError.")
+
+
+def top_k_set(probs: torch.Tensor, k: int) -> set[int]:
+    return set(probs.topk(k).indices.tolist())
+
+
+def nucleus(probs: torch.Tensor, p: float) -> set[int]:
+    """The smallest set of most probable ids whose total reaches p."""
+    sorted_probs, order = probs.sort(descending=True)
+    mass_before = sorted_probs.cumsum(0) - sorted_probs
+    return set(order[mass_before < p].tolist())
+
+
+def expect_draws_cover(submission, probs: torch.Tensor, allowed: set[int], what: str, **options) -> None:
+    """Over SEEDS, sample_next_token returns only ids in `allowed`, and each of them at least once."""
+    draws = []
+    for seed in SEEDS:
+        token_id = submission.call("sample_next_token", probs, seed=seed, **options)
+        expect(type(token_id) is int, f"sample_next_token(...) returned a {type(token_id).__name__}; return the "
+               "token id as a Python int (int(...)).")
+        draws.append(token_id)
+    outside = sorted(set(draws) - allowed)
+    expect(not outside, f"With {what}, sample_next_token returned ids {outside[:5]}, outside the allowed ids "
+           f"{sorted(allowed)}: return the id in the vocabulary (not the rank after sorting) and zero every other "
+           "token before drawing.")
+    missing = sorted(allowed - set(draws))
+    expect(not missing, f"With {what}, sample_next_token never returned {missing} in {len(draws)} seeds, though "
+           f"they are among the allowed ids {sorted(allowed)}: keep all of them (for top_p, also the token that "
+           "takes the total past p) and renormalise.")
+
+
+@pytest.mark.parametrize(("name", "k"), TOP_K_CASES, ids=[f"{n}, top_k={k}" for n, k in TOP_K_CASES])
+def test_sampler_top_k_support(submission, name, k):
+    """With top_k, sample_next_token draws from the k most probable ids of a hidden distribution, and all of them."""
+    probs = DISTRIBUTIONS[name]
+    expect_draws_cover(submission, probs, top_k_set(probs, k), f"top_k={k}", top_k=k)
+
+
+@pytest.mark.parametrize(("name", "p"), TOP_P_CASES, ids=[f"{n}, top_p={p}" for n, p in TOP_P_CASES])
+def test_sampler_top_p_support(submission, name, p):
+    """With top_p, sample_next_token draws from the nucleus of a hidden distribution, and all of it."""
+    probs = DISTRIBUTIONS[name]
+    expect_draws_cover(submission, probs, nucleus(probs, p), f"top_p={p}", top_p=p)
+
+
+def test_word_vectors(submission, llama):
+    """embed_words gives, per word, the mean embedding row of its tokens (tokenized alone, no BOS)."""
+    tokenizer, model = llama
+    table = model.get_input_embeddings().weight.detach()
+    expected = torch.stack([table[tokenizer(w, add_special_tokens=False).input_ids].float().mean(0)
+                            for w in HIDDEN_WORDS]).to(table.dtype)
+    got = submission.call("embed_words", HIDDEN_WORDS)
+    expect_close(got, expected, f"embed_words({HIDDEN_WORDS})",
+                 "Tokenize each word on its own with add_special_tokens=False (no BOS) and average the embedding "
+                 "rows of its tokens.")
+
+
+def test_cosine_similarity_values(submission, llama):
+    """cosine_similarity_matrix equals the grader's cosine similarities on hidden vectors and word embeddings."""
+    tokenizer, model = llama
+    table = model.get_input_embeddings().weight.detach().float().cpu()
+    lengths = torch.linspace(0.2, 5.0, 6).unsqueeze(1)
+    cases = {
+        "random vectors of different lengths": torch.randn(6, 24, generator=torch.Generator().manual_seed(5)) * lengths,
+        "embedding rows of the hidden words": torch.stack(
+            [table[tokenizer(w, add_special_tokens=False).input_ids].mean(0) for w in HIDDEN_WORDS]),
+    }
+    for what, vectors in cases.items():
+        expected = torch.nn.functional.cosine_similarity(vectors.unsqueeze(1), vectors.unsqueeze(0), dim=-1)
+        expect_close(submission.call("cosine_similarity_matrix", vectors), expected,
+                     f"cosine_similarity_matrix({what})",
+                     "Entry [i, j] is vectors[i] · vectors[j] / (|vectors[i]| |vectors[j]|).")
+
+
+def test_japanese_token_ids(submission, exercise, llama):
+    """japanese_ids is the tokenization of JAPANESE_TEXT (BOS included), with the grader's token count."""
+    expected = llama[0](exercise.parameters["JAPANESE_TEXT"]).input_ids
+    ids = as_int_list(submission.value("japanese_ids"), "`japanese_ids`")
+    expect(ids == expected, f"`japanese_ids` holds {len(ids)} ids; the tokenization of JAPANESE_TEXT has "
+           f"{len(expected)} ({expected[:6]}...): encode JAPANESE_TEXT with the default special tokens.")
+
+
+def test_special_tokens(submission, exercise, llama):
+    """SPECIAL_TEXT encodes without BOS, each marker as one id; decoding keeps or drops the markers as asked."""
+    tokenizer = llama[0]
+    text = exercise.parameters["SPECIAL_TEXT"]
+    expected = tokenizer(text, add_special_tokens=False).input_ids
+    ids = as_int_list(submission.value("special_ids"), "`special_ids`")
+    expect(ids == expected, f"`special_ids` is {ids[:8]}..., expected {expected[:8]}...: encode SPECIAL_TEXT with "
+           "add_special_tokens=False, so that only the markers written in the text become special ids.")
+    decoded = submission.value("special_decoded")
+    expect(isinstance(decoded, str) and decoded == text, f"`special_decoded` is {decoded!r}; decoding special_ids "
+           "without options gives SPECIAL_TEXT back, markers included.")
+    stripped = tokenizer.decode(expected, skip_special_tokens=True)
+    got = submission.value("special_stripped")
+    expect(isinstance(got, str) and got == stripped, f"`special_stripped` is {got!r}, expected {stripped!r}: decode "
+           "special_ids with skip_special_tokens=True.")
