@@ -1,0 +1,274 @@
+"""Hidden checks of sft_lora. Expected values come from the model config, the grader's own copy of the base
+model and data, and the grader's own rebuild of the student's adapter on that base model."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+
+import pytest
+import torch
+
+from autograder.submission import StudentFailure
+from autograder.testing import expect, expect_close
+
+RANK = 8
+TARGETS = ("q_proj", "v_proj")
+# Grader-chosen texts for the logits comparisons.
+PROBE_TEXTS = {"english": "Summarize the plot of a detective story in two sentences.",
+               "japanese": "ファインチューニングとは何ですか?"}
+KEEP_WRAPPED = ("keep `model` the get_peft_model-wrapped model you trained (merge_and_unload() on it removes its LoRA "
+                "layers)")
+CHUNK_BYTES = 64 * 1024 * 1024  # base weights are fetched in slices of at most this size
+
+
+@pytest.fixture(scope="module")
+def llama(reference, exercise):
+    """The grader's tokenizer and (read-only) base model for MODEL_ID."""
+    model_id = exercise.parameters["MODEL_ID"]
+    return reference.tokenizer(model_id), reference.model(model_id, "AutoModelForCausalLM")
+
+
+@pytest.fixture(scope="module")
+def train_split(exercise):
+    """The train_sft split the notebook reads, loaded by the grader (in memory, with a throwaway cache)."""
+    from datasets import load_dataset
+
+    with tempfile.TemporaryDirectory(prefix="sft-lora-data-") as cache:
+        yield load_dataset(exercise.parameters["DATASET"], split="train_sft", cache_dir=cache, keep_in_memory=True)
+
+
+def lora_parameter_count(config) -> int:
+    """r·(in + out) per adapted projection: q_proj maps hidden to heads·head_dim, v_proj to kv_heads·head_dim."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    q_proj = RANK * (config.hidden_size + config.num_attention_heads * head_dim)
+    v_proj = RANK * (config.hidden_size + config.num_key_value_heads * head_dim)
+    return config.num_hidden_layers * (q_proj + v_proj)
+
+
+def student_parameters(submission) -> dict[str, bool]:
+    params = submission.call("grading_parameters", "model")
+    expect(isinstance(params, dict) and params, "`model` has no parameters the grader can read.")
+    return params
+
+
+def fetch_parameter(submission, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """Rows start:stop of one parameter of the student's `model`, as a plain tensor."""
+    value = submission.call("grading_parameter", "model", name, start, stop)
+    expect(isinstance(value, torch.Tensor), f"grading_parameter('model', {name!r}) did not return a tensor.")
+    return value
+
+
+def fetch_base_weight(submission, name: str, like: torch.Tensor) -> torch.Tensor:
+    """A base weight shaped like `like`, fetched in row slices so that no answer grows past CHUNK_BYTES."""
+    if like.dim() < 2 or like.numel() * like.element_size() <= CHUNK_BYTES:
+        return fetch_parameter(submission, name)
+    rows = max(1, CHUNK_BYTES // (like[0].numel() * like.element_size()))
+    return torch.cat([fetch_parameter(submission, name, start, start + rows) for start in range(0, len(like), rows)])
+
+
+def rebuild(submission, reference, exercise):
+    """The grader's base model with the student's LoRA settings and trained LoRA weights."""
+    from peft import LoraConfig, get_peft_model
+
+    settings = submission.call("grading_lora_config")
+    lora_names = [n for n in student_parameters(submission) if ".lora_" in n]
+    expect(isinstance(settings, dict) and lora_names,
+           f"`model` has no LoRA weights, so the grader cannot rebuild your fine-tuned model: {KEEP_WRAPPED}.")
+    try:
+        config = LoraConfig(r=settings["r"], lora_alpha=settings["lora_alpha"],
+                            target_modules=settings["target_modules"], use_rslora=bool(settings.get("use_rslora")),
+                            task_type="CAUSAL_LM")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StudentFailure(f"The LoRA settings of `model` could not be used to rebuild it: {exc}.") from None
+    model = get_peft_model(reference.fresh_model(exercise.parameters["MODEL_ID"]), config).eval()
+    expected = {n for n, _ in model.named_parameters() if ".lora_" in n}
+    expect(expected == set(lora_names), "The LoRA weights of `model` do not match its own LoRA settings.")
+    with torch.no_grad():
+        for name in lora_names:
+            model.get_parameter(name).copy_(fetch_parameter(submission, name))
+    return model
+
+
+@pytest.fixture(scope="module")
+def adapted(submission, reference, exercise):
+    """The rebuilt fine-tuned model, or the reason it could not be built (raised by the checks that need it)."""
+    try:
+        return rebuild(submission, reference, exercise)
+    except StudentFailure as exc:
+        return exc
+
+
+def adapted_model(adapted):
+    if isinstance(adapted, StudentFailure):
+        raise adapted
+    return adapted
+
+
+def greedy_answer(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    inputs = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True).to(model.device)
+    with torch.no_grad():
+        output = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens,
+                                pad_token_id=tokenizer.eos_token_id)
+    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def test_trainable_parameter_count(submission, llama):
+    """trainable_params equals the LoRA count from the model config (grouped-query attention narrows v_proj)."""
+    config = llama[1].config
+    expected = lora_parameter_count(config)
+    got = submission.value("trainable_params")
+    expect(type(got) is int, f"`trainable_params` should be an int, got {type(got).__name__}.")
+    expect(got == expected, f"`trainable_params` is {got:,}, but r={RANK} on q_proj and v_proj of "
+           f"{config.num_hidden_layers} layers gives {expected:,}: each adapted projection adds r·(in + out), and "
+           "v_proj's output is num_key_value_heads·head_dim wide. Count the parameters with requires_grad.")
+
+
+def test_trainable_fraction(submission, llama):
+    """trainable_fraction = trainable / all parameters of the wrapped model, as a fraction (not a percentage)."""
+    trainable = lora_parameter_count(llama[1].config)
+    base = sum(p.numel() for p in llama[1].parameters())
+    total = base + trainable
+    got = submission.value("trainable_fraction")
+    expect(type(got) in (int, float) and math.isfinite(got),
+           f"`trainable_fraction` should be a finite float, got {got!r}.")
+    expected = trainable / total
+    if abs(got - expected) <= 1e-9:
+        return
+    denominator = ("the denominator is every parameter of the wrapped model, LoRA included "
+                   f"({total:,}, the 'all params' of print_trainable_parameters)")
+    known_mistakes = [
+        (100 * expected, f"is a percentage; the notebook asks for a fraction between 0 and 1 ({expected:.6g}): do not "
+                         "multiply by 100"),
+        (total / trainable, "is upside down (total / trainable): divide the trainable count by the total"),
+    ]
+    for scale in (1, 100):  # wrong denominators, whether written as a fraction or as a percentage
+        known_mistakes += [
+            (scale * trainable / base, f"divides by the base model's parameters, without the LoRA ones ({base:,}); "
+                                       f"{denominator}"),
+            (scale * 1.0, f"divides by the trainable parameters themselves; {denominator}"),
+        ]
+    for value, mistake in known_mistakes:
+        expect(not math.isclose(got, value, rel_tol=1e-9), f"`trainable_fraction` ({got:.6g}) {mistake}.")
+    raise AssertionError(f"`trainable_fraction` is {got!r}, expected {trainable:,} / {total:,} = {expected!r}.")
+
+
+def test_only_lora_parameters_require_grad(submission, llama):
+    """Exactly the LoRA A and B matrices of q_proj and v_proj require grad; every base weight is frozen."""
+    modules = [name for name, _ in llama[1].named_modules() if name.rsplit(".", 1)[-1] in TARGETS]
+    expected = {f"base_model.model.{m}.lora_{ab}.default.weight" for m in modules for ab in "AB"}
+    trainable = {name for name, grad in student_parameters(submission).items() if grad is True}
+    base = sorted(n for n in trainable - expected if ".lora_" not in n)
+    expect(not base, f"{len(base)} base weights require grad (e.g. {base[:2]}): only the LoRA matrices may be "
+           "trained; get_peft_model freezes the rest, so do not unfreeze them.")
+    other = sorted(trainable - expected)
+    expect(not other, f"LoRA weights outside q_proj/v_proj are trained (e.g. {other[:2]}): target q_proj and v_proj "
+           "only.")
+    missing = sorted(expected - trainable)
+    expect(not missing, f"{len(missing)} LoRA weights of q_proj/v_proj are missing or frozen (e.g. {missing[:2]}): "
+           f"{KEEP_WRAPPED}.")
+
+
+def test_base_weights_unchanged(submission, llama):
+    """Every base weight of the trained model is bit-identical to the original model's."""
+    reference_params = dict(llama[1].named_parameters())
+    names = {n: n.removeprefix("base_model.model.").replace(".base_layer.", ".")
+             for n in student_parameters(submission) if ".lora_" not in n}
+    missing = sorted(set(reference_params) - set(names.values()))
+    expect(not missing, f"`model` lacks base weights of the original model (e.g. {missing[:2]}): {KEEP_WRAPPED}.")
+    changed = [name for name, original in names.items()
+               if original in reference_params and not torch.equal(
+                   fetch_base_weight(submission, name, reference_params[original]),
+                   reference_params[original].detach().cpu())]
+    expect(not changed, f"{len(changed)} base weights differ from the original model (e.g. {changed[:2]}): LoRA "
+           "training must leave them untouched. Did you merge the adapter into `model` or unfreeze base weights?")
+
+
+def test_rows_are_seed_42_shuffle(submission, exercise, train_split):
+    """The training rows are the first N_ROWS of train_sft shuffled with seed 42."""
+    n_rows = exercise.parameters["N_ROWS"]
+    expected = list(train_split.shuffle(seed=42).select(range(n_rows))["prompt_id"])
+    got = submission.value("selected_prompt_ids")
+    expect(isinstance(got, list), f"`selected_prompt_ids` should be a list, got {type(got).__name__}.")
+    expect(len(got) == n_rows, f"{len(got)} rows were selected, but N_ROWS is {n_rows}: use select(range(N_ROWS)).")
+    expect(got != list(train_split.select(range(n_rows))["prompt_id"]),
+           "The rows are the first N_ROWS of train_sft in file order: shuffle(seed=42) before selecting.")
+    expect(got == expected, "The rows are not the seed-42 shuffle of train_sft: call shuffle(seed=42) on the whole "
+           "split, then select(range(N_ROWS)).")
+
+
+def test_training_texts_use_chat_template(submission, llama, train_split):
+    """Each training text is the chat-template rendering of its conversation (no generation prompt)."""
+    tokenizer = llama[0]
+    ids = submission.value("selected_prompt_ids")
+    texts = submission.value("train_texts")
+    expect(isinstance(ids, list) and isinstance(texts, list) and len(ids) == len(texts),
+           "`train_texts` should hold one text per selected row.")
+    conversations = dict(zip(train_split["prompt_id"], train_split["messages"], strict=True))
+    for row, (prompt_id, text) in enumerate(zip(ids, texts, strict=True)):
+        expect(prompt_id in conversations, f"Row {row} has prompt_id {prompt_id!r}, which is not in train_sft.")
+        messages = conversations[prompt_id]
+        if text == tokenizer.apply_chat_template(messages, tokenize=False):
+            continue
+        expect(text != tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+               f"Training text {row} ends with a generation prompt; training conversations already end with the "
+               "answer: leave add_generation_prompt off.")
+        raise AssertionError(f"Training text {row} is not tokenizer.apply_chat_template(messages, tokenize=False) "
+                             f"of its conversation; it starts {str(text)[:60]!r}.")
+
+
+def test_lora_b_matrices_trained(submission):
+    """Training moved every LoRA B matrix away from its all-zero start."""
+    b_names = [n for n in student_parameters(submission) if ".lora_B." in n]
+    expect(b_names, f"`model` has no LoRA B matrices: {KEEP_WRAPPED}.")
+    zero = [n for n in b_names if not fetch_parameter(submission, n).any()]
+    expect(not zero, f"{len(zero)} of {len(b_names)} LoRA B matrices are still all zero (e.g. {zero[:1]}): B starts "
+           "at zero, so training has not reached them. Train the wrapped `model` with trainer.train().")
+
+
+@pytest.mark.parametrize("text", PROBE_TEXTS.values(), ids=PROBE_TEXTS.keys())
+def test_reloaded_logits_match_trained(submission, text):
+    """The adapter loaded back from OUTPUT_DIR gives the trained model's logits."""
+    expect_close(submission.call("grading_logits", "reloaded_model", text),
+                 submission.call("grading_logits", "model", text), "The reloaded model's logits",
+                 "Load the saved adapter onto a fresh base model with PeftModel.from_pretrained(base, OUTPUT_DIR)"
+                 ".eval(), and set fp16/bf16 from DTYPE in SFTConfig: after mixed-precision training the trained "
+                 "model keeps computing in half precision.")
+
+
+@pytest.mark.parametrize("text", PROBE_TEXTS.values(), ids=PROBE_TEXTS.keys())
+def test_merged_logits_match_trained(submission, text):
+    """merge_and_unload gives a plain model whose logits match the trained model's."""
+    names = submission.call("grading_parameters", "merged_model")
+    expect(isinstance(names, dict) and not any(".lora_" in n for n in names),
+           "`merged_model` still has LoRA layers: call merge_and_unload() and keep the model it returns.")
+    expect_close(submission.call("grading_logits", "merged_model", text),
+                 submission.call("grading_logits", "model", text), "The merged model's logits")
+
+
+@pytest.mark.parametrize("text", PROBE_TEXTS.values(), ids=PROBE_TEXTS.keys())
+def test_next_token_logits_match_grader(submission, llama, adapted, text):
+    """next_token_logits(model, text) equals the grader's logits for the same adapter on its own base model."""
+    model = adapted_model(adapted)
+    inputs = llama[0](text, return_tensors="pt").to(model.device)
+    with torch.no_grad():
+        expected = model(**inputs).logits[0, -1]
+    expect_close(submission.call("grading_logits", "model", text), expected, "next_token_logits(model, text)",
+                 "Tokenize with tokenizer(text, return_tensors='pt'), call model.eval() after training, and return "
+                 "the logits at the last position, logits[0, -1].")
+
+
+@pytest.mark.parametrize("variable", ["before_answer", "after_answer"])
+def test_answers_before_and_after(submission, exercise, llama, adapted, variable):
+    """The greedy chat answers to COMPARE_PROMPT, before (base model) and after fine-tuning (base + adapter)."""
+    tokenizer, base = llama
+    model = base if variable == "before_answer" else adapted_model(adapted)
+    prompt, max_new_tokens = exercise.parameters["COMPARE_PROMPT"], exercise.parameters["MAX_NEW_TOKENS"]
+    expected = greedy_answer(model, tokenizer, prompt, max_new_tokens)
+    got = submission.value(variable)
+    expect(isinstance(got, str), f"`{variable}` should be a string, got {type(got).__name__}.")
+    expect(prompt not in got, f"`{variable}` repeats the prompt: decode only the tokens after the input.")
+    expect(got == expected, f"`{variable}` is {got[:60]!r}, but the greedy answer is {expected[:60]!r}: apply the "
+           "chat template with add_generation_prompt=True, generate with do_sample=False and max_new_tokens, and "
+           "decode the new tokens with skip_special_tokens=True.")
