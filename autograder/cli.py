@@ -26,6 +26,8 @@ err = Console(stderr=True)
 
 ProfileOpt = Annotated[str, typer.Option("--profile", help="Model profile: tiny (CPU, tests), full (random weights, real sizes), hub (real cached weights).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda; default: cuda when available.")]
+RunnerOpt = Annotated[Optional[str], typer.Option("--runner", help="How notebooks run: sandbox (bubblewrap: no network, no grader files, limits; the default for grading), warm or kernel (unconfined).")]
+NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Grade without the sandbox (where bubblewrap cannot run): only for notebooks you trust.")]
 
 OUTCOME_STYLE = {"passed": "green", "failed": "red", "error": "magenta", "not_run": "yellow"}
 
@@ -35,11 +37,38 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _grader(exercise: str, profile: str, device: str | None, public_only: bool = False):
+def _grader(exercise: str, profile: str, device: str | None, public_only: bool = False, runner: str | None = None,
+            untrusted: bool = False, no_sandbox: bool = False):
     from .exercise import Exercise
     from .grading import GradeOptions, Grader
+    from .models.provision import store_for
 
-    return Grader(Exercise(exercise), GradeOptions(profile=profile, device=device, public_only=public_only))
+    ex = Exercise(exercise)
+    store_for(profile).require()  # say so before anything starts processes
+    options = GradeOptions(profile=profile, device=device, public_only=public_only,
+                           runner=_runner(runner, untrusted, no_sandbox))
+    return Grader(ex, options)
+
+
+def _runner(name: str | None, untrusted: bool, no_sandbox: bool):
+    """The runner to use; untrusted work gets the sandbox unless the user explicitly gives it up."""
+    import getpass
+
+    from .runners import DEFAULT_RUNNER, RUNNERS, get_runner
+
+    if no_sandbox and name == "sandbox":
+        raise UserError("--no-sandbox and --runner sandbox contradict each other; drop one.")
+    if untrusted and name is None:
+        name = DEFAULT_RUNNER if no_sandbox else "sandbox"
+    if untrusted and name in RUNNERS and not RUNNERS[name].confined:
+        if not no_sandbox:
+            raise UserError(f"The {name} runner does not confine submissions; grade untrusted notebooks in the "
+                            "sandbox (the default), or pass --no-sandbox if you trust them.")
+        err.print(f"[bold red]WARNING: --no-sandbox: submissions run unconfined as user {escape(getpass.getuser())} "
+                  "with this machine's network: a notebook can read the hidden checks, rubrics, solutions, other "
+                  "submissions and the gradebook, overwrite result files, and kill the grader. Use it only for "
+                  "notebooks you trust.[/bold red]")
+    return get_runner(name)
 
 
 def _print_result(result, student_view: bool = False) -> None:
@@ -74,6 +103,8 @@ def run(
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="Write <name>.results.json per submission here.")] = None,
     profile: ProfileOpt = "tiny",
     device: DeviceOpt = None,
+    runner: RunnerOpt = None,
+    no_sandbox: NoSandboxOpt = False,
 ) -> None:
     """Grade submissions of one exercise: each check's outcome, the student's message, points, total."""
     from .build import write_atomic
@@ -81,10 +112,10 @@ def run(
     if json_out and len(submissions) != 1:
         raise _fail("--json takes one submission; use --out-dir for several.")
     try:
-        grader = _grader(exercise, profile, device)
         missing = [str(p) for p in submissions if not p.is_file()]
         if missing:
             raise UserError(f"No submission at {', '.join(missing)}; check the path.")
+        grader = _grader(exercise, profile, device, runner=runner, untrusted=True, no_sandbox=no_sandbox)
         for path in submissions:
             result = grader.grade_file(path)
             _print_result(result)
@@ -102,6 +133,7 @@ def check(
     exercise: Annotated[Optional[str], typer.Option("--exercise", help="Exercise name; default: read from the notebook.")] = None,
     profile: ProfileOpt = "tiny",
     device: DeviceOpt = None,
+    runner: RunnerOpt = None,
 ) -> None:
     """Before you submit: run your notebook and the public checks, with hints for what fails."""
     from .notebook import InvalidNotebook, exercise_of, read_notebook
@@ -116,7 +148,7 @@ def check(
                 raise UserError(str(exc)) from None
             if not exercise:
                 raise UserError("The notebook does not say which exercise it belongs to; pass --exercise NAME.")
-        result = _grader(exercise, profile, device, public_only=True).grade_file(notebook)
+        result = _grader(exercise, profile, device, public_only=True, runner=runner).grade_file(notebook)
     except UserError as exc:
         raise _fail(str(exc)) from None
     _print_result(result, student_view=True)
@@ -185,3 +217,172 @@ def models_prepare(profile: ProfileOpt = "tiny", force: Annotated[bool, typer.Op
         prepare(profile, force=force, log=lambda m: console.print(escape(m)))
     except UserError as exc:
         raise _fail(str(exc)) from None
+
+
+# cohort grading: a batch into the gradebook, and what comes out of it -----------------------------
+
+GradebookOpt = Annotated[Optional[Path], typer.Option("--gradebook", help="The gradebook (SQLite file); default: $AUTOGRADER_GRADEBOOK, else out/gradebook.sqlite in the course folder.")]
+DeadlineOpt = Annotated[Optional[str], typer.Option("--deadline", help="Deadline, ISO 8601 (2026-05-01T23:59:00+09:00; no offset: local time); 'none' clears it. Default: the last one given, else the rubric's [late] deadline.")]
+
+
+def _gradebook(path: Optional[Path], create: bool = False):
+    from .gradebook import Gradebook, default_path
+
+    path = path or default_path()
+    if not create and not path.is_file():
+        raise UserError(f"No gradebook at {path}; grade a cohort first (`autograder grade`) or pass --gradebook.")
+    return Gradebook(path)
+
+
+@app.command()
+def grade(
+    exercise: Annotated[str, typer.Argument(help="Exercise name, e.g. t5_decoding.")],
+    submissions: Annotated[Path, typer.Argument(help="A folder (<student_id>.ipynb or <student_id>/<file>.ipynb), a zip of one, or a Moodle or Canvas bulk download (.zip or unpacked).")],
+    gradebook: GradebookOpt = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Submissions graded at once; default: from the cores, memory and GPU memory.")] = None,
+    roster: Annotated[Optional[Path], typer.Option("--roster", help="CSV with student_id (and optionally name, lms_id, deadline); kept in the gradebook for later runs.")] = None,
+    deadline: DeadlineOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Grade every current submission again, even if graded before.")] = False,
+    profile: ProfileOpt = "tiny",
+    device: DeviceOpt = None,
+    runner: RunnerOpt = None,
+    no_sandbox: NoSandboxOpt = False,
+) -> None:
+    """Grade a cohort into the gradebook: resumable (run it again after any interruption), never grading a file twice."""
+    from contextlib import closing
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .cohort import FAILED, grade_cohort
+    from .exercise import Exercise
+    from .grading import GradeOptions
+    from .intake import Roster
+    from .models.provision import store_for
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("done {task.completed}/{task.total} · [red]failed {task.fields[failed]}[/red] · "
+                          "remaining {task.fields[remaining]} · ETA"), TimeRemainingColumn(), TimeElapsedColumn())
+    try:
+        ex = Exercise(exercise)
+        store_for(profile).require()  # say so now, not from every worker
+        with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox)) as chosen:  # checked here, built per worker
+            runner = chosen.name
+        with _gradebook(gradebook, create=True) as book:
+            with Progress(*columns, console=console) as bar:
+                task = bar.add_task(f"grading {exercise}", total=None, failed=0, remaining="?")
+
+                def show(p) -> None:
+                    bar.update(task, total=p.total, completed=p.done, failed=p.failed, remaining=p.remaining)
+                    if p.row is not None and p.status in FAILED:
+                        bar.console.print(f"  [red]{escape(p.status)}[/red] {escape(p.row.student_id)} "
+                                          f"({escape(p.row.source or '')}): {escape(book.row(p.row.id).message)}")
+
+                summary = grade_cohort(ex, submissions, book, GradeOptions(profile=profile, device=device),
+                                       roster=Roster.load(roster) if roster else None, deadline=deadline,
+                                       jobs=jobs, force=force, on_progress=show, runner=runner)
+            _print_summary(summary, book.path)
+    except UserError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _print_summary(summary, path: Path) -> None:
+    console.print(f"[bold]{summary.exercise}[/bold]: {len(summary.rows)} students in {escape(str(path))}")
+    table = Table()
+    table.add_column("status")
+    table.add_column("students", justify="right")
+    for status, n in sorted(summary.statuses.items()):
+        table.add_row(status, str(n))
+    console.print(table)
+    rate = summary.graded / summary.elapsed * 60 if summary.elapsed else 0
+    console.print(f"{summary.found} files found, {summary.new} new rows; graded {summary.graded} now "
+                  f"({summary.jobs} at a time, {summary.elapsed:.0f} s, {rate:.1f}/min), "
+                  f"{summary.skipped} already graded, {summary.superseded} older duplicates kept as history.")
+    console.print(summary.score_line())
+    if summary.not_in_roster:
+        console.print("[yellow]Not in the roster:[/yellow] " + escape(", ".join(r.student_id for r in summary.not_in_roster)))
+    if summary.not_found:
+        console.print(f"[yellow]{len(summary.not_found)} submission(s) still to grade are not in this folder[/yellow]: "
+                      + escape(", ".join(r.source or "" for r in summary.not_found)) + "; grade the folder they came from.")
+
+
+@app.command()
+def regrade(
+    exercise: Annotated[str, typer.Argument(help="Exercise name.")],
+    rubric: Annotated[Optional[Path], typer.Option("--rubric", help="Rubric to score with; default: the exercise's rubrics/<exercise>.toml.")] = None,
+    deadline: DeadlineOpt = None,
+    gradebook: GradebookOpt = None,
+) -> None:
+    """Rescore every stored submission after a rubric or deadline change, from stored outcomes: no notebook runs."""
+    from .cohort import regrade as rescore
+
+    try:
+        with _gradebook(gradebook) as book:
+            policy, changed = rescore(book, exercise, rubric, deadline)
+            table = Table(title=f"{len(changed)} score(s) changed")
+            for column in ("student", "file", "before", "now"):
+                table.add_column(column, justify="right" if column in ("before", "now") else "left")
+            for row, old in changed:
+                table.add_row(escape(row.student_id), escape(row.source or ""), "—" if old is None else f"{old:g}",
+                              f"{book.row(row.id).score:g}")
+            console.print(table)
+            console.print(f"Scored with {escape(policy.origin)}"
+                          + (f", deadline {policy.deadline.isoformat()}" if policy.deadline else ", no deadline") + ".")
+    except UserError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def export(
+    exercise: Annotated[str, typer.Argument(help="Exercise name.")],
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the grades CSV here (one line per student: id, per-check points, penalty, total, status).")] = None,
+    gradescope: Annotated[Optional[Path], typer.Option("--gradescope", help="Write <DIR>/<student_id>/results.json (Gradescope's format).")] = None,
+    gradebook: GradebookOpt = None,
+) -> None:
+    """Export grades from the gradebook for the LMS (CSV) or Gradescope (results.json per student)."""
+    from .exports import export_csv, export_gradescope
+
+    if not csv_path and not gradescope:
+        raise _fail("Say what to export: --csv grades.csv and/or --gradescope DIR.")
+    try:
+        with _gradebook(gradebook) as book:
+            if csv_path:
+                console.print(f"{export_csv(book, exercise, csv_path)} students written to {csv_path}")
+            if gradescope:
+                console.print(f"{len(export_gradescope(book, exercise, gradescope))} results.json files written under {gradescope}")
+    except UserError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def feedback(
+    exercise: Annotated[str, typer.Argument(help="Exercise name.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for <student_id>.html and .md.")],
+    release: Annotated[bool, typer.Option("--release", help="Show every check; otherwise checks not 'visible' in the rubric stay hidden (after_due_date ones show once the deadline has passed).")] = False,
+    gradebook: GradebookOpt = None,
+) -> None:
+    """Write one feedback page per student (HTML and Markdown): each check, points, message, what to look at."""
+    from .feedback import write_feedback
+
+    try:
+        with _gradebook(gradebook) as book:
+            pages = write_feedback(book, exercise, out, release=release)
+    except UserError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{len(pages)} feedback pages written to {out}" + ("" if release else " (checks not yet released show as hidden)"))
+
+
+@app.command()
+def report(
+    exercise: Annotated[str, typer.Argument(help="Exercise name.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.html.")],
+    gradebook: GradebookOpt = None,
+) -> None:
+    """Write the cohort report: one self-contained HTML page with score, pass-rate and runtime plots."""
+    from .report import write_report
+
+    try:
+        with _gradebook(gradebook) as book:
+            target = write_report(book, exercise, out)
+    except UserError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"report written to {target}")

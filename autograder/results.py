@@ -60,8 +60,10 @@ class CheckResult(CheckOutcome):
 
 class GradingResult(RunRecord):
     checks: list[CheckResult]
-    score: float
+    score: float  # after the late penalty
     max_score: float
+    late_penalty: float = 0.0  # points taken off for lateness (the rubric's [late] policy)
+    days_late: int = 0  # started days after the deadline, beyond the grace period
 
     def gradescope(self) -> dict:
         """Gradescope's results.json layout."""
@@ -80,6 +82,8 @@ class GradingResult(RunRecord):
                 "visibility": c.visibility,
             })
         overview = f"Status: {self.status}." + (f" {self.message}" if self.message else "")
+        if self.days_late:
+            overview += f" Submitted {self.days_late} day(s) late: {self.late_penalty:g} point(s) off."
         return {
             "score": self.score,
             "execution_time": round(self.diagnostics.wall_time, 3),

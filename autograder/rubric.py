@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import UserError
 from .results import CheckOutcome, CheckResult, GradingResult, RunRecord
@@ -22,22 +24,68 @@ class CheckRubric(BaseModel):
     partial: bool = False
 
 
+class LatePolicy(BaseModel):
+    """The rubric's ``[late]`` table: what a submission after the deadline costs.
+
+    policy: "none" (lateness is recorded, costs nothing), "zero" (a late submission scores 0), or
+    "percent_per_day" (each started day after the deadline costs ``percent_per_day`` percent of the
+    earned score, at most ``max_percent``). A submission at most ``grace_minutes`` after the deadline
+    counts as on time; days are counted from the deadline itself. ``deadline`` is a TOML date-time
+    (``2026-05-01T23:59:00+09:00``; without an offset it is the grading machine's local time); the
+    `--deadline` option of `autograder grade`/`regrade` overrides it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    policy: Literal["none", "zero", "percent_per_day"] = "none"
+    deadline: datetime | None = None
+    grace_minutes: float = Field(0, ge=0)
+    percent_per_day: float = Field(0, ge=0, le=100)
+    max_percent: float = Field(100, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _rate_given(self) -> LatePolicy:
+        if self.policy == "percent_per_day" and not self.percent_per_day:
+            raise ValueError('policy "percent_per_day" needs percent_per_day (e.g. 10)')
+        return self
+
+    def days_late(self, late_by: timedelta | None) -> int:
+        """Started days after the deadline; 0 when on time or within the grace period."""
+        if late_by is None or late_by <= timedelta(minutes=self.grace_minutes):
+            return 0
+        return math.ceil(late_by / timedelta(days=1))
+
+    def penalty_fraction(self, late_by: timedelta | None) -> float:
+        """The share of the earned score a submission this late loses."""
+        days = self.days_late(late_by)
+        if not days or self.policy == "none":
+            return 0.0
+        if self.policy == "zero":
+            return 1.0
+        return min(self.max_percent, self.percent_per_day * days) / 100
+
+
 class Rubric(BaseModel):
     model_config = ConfigDict(extra="forbid")
     checks: dict[str, CheckRubric]
+    late: LatePolicy = LatePolicy()
 
     @classmethod
     def load(cls, path: Path) -> Rubric:
         if not path.is_file():
             raise UserError(f"The rubric {path} does not exist; create it with a [checks.<id>] table per check.")
+        return cls.parse(path.read_text(), str(path))
+
+    @classmethod
+    def parse(cls, text: str, origin: str) -> Rubric:
+        """A rubric from its TOML text; ``origin`` names it in error messages."""
         try:
-            return cls.model_validate(tomllib.loads(path.read_text()))
+            return cls.model_validate(tomllib.loads(text))
         except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"The rubric {path} is not valid TOML ({exc}); fix the syntax and run again.") from exc
+            raise UserError(f"The rubric {origin} is not valid TOML ({exc}); fix the syntax and run again.") from exc
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
-            raise UserError(f"The rubric {path} is invalid at '{where}': {err['msg']}; fix it and run again.") from exc
+            raise UserError(f"The rubric {origin} is invalid at '{where}': {err['msg']}; fix it and run again.") from exc
 
     def verify(self, check_ids: list[str], path: Path) -> None:
         """Every check has points and every rubric entry names a real check (typos are caught here)."""
@@ -50,15 +98,23 @@ class Rubric(BaseModel):
             raise UserError(f"The rubric {path} gives no points to: {', '.join(unpriced)}; add a [checks.<id>] "
                             "table for each.")
 
-    def score(self, record: RunRecord) -> GradingResult:
-        """Points from stored outcomes: pure and fast, so a rubric change never re-runs a notebook."""
+    def score(self, record: RunRecord, late_by: timedelta | None = None) -> GradingResult:
+        """Points from stored outcomes: pure and fast, so a rubric change never re-runs a notebook.
+
+        ``late_by`` is how long after the deadline the submission came (None or negative: on time);
+        the ``[late]`` policy turns it into a penalty taken off the earned points.
+        """
         checks = [self._score_check(o) for o in record.outcomes]
         ran = [c for c in checks if c.outcome != "not_run"]
+        earned = sum(c.points for c in ran)
+        penalty = earned * self.late.penalty_fraction(late_by)
         return GradingResult(
             **record.model_dump(),
             checks=checks,
-            score=round(sum(c.points for c in ran), 6),
+            score=round(earned - penalty, 6),
             max_score=round(sum(c.max_points for c in ran), 6),
+            late_penalty=round(penalty, 6),
+            days_late=self.late.days_late(late_by),
         )
 
     def _score_check(self, outcome: CheckOutcome) -> CheckResult:

@@ -52,6 +52,18 @@ def with_cells_appended(path: Path, *sources: str) -> bytes:
     return nbformat.writes(nb).encode()
 
 
+def load_hidden_checks(exercise: str):
+    """An exercise's hidden check module, to test the inputs it chooses without grading anything."""
+    import importlib.util
+
+    from autograder.paths import checks_dir
+
+    spec = importlib.util.spec_from_file_location(f"{exercise}_hidden", checks_dir(exercise) / "test_hidden.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def failed_checks(result) -> set[str]:
     return {c.id for c in result.checks if c.outcome in ("failed", "error")}
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from autograder.exercise import Exercise
 from autograder.grading import Grader
-from conftest import failed_checks, mutate, points_lost, solution_path, student_path
+from conftest import load_hidden_checks, failed_checks, mutate, points_lost, solution_path, student_path
 
 SOLUTION = solution_path("prompting")
 MAX_SCORE = 26
@@ -22,12 +21,7 @@ def grader():
 
 @pytest.fixture(scope="module")
 def hidden():
-    from autograder.paths import checks_dir
-
-    spec = importlib.util.spec_from_file_location("prompting_hidden", checks_dir("prompting") / "test_hidden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_hidden_checks("prompting")
 
 
 @pytest.fixture(scope="module")

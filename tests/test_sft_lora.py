@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
 from autograder.exercise import Exercise
 from autograder.grading import Grader
-from autograder.paths import checks_dir
 from autograder.reference import Reference
-from conftest import failed_checks, mutate, solution_path, student_path
+from conftest import load_hidden_checks, failed_checks, mutate, solution_path, student_path
 
 SOLUTION = solution_path("sft_lora")
 LLAMA = "meta-llama/Llama-3.2-1B-Instruct"
@@ -111,10 +109,7 @@ def test_wrong_submission_loses_exactly_its_points(grader, case):
 
 @pytest.fixture(scope="module")
 def hidden():
-    spec = importlib.util.spec_from_file_location("sft_lora_hidden", checks_dir("sft_lora") / "test_hidden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_hidden_checks("sft_lora")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from autograder.exercise import Exercise
 from autograder.grading import Grader
-from conftest import failed_checks, mutate, solution_path, student_path, with_cells_appended
+from conftest import load_hidden_checks, failed_checks, mutate, solution_path, student_path, with_cells_appended
 
 SOLUTION = solution_path("t5_decoding")
 
@@ -56,10 +56,6 @@ WRONG = {
           "raise RuntimeError('forgot to finish this')")],
         {"test_translation"},
     ),
-    "sampling instead of greedy translation": (
-        [("do_sample=False, max_new_tokens=MAX_NEW_TOKENS)", "do_sample=True, top_k=50, max_new_tokens=MAX_NEW_TOKENS)")],
-        {"test_translation"},
-    ),
 }
 
 
@@ -95,14 +91,9 @@ def test_eq_always_true_and_lying_tensor_score_zero_on_those_checks(grader):
 
 def test_greedy_decode_cases_exercise_both_stopping_rules(grader):
     """On the model in use, some hidden prompts end at EOS and one ends at the length limit."""
-    import importlib.util
-
-    from autograder.paths import checks_dir
     from autograder.reference import Reference
 
-    spec = importlib.util.spec_from_file_location("t5_hidden", checks_dir("t5_decoding") / "test_hidden.py")
-    hidden = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hidden)
+    hidden = load_hidden_checks("t5_decoding")
     ref = Reference(grader.store, "cpu", "float32")
     tokenizer = ref.tokenizer("google-t5/t5-small")
     model = ref.model("google-t5/t5-small", "AutoModelForSeq2SeqLM")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
 from autograder.exercise import Exercise
 from autograder.grading import Grader
-from autograder.paths import checks_dir
-from conftest import failed_checks, mutate, points_lost, solution_path, student_path
+from conftest import load_hidden_checks, failed_checks, mutate, points_lost, solution_path, student_path
 
 SOLUTION = solution_path("tokenizer")
 
@@ -21,11 +19,7 @@ def grader():
 
 @pytest.fixture(scope="module")
 def hidden():
-    """The hidden check module, to test the inputs it chooses without grading anything."""
-    spec = importlib.util.spec_from_file_location("tokenizer_hidden", checks_dir("tokenizer") / "test_hidden.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_hidden_checks("tokenizer")
 
 
 def test_solution_gets_full_marks(grader):

@@ -297,6 +297,10 @@ def prepare(profile: str, force: bool = False, log: Callable[[str], None] = prin
             build(staged.dataset_path(dataset_id))
             manifest["datasets"][dataset_id] = str(staged.dataset_path(dataset_id).relative_to(staging))
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        # Readable by every user: the sandbox runs notebooks as an unprivileged one (mkdtemp and
+        # safetensors create owner-only files).
+        for path in [staging, *staging.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
         if store.root.exists():
             shutil.rmtree(store.root)
         staging.rename(store.root)

@@ -19,7 +19,8 @@ import nbformat
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent.py"
 
-CellStatus = Literal["ok", "error", "timeout", "skipped", "died"]
+# memory / output_limit: the cell was stopped by a limit of a confining runner (see runners/sandbox.py).
+CellStatus = Literal["ok", "error", "timeout", "skipped", "died", "memory", "output_limit"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ class CellRecord:
 
     @property
     def failed(self) -> bool:
-        return self.status in ("error", "timeout", "died")
+        return self.status in ("error", "timeout", "died", "memory", "output_limit")
 
 
 @dataclass
@@ -51,6 +52,7 @@ class RunJob:
     notebook: nbformat.NotebookNode
     env: dict[str, str]
     limits: RunLimits = field(default_factory=RunLimits)
+    readable: tuple[Path, ...] = ()  # folders the notebook may read (models, datasets); a sandbox mounts only these
 
 
 class SessionError(Exception):
@@ -63,6 +65,7 @@ class StudentSession(ABC):
     cells: list[CellRecord]
     notebook_timed_out: bool = False
     died: bool = False
+    limit_breach: str | None = None  # e.g. "it ran out of memory": a run-wide limit a confining runner enforced
 
     @abstractmethod
     def request(self, payload: bytes, timeout: float) -> bytes:
@@ -81,10 +84,17 @@ class StudentSession(ABC):
 
 class Runner(ABC):
     name: str
+    confined: bool = False  # True: untrusted notebooks are caged (no network, no grader files, limits)
 
     @abstractmethod
     def start(self, job: RunJob) -> StudentSession:
         """Execute the job's notebook and return the live session."""
+
+    def prepare(self, env: dict[str, str]) -> None:
+        """Get ready for jobs with this environment before the first arrives (e.g. start processes in the background)."""
+
+    def close(self) -> None:
+        """Release what the runner keeps between submissions (e.g. pre-imported processes)."""
 
 
 def student_env(extra: dict[str, str], workdir: Path) -> dict[str, str]:

@@ -75,6 +75,8 @@ def _bootstrap_code(agent_path: Path) -> str:
 
 
 class KernelSession(StudentSession):
+    client_class = _LimitedClient
+
     def __init__(self, job: RunJob) -> None:
         self.limits = job.limits
         self.workdir = Path(tempfile.mkdtemp(prefix="autograder-run-"))
@@ -84,11 +86,9 @@ class KernelSession(StudentSession):
         shutil.copy(AGENT_FILE, self.channel / "agent.py")
         self._requests = 0
         self._stack = ExitStack()
-        # IPC sockets inside the run's own folder rather than TCP ports on loopback.
-        km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(self.channel / "kernel"))
-        self.client = _LimitedClient(
+        self.client = self.client_class(
             job.notebook,
-            km=km,
+            km=self._kernel_manager(),
             output_cap=job.limits.output_bytes,
             kernel_name="python3",  # whatever kernel the notebook's metadata names
             timeout=int(job.limits.cell_timeout),
@@ -100,13 +100,29 @@ class KernelSession(StudentSession):
         )
         try:
             # cleanup_kc: shut the kernel down on close even though we own its manager, not nbclient.
-            self._stack.enter_context(self.client.setup_kernel(env=student_env(job.env, self.workdir), cleanup_kc=True))
+            self._stack.enter_context(self.client.setup_kernel(**self._launch_options(job), cleanup_kc=True))
+            self._kernel_started()
             self.cells = self._execute_cells()
             if not self.died:
                 self._execute(_bootstrap_code(self.channel / "agent.py"), timeout=60)
         except BaseException:
             self.close()
             raise
+
+    # Launch hooks: a runner that starts the kernel differently (e.g. inside a sandbox) overrides these.
+    def _kernel_manager(self) -> AsyncKernelManager:
+        # IPC sockets inside the run's own folder rather than TCP ports on loopback.
+        return AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(self.channel / "kernel"))
+
+    def _launch_options(self, job: RunJob) -> dict:
+        """Keyword arguments for starting the kernel process (its environment, Popen options)."""
+        return {"env": student_env(job.env, self.workdir)}
+
+    def _kernel_started(self) -> None:
+        """Called once the kernel answers, before any notebook code runs."""
+
+    def _prepare_exchange(self, request: Path, answer: Path) -> None:
+        """Called once a request file is written, before the kernel is asked to answer it."""
 
     def _execute_cells(self) -> list[CellRecord]:
         nb = self.client.nb
@@ -197,13 +213,16 @@ class KernelSession(StudentSession):
         req = self.channel / f"request-{self._requests}.bin"
         resp = self.channel / f"answer-{self._requests}.bin"
         req.write_bytes(payload)
+        self._prepare_exchange(req, resp)
         reply = self._execute(f"__autograder_agent.serve_file({str(req)!r}, {str(resp)!r})", timeout)
         try:
             if reply.get("status") != "ok" or not resp.is_file():
                 raise SessionError("the notebook's process did not answer")
-            if resp.stat().st_size > self.limits.answer_bytes:
+            with resp.open("rb") as f:  # read at most the limit: the file may still be growing
+                blob = f.read(self.limits.answer_bytes + 1)
+            if len(blob) > self.limits.answer_bytes:
                 raise SessionError(f"the answer is larger than {self.limits.answer_bytes} bytes")
-            return resp.read_bytes()
+            return blob
         finally:
             req.unlink(missing_ok=True)
             resp.unlink(missing_ok=True)

@@ -1,0 +1,161 @@
+"""The cohort report: one self-contained HTML page (plots embedded as PNG data URIs, no scripts).
+
+Score distribution, pass rate per check, the commonest failure messages, runtime distribution, and
+the submissions that need a person: errors, timeouts, crashes, invalid files, late, missing, not in
+the roster, identical files from several students. Pass rates and failure messages count only the
+submissions whose notebook ran (an invalid file fails every check and says nothing about a check).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections import Counter, defaultdict
+from pathlib import Path
+from statistics import mean, median
+
+from .build import write_atomic
+from .exports import flags_of
+from .feedback import exercise_title, render_page
+from .gradebook import Gradebook, Row
+
+RAN = ("graded", "timeout", "crashed")
+NEEDS_A_LOOK = ("error", "timeout", "crashed", "invalid")
+TOP_MESSAGES = 15
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figure(alt: str, caption: str, draw, size: tuple[float, float] = (7, 3)) -> str:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    draw(fig.subplots())
+    e = html.escape
+    return (f'<figure><img alt="{e(alt)}" src="data:image/png;base64,{_png(fig)}">'
+            f"<figcaption>{e(caption)}</figcaption></figure>")
+
+
+def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+    if not rows:
+        return "<p>None.</p>"
+    e = html.escape
+    cls = [' class="num"' if i in numeric else "" for i in range(len(head))]
+    th = "".join(f"<th{cls[i]}>{e(h)}</th>" for i, h in enumerate(head))
+    body = "".join("<tr>" + "".join(f"<td{cls[i]}>{e(str(v))}</td>" for i, v in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _card(label: str, value: str) -> str:
+    return f'<div class="card"><b>{html.escape(value)}</b>{html.escape(label)}</div>'
+
+
+def build_report(gradebook: Gradebook, exercise: str) -> str:
+    policy, entries = gradebook.results(exercise)
+    roster = gradebook.roster()
+    scored = [(row, result) for row, result in entries if result is not None]
+    ran = [(row, result) for row, result in scored if row.status in RAN]
+    statuses = Counter(row.status for row, _ in entries)
+    scores = [result.score for _, result in scored]
+    full = sum(r.points for r in policy.rubric.checks.values())
+    max_score = max((result.max_score for _, result in scored), default=full)
+    parts = [f"<h1>{html.escape(exercise_title(exercise))}: cohort report</h1>",
+             f'<p class="meta">{len(entries)} students · rubric {html.escape(policy.origin)}'
+             + (f" · deadline {policy.deadline.isoformat()}" if policy.deadline else "") + "</p>"]
+
+    cards = [_card("students", str(len(entries)))]
+    cards += [_card(status, str(n)) for status, n in sorted(statuses.items())]
+    if scores:
+        cards += [_card("mean score", f"{mean(scores):.2f} / {max_score:g}"), _card("median", f"{median(scores):g}")]
+    parts.append('<div class="cards">' + "".join(cards) + "</div>")
+
+    parts.append("<h2>Score distribution</h2>")
+    if scores:
+        def draw_scores(ax):
+            ax.hist(scores, bins=[b - 0.5 for b in range(int(max_score) + 2)], color="#4c78a8", edgecolor="white")
+            ax.set_xlabel("score (after late penalties)")
+            ax.set_ylabel("students")
+        parts.append(_figure("Histogram of scores", f"{len(scores)} scored submissions; maximum {max_score:g}.",
+                             draw_scores))
+    else:
+        parts.append("<p>No scored submissions yet.</p>")
+
+    parts.append("<h2>Pass rate per check</h2>")
+    per_check: dict[str, Counter] = defaultdict(Counter)
+    titles: dict[str, str] = {}
+    for _, result in ran:
+        for c in result.checks:
+            per_check[c.id][c.outcome] += 1
+            titles[c.id] = c.title
+    rates = {cid: n["passed"] / (n["passed"] + n["failed"] + n["error"])
+             for cid, n in per_check.items() if n["passed"] + n["failed"] + n["error"]}
+    if rates:
+        def draw_rates(ax):
+            ids = list(rates)[::-1]
+            ax.barh(ids, [100 * rates[i] for i in ids], color="#54a24b")
+            ax.set_xlim(0, 100)
+            ax.set_xlabel("% of submissions that ran")
+        parts.append(_figure("Bar chart of the pass rate of each check", f"Over {len(ran)} submissions that ran.",
+                             draw_rates, size=(7, 0.45 * len(rates) + 1)))
+    parts.append(_table(
+        ["check", "title", "points", "passed", "failed", "error", "not run", "pass rate"],
+        [[cid, titles[cid], f"{policy.rubric.checks[cid].points:g}" if cid in policy.rubric.checks else "",
+          n["passed"], n["failed"], n["error"], n["not_run"], f"{100 * rates[cid]:.0f}%" if cid in rates else "—"]
+         for cid, n in per_check.items()], numeric={2, 3, 4, 5, 6, 7}))
+
+    parts.append("<h2>Commonest failure messages</h2>")
+    messages = Counter((c.id, (c.message.strip().splitlines() or [""])[0][:200])
+                       for _, result in ran for c in result.checks if c.outcome in ("failed", "error"))
+    parts.append(_table(["check", "message", "submissions"],
+                        [[cid, msg, n] for (cid, msg), n in messages.most_common(TOP_MESSAGES)], numeric={2}))
+
+    parts.append("<h2>Runtime</h2>")
+    walls = [result.diagnostics.wall_time for _, result in ran]
+    notebook = [result.diagnostics.notebook_time for _, result in ran]
+    if walls:
+        def draw_runtime(ax):
+            ax.hist([walls, notebook], bins=15, label=["whole grading", "notebook cells"],
+                    color=["#4c78a8", "#f58518"])
+            ax.set_xlabel("seconds per submission")
+            ax.set_ylabel("submissions")
+            ax.legend()
+        parts.append(_figure("Histogram of grading time per submission",
+                             f"Median {median(walls):.1f} s per submission, of which {median(notebook):.1f} s "
+                             f"in the notebook's own cells; slowest {max(walls):.1f} s.", draw_runtime))
+
+    parts.append("<h2>Submissions that need a look</h2>")
+    parts.append(_table(["student", "status", "message", "file"],
+                        [[row.student_id, row.status, row.message, row.source or ""]
+                         for row, _ in entries if row.status in NEEDS_A_LOOK]))
+    parts.append("<h2>Late submissions</h2>")
+    parts.append(_table(["student", "submitted at", "days late", "points off"],
+                        [[row.student_id, row.submitted_at, result.days_late, f"{result.late_penalty:g}"]
+                         for row, result in scored if result.days_late], numeric={2, 3}))
+    parts.append("<h2>Roster</h2>")
+    parts.append("<p>Missing (in the roster, no submission): "
+                 + html.escape(", ".join(r.student_id for r, _ in entries if r.status == "missing") or "none") + "</p>")
+    parts.append("<p>Not in the roster: " + html.escape(
+        ", ".join(r.student_id for r, _ in entries if "not_in_roster" in flags_of(r, roster)) or "none") + "</p>")
+    parts.append("<h2>Identical files from several students</h2>")
+    parts.append(_table(["students", "sha256"], _identical([row for row, _ in entries])))
+    return render_page(f"{exercise} cohort report", "\n".join(parts))
+
+
+def _identical(rows: list[Row]) -> list[list[str]]:
+    by_hash: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        if row.sha256:
+            by_hash[row.sha256].append(row.student_id)
+    return [[", ".join(students), sha[:16]] for sha, students in by_hash.items() if len(students) > 1]
+
+
+def write_report(gradebook: Gradebook, exercise: str, out_dir: Path) -> Path:
+    target = out_dir / "report.html"
+    write_atomic(target, build_report(gradebook, exercise))
+    return target
+

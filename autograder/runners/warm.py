@@ -1,0 +1,443 @@
+"""Warm runner: each submission runs in a fresh process forked from a pre-imported zygote.
+
+Importing torch, transformers, peft, trl and datasets takes seconds; a small notebook on the
+tiny models runs in well under one. A ``WarmRunner`` starts one zygote process per grader (the
+batch), in the background as soon as the grader is made: it imports the libraries once, runs
+their first-use paths on the offline models (one thread, no CUDA), and forks a child per
+submission (``warm_worker.py`` is the student side). A child is a copy of the zygote, so nothing
+of one submission is visible to the next; what a child changes stays in its own copy, and the
+zygote is not dumpable, so a process of the same (non-root) user cannot write into its memory
+either. A child can only kill it, and the next submission then gets a new zygote. While one
+submission is being checked, the next child is already forked and set up (pipelining).
+
+Otherwise the isolation is that of separate processes of one user, as with the kernel runner:
+this is not a sandbox (no network, file or memory confinement; see ``sandbox.py``).
+
+The session behaves like the kernel runner's: cells run one by one in an IPython shell, each
+recorded (status, captured output under the same cap, duration, error line); a failing cell
+does not stop the next; per-cell and whole-notebook time limits interrupt the cell with SIGINT
+(as a Jupyter kernel is interrupted), and a process that ignores the interrupt is killed. After
+the cells, the child answers the checks' wire requests with ``autograder.agent.Agent``.
+
+On a CUDA machine the same design holds: the zygote never touches CUDA (PyTorch's NVML-based
+availability check keeps even an accidental ``torch.cuda.is_available()`` from initialising it),
+each child initialises CUDA itself, and model weights come from the memory-mapped safetensors
+files of the local cache, shared through the page cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import nbformat
+
+from .base import AGENT_FILE, CellRecord, Runner, RunJob, SessionError, StudentSession, student_env
+from .warm_worker import ANSWER, CELL, FRAME, REPLY, REQUEST
+
+WORKER_FILE = Path(__file__).resolve().with_name("warm_worker.py")
+ZYGOTE_READY_TIMEOUT = 300.0  # importing the libraries on a busy 2-core machine
+CHILD_READY_TIMEOUT = 60.0
+INTERRUPT_GRACE = 5.0  # after SIGINT, how long a cell or call has to stop before its process is killed
+SEND_TIMEOUT = 30.0
+_BOOT = (
+    "import importlib.util, sys\n"
+    "spec = importlib.util.spec_from_file_location('autograder_warm_worker', sys.argv[1])\n"
+    "worker = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(worker)\n"
+    "worker.zygote_main(int(sys.argv[3]), sys.argv[2])\n"
+)
+DIED = "the notebook's process died (out of memory, or it exited)"
+
+
+class _Died(Exception):
+    """The child process ended (or closed its channel)."""
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Malformed(Exception):
+    """The child sent a frame that breaks the protocol (only student code tampering does that)."""
+
+
+class _Child:
+    """A forked student process as the grader sees it: its pid (as a pidfd), its channel, its folder."""
+
+    def __init__(self, pid: int, pidfd: int, sock: socket.socket, workdir: Path) -> None:
+        self.pid, self.pidfd, self.sock, self.workdir = pid, pidfd, sock, workdir
+        sock.setblocking(False)
+
+    # --- channel ----------------------------------------------------------------------
+    def send(self, kind: bytes, body: bytes) -> None:
+        deadline = time.monotonic() + SEND_TIMEOUT
+        header = FRAME.pack(kind, len(body))
+        for part in ((header + body,) if len(body) < 1 << 16 else (header, body)):
+            view = memoryview(part)
+            while view:
+                try:
+                    view = view[self.sock.send(view):]
+                except BlockingIOError:
+                    self._wait(select.POLLOUT, deadline)
+                except OSError as exc:
+                    raise _Died() from exc
+
+    def recv(self, timeout: float, kinds: tuple[bytes, ...], max_size: int) -> tuple[bytes, bytes]:
+        """One frame; a frame over max_size is read and dropped, then reported as _Malformed."""
+        deadline = time.monotonic() + timeout
+        kind, size = FRAME.unpack(self._read(FRAME.size, deadline))
+        if kind not in kinds:
+            raise _Malformed(f"unexpected frame {kind!r}")
+        if size > max_size:
+            self._discard(size, deadline)
+            raise _Malformed(f"{size} bytes")
+        return kind, self._read(size, deadline)
+
+    def _read(self, size: int, deadline: float) -> bytes:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        got = 0
+        while got < size:
+            try:
+                n = self.sock.recv_into(view[got:])
+            except BlockingIOError:
+                self._wait(select.POLLIN, deadline)
+                continue
+            except OSError as exc:
+                raise _Died() from exc
+            if n == 0:
+                raise _Died()
+            got += n
+        return bytes(buffer)
+
+    def _discard(self, size: int, deadline: float) -> None:
+        while size > 0:
+            size -= len(self._read(min(size, 1 << 20), deadline))
+
+    def _wait(self, event: int, deadline: float) -> None:
+        """Until the socket is ready for `event`; _Died if the process ends first, _Timeout at the deadline."""
+        poller = select.poll()
+        poller.register(self.sock, event)
+        poller.register(self.pidfd, select.POLLIN)
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Timeout()
+            ready = dict(poller.poll(min(remaining, 1.0) * 1000))
+            if ready.get(self.sock.fileno(), 0) & (event | select.POLLHUP | select.POLLERR):
+                return
+            if self.pidfd in ready:
+                raise _Died()
+
+    # --- process ----------------------------------------------------------------------
+    def alive(self) -> bool:
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def signal_group(self, signum: int) -> None:
+        """Signal the child and everything it started (its own process group), like a kernel interrupt."""
+        for send in (lambda: os.killpg(self.pid, signum), lambda: signal.pidfd_send_signal(self.pidfd, signum)):
+            try:
+                send()
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def close(self) -> None:
+        self.signal_group(signal.SIGKILL)
+        select.select([self.pidfd], [], [], 2.0)  # let it go before its folder is removed
+        self.sock.close()
+        os.close(self.pidfd)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class _Zygote:
+    """The pre-imported parent process; it only forks, and never runs student code."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = dict(env)
+        self.home = Path(tempfile.mkdtemp(prefix="autograder-zygote-"))
+        (self.home / "tmp").mkdir()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = ours
+        self.log = self.home / "zygote.log"
+        zygote_env = {**student_env(env, self.home), "PYTORCH_NVML_BASED_CUDA_CHECK": "1"}
+        try:
+            with open(self.log, "wb") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-c", _BOOT, str(WORKER_FILE), str(AGENT_FILE), str(theirs.fileno())],
+                    cwd=self.home, env=zygote_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    pass_fds=(theirs.fileno(),), start_new_session=True,
+                )
+        except OSError:
+            ours.close()
+            shutil.rmtree(self.home, ignore_errors=True)
+            raise
+        finally:
+            theirs.close()
+        try:
+            self.info = self._receive(ZYGOTE_READY_TIMEOUT)[0]
+            if self.info.get("cuda_initialized"):
+                raise RuntimeError("the warm runner's libraries initialised CUDA while importing, so its processes "
+                                   "cannot fork; use --runner kernel")
+        except BaseException:
+            self.close()
+            raise
+
+    def _receive(self, timeout: float) -> tuple[dict, list[int]]:
+        if not select.select([self.sock], [], [], timeout)[0]:
+            raise RuntimeError(f"the warm runner's zygote did not answer within {timeout:.0f} s{self._log_tail()}")
+        message, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 1)
+        if not message:
+            raise RuntimeError(f"the warm runner's zygote exited{self._log_tail()}")
+        return json.loads(message), fds
+
+    def _log_tail(self) -> str:
+        try:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-3:]
+        except OSError:
+            return ""
+        return ": " + " / ".join(tail) if tail else ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def fork(self, env: dict[str, str]) -> _Child:
+        workdir = Path(tempfile.mkdtemp(prefix="autograder-run-"))
+        (workdir / "tmp").mkdir()
+        ours, theirs = socket.socketpair()
+        try:
+            order = {"op": "fork", "workdir": str(workdir), "env": student_env(env, workdir)}
+            socket.send_fds(self.sock, [json.dumps(order).encode()], [theirs.fileno()])
+            reply, fds = self._receive(30.0)
+            if len(fds) != 1:
+                raise RuntimeError("the warm runner's zygote did not fork")
+            return _Child(int(reply["pid"]), fds[0], ours, workdir)
+        except BaseException:
+            ours.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        finally:
+            theirs.close()
+
+    def close(self) -> None:
+        self.sock.close()  # the zygote leaves when its control socket closes; its children die with it
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+class _Pool:
+    """The zygote and the next child, shared by a runner and its finalizer (not by the runner itself)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.zygote: _Zygote | None = None
+        self.spare: _Child | None = None
+
+    def take(self, env: dict[str, str]) -> _Child:
+        """A child for this environment: the spare forked during the last submission, or a new one."""
+        with self.lock:
+            spare, self.spare = self.spare, None
+            if spare is not None and self.zygote is not None and self.zygote.env == env and spare.alive():
+                return spare
+            if spare is not None:
+                spare.close()
+            return self._fork(env)
+
+    def prefork(self, env: dict[str, str]) -> None:
+        with self.lock:
+            if self.spare is None:
+                try:
+                    self.spare = self._fork(env)
+                except (RuntimeError, OSError):
+                    pass  # take() tries again, and reports the error if there is one
+
+    def _fork(self, env: dict[str, str]) -> _Child:
+        if self.zygote is not None and (self.zygote.env != env or not self.zygote.alive()):
+            self.zygote.close()
+            self.zygote = None
+        if self.zygote is None:
+            self.zygote = _Zygote(env)
+        try:
+            return self.zygote.fork(env)
+        except (RuntimeError, OSError):
+            # A submission may have killed the zygote (same user): start it again, once.
+            self.zygote.close()
+            self.zygote = _Zygote(env)
+            return self.zygote.fork(env)
+
+    def close(self) -> None:
+        with self.lock:
+            if self.spare is not None:
+                self.spare.close()
+                self.spare = None
+            if self.zygote is not None:
+                self.zygote.close()
+                self.zygote = None
+
+
+class WarmSession(StudentSession):
+    def __init__(self, child: _Child, job: RunJob) -> None:
+        self.limits = job.limits
+        self._child = child
+        self._stuck: str | None = None
+        self.cells = []
+        try:
+            self.cells = self._execute_cells(job.notebook)
+        except BaseException:
+            self.close()
+            raise
+
+    def _execute_cells(self, nb: nbformat.NotebookNode) -> list[CellRecord]:
+        records = [
+            CellRecord(i, cell.source, list(cell.metadata.get("tags", [])))
+            for i, cell in enumerate(nb.cells)
+            if cell.cell_type == "code"
+        ]
+        deadline = time.monotonic() + self.limits.notebook_timeout
+        reply_size = 8 * self.limits.output_bytes + (1 << 20)  # JSON may escape every character; error lines
+        for record in records:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.notebook_timed_out = True
+                break
+            if not record.source.strip():
+                record.status = "ok"
+                continue
+            timeout = max(1, int(min(self.limits.cell_timeout, remaining)))
+            started = time.monotonic()
+            try:
+                job = {"source": record.source, "output_bytes": self.limits.output_bytes}
+                self._child.send(CELL, json.dumps(job).encode())
+                try:
+                    reply = self._child.recv(timeout, (REPLY,), reply_size)
+                    timed_out = False
+                except _Timeout:
+                    self._child.signal_group(signal.SIGINT)
+                    timed_out = True
+                    try:
+                        reply = self._child.recv(INTERRUPT_GRACE, (REPLY,), reply_size)
+                    except _Timeout:  # the cell ignores interrupts
+                        self._child.signal_group(signal.SIGKILL)
+                        record.status, record.error = "timeout", f"stopped after {timeout} s (cell time limit)"
+                        self.notebook_timed_out = remaining <= self.limits.cell_timeout
+                        self.died = True
+                        break
+            except (_Died, _Malformed):
+                self._child.signal_group(signal.SIGKILL)
+                record.status, record.error = "died", DIED
+                self.died = True
+                break
+            finally:
+                record.duration = time.monotonic() - started
+            result = _cell_result(reply[1])
+            record.output = result["output"]
+            if timed_out:
+                record.status, record.error = "timeout", f"stopped after {timeout} s (cell time limit)"
+                if remaining <= self.limits.cell_timeout:  # the notebook's budget, not the cell's, ran out
+                    self.notebook_timed_out = True
+            elif result["status"] == "error":
+                record.status, record.error = "error", result["error"]
+            else:
+                record.status = "ok"
+        return records
+
+    def request(self, payload: bytes, timeout: float) -> bytes:
+        if self.died:
+            raise SessionError("the notebook's process is no longer running")
+        if self._stuck:
+            raise SessionError(self._stuck)
+        limit = self.limits.answer_bytes
+        try:
+            self._child.send(REQUEST, payload)
+            try:
+                return self._child.recv(timeout, (ANSWER,), limit)[1]
+            except _Timeout:
+                self._child.signal_group(signal.SIGINT)
+                try:
+                    self._child.recv(INTERRUPT_GRACE, (ANSWER,), limit)  # the interrupted answer: dropped
+                except _Timeout:
+                    self._child.signal_group(signal.SIGKILL)
+                    self._stuck = f"it stopped answering after a call ran past {timeout:.0f} s"
+                except _Malformed:
+                    pass
+                raise SessionError(f"did not finish within {timeout:.0f} s") from None
+        except _Malformed:
+            raise SessionError(f"the answer is larger than {limit} bytes") from None
+        except _Died:
+            self.died = True
+            raise SessionError("the notebook's process died") from None
+
+    def close(self) -> None:
+        self._child.close()
+
+
+def _cell_result(body: bytes) -> dict:
+    """The child's report of one cell, with only the fields and types the grader expects."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    status = data.get("status") if data.get("status") in ("ok", "error") else "error"
+    output = data.get("output") if isinstance(data.get("output"), str) else ""
+    error = data.get("error") if isinstance(data.get("error"), str) else "the cell's report could not be read"
+    return {"status": status, "output": output, "error": error[:2000]}
+
+
+class WarmRunner(Runner):
+    """Fresh process per submission, forked from a pre-imported zygote kept for the grader's lifetime."""
+
+    name = "warm"
+
+    def __init__(self) -> None:
+        self._pool = _Pool()
+        # Closed with the runner, and at exit at the latest.
+        self._finalizer = weakref.finalize(self, self._pool.close)
+
+    def prepare(self, env: dict[str, str]) -> None:
+        """Start the zygote and fork the first child in the background; start() waits for them."""
+        threading.Thread(target=self._pool.prefork, args=(env,), name="autograder-zygote", daemon=True).start()
+
+    def start(self, job: RunJob) -> StudentSession:
+        session = WarmSession(self._ready_child(job.env), job)
+        self._pool.prefork(job.env)  # the next submission's process gets ready while this one is checked
+        return session
+
+    def _ready_child(self, env: dict[str, str]) -> _Child:
+        for _ in range(2):
+            child = self._pool.take(env)
+            try:
+                ready = json.loads(child.recv(CHILD_READY_TIMEOUT, (REPLY,), 1 << 16)[1])
+                if isinstance(ready, dict) and ready.get("ready"):
+                    return child
+            except (_Died, _Timeout, _Malformed, ValueError):
+                pass
+            # The prepared child was killed meanwhile (e.g. by the previous submission): fork another.
+            child.close()
+        raise RuntimeError("the warm runner could not prepare a process for the notebook")
+
+    @property
+    def zygote_info(self) -> dict | None:
+        """What the zygote reported when it became ready (pid, seconds spent importing and warming up)."""
+        zygote = self._pool.zygote
+        return dict(zygote.info) if zygote else None
+
+    def close(self) -> None:
+        """End the zygote and the prepared child (also done when the runner is collected, or at exit)."""
+        self._finalizer()
