@@ -190,7 +190,10 @@ def test_one_zygote_serves_every_submission_and_ends_with_the_runner():
 
 
 def test_a_submission_that_kills_the_zygote_only_ends_itself(warm):
-    with warm.start(_job("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", "print('unreachable')")) as session:
+    # The child dies through PR_SET_PDEATHSIG once the zygote is gone; that is asynchronous, so the
+    # hostile cell waits for it rather than racing the next cell.
+    killer = "import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(30)"
+    with warm.start(_job(killer, "print('unreachable')")) as session:
         assert session.died and [c.status for c in session.cells] == ["died", "skipped"]
     with warm.start(_job("ok = 1")) as session:
         assert _value(session, "ok") == 1
