@@ -12,7 +12,9 @@ JOBS ?= 2
 .PHONY: install system-deps models demo test test-slow validate build clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	# A new environment only where there is none: re-running venv over one made by another
+	# interpreter would leave it half-converted.
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and exactly pinned: a CPU build on CPU machines, CUDA build on GPU runners.
 	$(BIN)/python -m pip install --quiet torch==2.13.0

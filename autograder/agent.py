@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import time
 import traceback
 from typing import Any
 
@@ -198,8 +199,37 @@ def decode(blob: bytes, max_bytes: int) -> Any:
 # --- the student-side server ----------------------------------------------------------
 
 
+def _ok(value: Any) -> dict:
+    return {"status": "ok", "value": value}
+
+
+def _raised(exc: BaseException) -> dict:
+    return {
+        "status": "raised",
+        "type": type(exc).__name__,
+        "message": str(exc)[:2000],
+        "traceback": "".join(traceback.format_exception(exc))[-4000:],
+    }
+
+
+def _call(function: Any, args: Any, kwargs: Any) -> dict:
+    started = time.perf_counter()
+    try:
+        answer = _ok(function(*args, **kwargs))
+    except BaseException as exc:  # noqa: BLE001 - student code may raise anything, even KeyboardInterrupt
+        answer = _raised(exc)
+    answer["seconds"] = time.perf_counter() - started
+    return answer
+
+
 class Agent:
-    """Answers the grader's requests against the notebook's global namespace."""
+    """Answers the grader's requests against the notebook's global namespace.
+
+    Requests: ``get`` a variable; ``call`` a function once; ``call_each``: call it on a list of
+    argument sets in one round trip, stopping at the first call that does not answer "ok", so the
+    grader sees the same answers as from one ``call`` after another. Each call's answer carries
+    ``seconds``, the time spent in the student function (a diagnostic: the student could fake it).
+    """
 
     def __init__(self, namespace: dict) -> None:
         self.namespace = namespace
@@ -212,25 +242,39 @@ class Agent:
                 return encode({"status": "undefined"})
             target = self.namespace[name]
             if op == "get":
-                return self._answer(target)
+                return self._send(_ok(target))
             if not callable(target):
                 return encode({"status": "not_callable", "type": type(target).__name__})
-            result = target(*req.get("args", ()), **req.get("kwargs", {}))
-            return self._answer(result)
+            if op == "call":
+                return self._send(_call(target, req.get("args", ()), req.get("kwargs", {})))
+            answers = []
+            for call in req["calls"]:
+                answers.append(_call(target, call.get("args", ()), call.get("kwargs", {})))
+                if answers[-1]["status"] != "ok":
+                    break
+            return self._send_each(answers)
         except BaseException as exc:  # noqa: BLE001 - student code may raise anything, even KeyboardInterrupt
-            return encode({
-                "status": "raised",
-                "type": type(exc).__name__,
-                "message": str(exc)[:2000],
-                "traceback": "".join(traceback.format_exception(exc))[-4000:],
-            })
+            return encode(_raised(exc))
 
     @staticmethod
-    def _answer(value: Any) -> bytes:
+    def _send(answer: dict) -> bytes:
         try:
-            return encode({"status": "ok", "value": value})
+            return encode(answer)
         except WireError as exc:
             return encode({"status": "unsendable", "message": str(exc)})
+
+    @staticmethod
+    def _send_each(answers: list[dict]) -> bytes:
+        try:
+            return encode({"status": "ok", "answers": answers})
+        except WireError:  # find the first value that cannot be sent; it ends the list, as it would end a check
+            for i, answer in enumerate(answers):
+                try:
+                    encode(answer)
+                except WireError as exc:
+                    answers[i:] = [{"status": "unsendable", "message": str(exc)}]
+                    break
+            return encode({"status": "ok", "answers": answers})
 
     def serve_file(self, request_path: str, response_path: str) -> None:
         with open(request_path, "rb") as f:

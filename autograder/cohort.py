@@ -36,7 +36,8 @@ from .runners.base import RunLimits
 
 FAILED = ("error", "timeout", "crashed", "invalid")
 GIB = 1024 ** 3
-# Memory one grading slot needs (grader process + student process), in main memory and on the GPU.
+# Memory one grading slot needs (grader process + student process); on the GPU, what the exercise
+# declares (`[limits] gpu_memory_gib`), else these.
 SLOT_MEMORY = {"tiny": 2 * GIB}
 SLOT_MEMORY_DEFAULT = 6 * GIB
 SLOT_GPU_MEMORY = {"tiny": 1 * GIB}
@@ -45,8 +46,9 @@ SLOT_GPU_MEMORY_DEFAULT = 8 * GIB
 BACKSTOP_MARGIN = 300.0
 
 
-def default_jobs(profile: str) -> int:
-    """Parallel submissions this machine can take: one per core, fewer when memory (or GPU memory) is short."""
+def default_jobs(profile: str, exercise: Exercise | None = None) -> int:
+    """Parallel submissions this machine can take: one per core, fewer when memory is short, and on a GPU
+    as many as its free memory holds at the exercise's declared need per submission."""
     cores = len(os.sched_getaffinity(0))
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     jobs = min(cores, memory // SLOT_MEMORY.get(profile, SLOT_MEMORY_DEFAULT))
@@ -54,7 +56,9 @@ def default_jobs(profile: str) -> int:
 
     if torch.cuda.is_available():
         free, _ = torch.cuda.mem_get_info()
-        jobs = min(jobs, free // SLOT_GPU_MEMORY.get(profile, SLOT_GPU_MEMORY_DEFAULT))
+        declared = exercise.spec.limits.gpu_memory(profile) if exercise else None
+        need = declared * GIB if declared else SLOT_GPU_MEMORY.get(profile, SLOT_GPU_MEMORY_DEFAULT)
+        jobs = min(jobs, free // need)
     return max(1, int(jobs))
 
 
@@ -157,7 +161,7 @@ def grade_cohort(
         not_found = [row for row in todo if (row.student_id, row.sha256) not in located]
         current = gradebook.rows(exercise.name)
         skipped = sum(1 for r in current if r.status not in ("pending", "missing", "error")) if not force else 0
-        jobs = max(1, min(jobs or default_jobs(options.profile), len(tasks) or 1))
+        jobs = max(1, min(jobs or default_jobs(options.profile, exercise), len(tasks) or 1))
         batch = _Batch(exercise, options, runner, checks, policy, gradebook, roster, jobs, on_progress)
         batch.run(tasks)
     rows = gradebook.rows(exercise.name)

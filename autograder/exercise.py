@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 
 from .errors import UserError
 from .paths import checks_dir, course_dir
@@ -16,6 +16,13 @@ class Limits(BaseModel):
     cell_timeout: float = Field(120, gt=0)
     notebook_timeout: float = Field(600, gt=0)
     call_timeout: float = Field(60, gt=0)
+    # GPU memory one submission takes while graded (the student's process and the grader's
+    # reference copies), in GiB, per model profile: how many submissions share a GPU.
+    gpu_memory_gib: dict[str, PositiveFloat] = {}
+
+    def gpu_memory(self, profile: str) -> float | None:
+        """The declared need for a profile; ``hub`` (real weights) takes ``full``'s (real sizes)."""
+        return self.gpu_memory_gib.get(profile) or (self.gpu_memory_gib.get("full") if profile == "hub" else None)
 
 
 class ExerciseSpec(BaseModel):

@@ -131,8 +131,10 @@ class Grader:
             diagnostics.notebook_time = round(sum(c.duration for c in session.cells), 3)
             checks_started = time.monotonic()
             ctx = GradingContext(self.exercise, self.store, self.device, self.dtype, parameters)
-            record.outcomes = run_checks(ctx, Submission(session, self.limits, parameters), self.options.public_only)
+            submission = Submission(session, self.limits, parameters)
+            record.outcomes = run_checks(ctx, submission, self.options.public_only)
             diagnostics.checks_time = round(time.monotonic() - checks_started, 3)
+            diagnostics.student_call_time = round(submission.student_seconds, 3)
             diagnostics.problem_cells = [
                 CellDiagnostic(index=c.index, status=c.status, error=c.error, duration=round(c.duration, 3))
                 for c in session.cells if c.failed

@@ -3,16 +3,23 @@
 Loaded from the same offline store the student process uses, so expected values always
 come from the model in use. Loaded once per grader process and shared by every check and
 submission: checks must treat them as read-only (use ``fresh_model`` to train or modify).
+Expected values that depend only on grader-chosen inputs can be kept across submissions with
+``memo``.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from .models.provision import ModelStore
+
+T = TypeVar("T")
+_MEMO: dict[tuple, Any] = {}
 
 
 @lru_cache(maxsize=16)
@@ -51,3 +58,13 @@ class Reference:
     def fresh_model(self, hub_id: str, auto_class: str = "AutoModelForCausalLM") -> Any:
         """A private copy a check may train or wrap."""
         return _fresh(str(self.store.hub_cache), hub_id, auto_class, self.device, self.dtype)
+
+    def memo(self, key: tuple, compute: Callable[[], T]) -> T:
+        """``compute()``, computed once per grader process (for this store, device and dtype) and reused for
+        every submission after: for expected values that depend only on grader-chosen inputs, such as
+        ``generate`` on a hidden prompt. ``key`` must name everything the value depends on (model id,
+        inputs, options). Each caller gets its own copy."""
+        full_key = (str(self.store.hub_cache), self.device, self.dtype, *key)
+        if full_key not in _MEMO:
+            _MEMO[full_key] = compute()
+        return copy.deepcopy(_MEMO[full_key])

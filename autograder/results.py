@@ -36,7 +36,8 @@ class Diagnostics(BaseModel):
     profile: str = ""
     wall_time: float = 0.0
     notebook_time: float = 0.0
-    checks_time: float = 0.0
+    checks_time: float = 0.0  # the grader's checks, including the student functions they called
+    student_call_time: float = 0.0  # of checks_time: inside student functions, as the student process timed them
     problem_cells: list[CellDiagnostic] = []
 
 

@@ -36,6 +36,7 @@ class Submission:
         self._limits = limits
         self.parameters = parameters
         self._values: dict[str, Any] = {}
+        self.student_seconds = 0.0  # time spent inside student functions the checks called, as the student process timed it
 
     @property
     def cells(self) -> list[CellRecord]:
@@ -105,7 +106,29 @@ class Submission:
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call a student function in the student process on grader-chosen arguments; the result comes back as data."""
         answer = self._ask({"op": "call", "name": name, "args": list(args), "kwargs": kwargs}, f"`{name}(...)`")
-        status = answer["status"]
+        return self._result(name, answer)
+
+    def call_each(self, name: str, calls: list[tuple[tuple, dict]]) -> list[Any]:
+        """``[call(name, *args, **kwargs) for args, kwargs in calls]`` in one round trip (one timeout for all).
+
+        For checks that call a cheap function many times (e.g. a sampler over many seeds), where
+        a round trip per call would cost far more than the function. Fails on the first call
+        that fails, with the message ``call`` would give."""
+        request = {"op": "call_each", "name": name, "calls": [{"args": list(a), "kwargs": k} for a, k in calls]}
+        answer = self._ask(request, f"{len(calls)} calls of `{name}(...)`")
+        answers = answer.get("answers") if answer["status"] == "ok" else [answer]
+        if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
+            raise StudentFailure(f"`{name}(...)` sent something the grader cannot read.")
+        results = [self._result(name, a) for a in answers]
+        if len(results) != len(calls):
+            raise StudentFailure(f"`{name}(...)` answered {len(results)} of {len(calls)} calls.")
+        return results
+
+    def _result(self, name: str, answer: dict) -> Any:
+        seconds = answer.get("seconds")
+        if type(seconds) is float and 0 <= seconds < 1e6:
+            self.student_seconds += seconds
+        status = answer.get("status")
         if status == "undefined":
             raise StudentFailure(f"The function `{name}` is not defined: write it and run its cell.")
         if status == "not_callable":
@@ -114,6 +137,8 @@ class Submission:
             raise StudentRaised(name, str(answer.get("type")), str(answer.get("message")))
         if status == "unsendable":
             raise StudentFailure(f"`{name}(...)` returned something the grader cannot read: {answer.get('message')}.")
+        if status != "ok":
+            raise StudentFailure(f"`{name}(...)` sent something the grader cannot read.")
         value = answer.get("value")
         if isinstance(value, agent.Unsupported):
             raise StudentFailure(f"`{name}(...)` returned a {value.type_name} object; return tensors, numbers, "

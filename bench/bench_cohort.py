@@ -41,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cohort-") as tmp:
         cohort = make_cohort(Path(tmp), datetime.now(timezone.utc) + timedelta(days=7))
         os.environ["AUTOGRADER_CACHE"] = str(ROOT / ".cache")  # the course copy has no model cache of its own
-        jobs = args.jobs or default_jobs(args.profile)
+        jobs = args.jobs or default_jobs(args.profile, Exercise(EXERCISE, cohort.course))
         with Gradebook(Path(tmp) / "gradebook.sqlite") as book:
             summary = grade_cohort(Exercise(EXERCISE, cohort.course), cohort.folder, book,
                                    GradeOptions(profile=args.profile, device=args.device),

@@ -1,7 +1,8 @@
 """Benchmark: this project's default grading against the usual way and otter-grader, on one cohort.
 
     .venv/bin/python bench/bench_runners.py [--exercises t5_decoding tokenizer] [--per-exercise 32]
-                                            [--slow-sample N] [--quick]
+                                            [--slow-sample N] [--threads N] [--quick]
+                                            [--profile full --device cuda]   # on a GPU runner
 
 One run, one machine, one cohort per exercise (3 of 4 submissions are the solution, each made
 unique by a comment; 1 of 4 is the blank student notebook), tiny profile, one submission at a
@@ -17,9 +18,13 @@ time. Measured:
   checks (see ``otter_zip``: only which variables and functions the checks read survive the
   conversion, so otter's tests are cheaper than the project's and its number is flattering).
 
+On a GPU (``--device cuda``) it also reports the GPU memory one submission takes while graded: the
+peak that nvidia-smi shows during the project's run, above what was in use before.
+
 The student code's own time is the injected solution run in a process that has already
-imported everything and run it once; the project's overhead per submission is its time per
-submission (steady state) minus that. The machine's load is sampled from /proc/stat so that the
+imported everything and run it once, plus the time the student functions the checks call spend
+running (timed inside the student process); the project's overhead per submission is its time
+per submission (steady state) minus that. The machine's load is sampled from /proc/stat so that the
 CPU used by other processes during the run can be reported with the numbers.
 """
 
@@ -35,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -133,7 +139,8 @@ def _summary(result) -> dict:
     return {
         "submission": Path(result.submission).name, "status": result.status, "score": result.score,
         "checks": [[c.id, c.outcome, c.message] for c in result.checks],
-        "wall": d.wall_time, "notebook": d.notebook_time, "checks_time": d.checks_time, "runner": d.runner,
+        "wall": d.wall_time, "notebook": d.notebook_time, "checks_time": d.checks_time,
+        "student_calls": d.student_call_time, "runner": d.runner,
     }
 
 
@@ -189,6 +196,40 @@ class CpuMeter:
         cores = os.cpu_count() or 1
         return {"wall": wall, "machine_busy": busy / (wall * cores), "ours": own / (wall * cores),
                 "others": max(0.0, busy - own) / (wall * cores)}
+
+
+class GpuMemoryMeter:
+    """Peak GPU memory in use on the machine (nvidia-smi, every 0.2 s) while a method runs, above what was
+    in use before: with one submission at a time, the memory one graded submission takes (grader and
+    student process together)."""
+
+    def __init__(self) -> None:
+        self.baseline = self._used()
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    @staticmethod
+    def _used() -> int:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, check=True).stdout
+        return sum(int(line) for line in out.split())  # MiB, all GPUs
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, self._used())
+
+    def __enter__(self) -> GpuMemoryMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def per_submission_mib(self) -> int:
+        return self.peak - self.baseline
 
 
 def run_child(args: list[str], env: dict | None = None) -> tuple[float, list[dict]]:
@@ -263,7 +304,11 @@ def main() -> None:
         solution = injected(params, Exercise(exercise).solution_notebook, work / f"{exercise}-solution.ipynb")
         own_runs = run_child(["--own-time", args.profile, str(solution)])[1][0]["seconds"]
 
-        project_s, lines = run_child(["--project-batch", *setting, exercise, *map(str, paths)])
+        if args.device.startswith("cuda"):
+            with GpuMemoryMeter() as gpu:
+                project_s, lines = run_child(["--project-batch", *setting, exercise, *map(str, paths)])
+        else:
+            gpu, (project_s, lines) = None, run_child(["--project-batch", *setting, exercise, *map(str, paths)])
         runner_name, project, zygote = lines[0]["runner"], lines[1:-1], lines[-1]["zygote"]
         own_runs += run_child(["--own-time", args.profile, str(solution)])[1][0]["seconds"]  # before and after
         own = statistics.median(own_runs)
@@ -285,7 +330,8 @@ def main() -> None:
             wall=statistics.median(x["wall"] for x in steady),
             notebook=statistics.median(x["notebook"] for x in steady),
             checks=statistics.median(x["checks_time"] for x in steady),
-            overhead=statistics.median(x["wall"] - own for x in steady),
+            student_calls=statistics.median(x["student_calls"] for x in steady),
+            overhead=statistics.median(x["wall"] - own - x["student_calls"] for x in steady),
             runner_overhead=statistics.median(x["wall"] - x["checks_time"] - own for x in steady),
         )
         print(f"== {exercise}: the solution's own time in a warm process {own:.3f} s "
@@ -293,14 +339,15 @@ def main() -> None:
         print(f"   project ({runner_name} runner): {r['n']} in {project_s:.1f} s = {per_minute(r['n'], project_s):.1f}/min; "
               f"first submission {project[0]['wall']:.1f} s" + (
                   f" (zygote: imports {zygote['import_seconds']:.1f} s, warm-up {zygote['warm_up_seconds']:.1f} s)"
-                  if zygote else ""))
+                  if zygote else "") + (f"; GPU memory per submission {gpu.per_submission_mib} MiB" if gpu else ""))
         print(f"   usual way (fresh kernel + pytest per submission): {len(sample)} in {usual_s:.1f} s = "
               f"{per_minute(len(sample), usual_s):.1f}/min; same outcomes as the project on {same}/{len(usual)}")
         if otter_s is not None:
             print(f"   otter run: {len(sample)} in {otter_s:.1f} s = {per_minute(len(sample), otter_s):.1f}/min")
         print(f"   a solution submission, steady state: {r['wall']:.2f} s (notebook {r['notebook']:.2f} s, grader's "
-              f"checks {r['checks']:.2f} s); beyond the student code's own time: {r['overhead']:.2f} s, of which "
-              f"{r['runner_overhead']:.2f} s outside the checks\n", flush=True)
+              f"checks {r['checks']:.2f} s, of which {r['student_calls']:.2f} s in the student functions they call); "
+              f"beyond the student code's own time: {r['overhead']:.2f} s, of which {r['runner_overhead']:.2f} s "
+              "outside the checks\n", flush=True)
 
     n = sum(r["n"] for r in rows.values())
     n_slow = sum(r["n_slow"] for r in rows.values())
@@ -313,8 +360,8 @@ def main() -> None:
         otter_rate = per_minute(n_slow, sum(r["otter_s"] for r in rows.values()))
         print(f"   otter run: {otter_rate:.1f}/min; project / otter {project_rate / otter_rate:.1f}x")
     for exercise, r in rows.items():
-        print(f"   {exercise}: overhead per submission beyond the student code {r['overhead']:.2f} s; "
-              f"leaving out the grader's checks {r['runner_overhead']:.2f} s (target < 0.3 s)")
+        print(f"   {exercise}: overhead per submission beyond the student code {r['overhead']:.2f} s (target < 0.3 s); "
+              f"leaving out the grader's checks {r['runner_overhead']:.2f} s")
     cpu = meter.report()
     print(f"   conditions: {cpu['wall'] / 60:.1f} min; machine CPU busy {cpu['machine_busy']:.0%} "
           f"(this benchmark {cpu['ours']:.0%}, other processes {cpu['others']:.0%}); load average "

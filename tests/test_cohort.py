@@ -394,3 +394,23 @@ def test_a_dying_or_stuck_grading_worker_never_takes_the_batch_down(tmp_path, mo
     assert rows["hang"].status == "timeout" and "did not finish within 9 s" in rows["hang"].message
     for ok in ("ok1", "ok2"):
         assert rows[ok].status == "error" and "could not be started" in rows[ok].message
+
+
+def test_parallel_jobs_on_a_gpu_follow_the_exercise_s_declared_memory(monkeypatch):
+    import torch
+
+    from autograder import cohort
+    from autograder.exercise import Exercise
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(cohort, "SLOT_MEMORY", {})
+    monkeypatch.setattr(cohort, "SLOT_MEMORY_DEFAULT", 1)  # main memory never the limit here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (7 * cohort.GIB, 141 * cohort.GIB))
+    t5, tokenizer = Exercise("t5_decoding"), Exercise("tokenizer")
+    assert t5.spec.limits.gpu_memory("full") == 2 and tokenizer.spec.limits.gpu_memory("full") == 6
+    assert cohort.default_jobs("full", t5) == 3  # 7 GiB free, 2 GiB each
+    assert cohort.default_jobs("hub", t5) == 3  # real weights: the real-size figure
+    assert cohort.default_jobs("full", tokenizer) == 1
+    assert cohort.default_jobs("tiny", tokenizer) == 7
+    assert cohort.default_jobs("full") == 1  # nothing declared: the cautious default (8 GiB) still gives one

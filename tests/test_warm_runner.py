@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 
 import nbformat
@@ -187,6 +190,35 @@ def test_one_zygote_serves_every_submission_and_ends_with_the_runner():
     assert zygote == same_zygote
     assert all(a != b for a, b in zip(draws, other_draws)), "each submission gets fresh random seeds"
     assert _gone(zygote)
+
+
+def _gone_path(path: str, within: float = 15.0) -> bool:
+    deadline = time.monotonic() + within
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not os.path.exists(path)
+
+
+def test_a_grader_that_dies_without_closing_leaves_no_process_or_folder_behind():
+    script = (
+        "import json, os, sys, nbformat\n"
+        "from autograder import agent\n"
+        "from autograder.runners import WarmRunner\n"
+        "from autograder.runners.base import RunJob\n"
+        "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('import os\\nwhere = (os.getcwd(), os.getppid(), os.getpid())')])\n"
+        "runner = WarmRunner()\n"
+        f"session = runner.start(RunJob(nb, env={STORE_ENV!r}))\n"
+        "blob = session.request(agent.encode({'op': 'get', 'name': 'where'}), timeout=30)\n"
+        "where = agent.decode(blob, max_bytes=1 << 20)['value']\n"
+        "print(json.dumps([*where, str(runner._pool.zygote.home)]), flush=True)\n"
+        "os._exit(0)  # no close, no finalizer: as if the grader were killed\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    workdir, zygote, child, zygote_home = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert _gone(child) and _gone(zygote)
+    assert _gone_path(workdir), "the submission's folder outlived its grader"
+    assert _gone_path(zygote_home), "the zygote's folder outlived its grader"
 
 
 def test_a_submission_that_kills_the_zygote_only_ends_itself(warm):

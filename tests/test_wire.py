@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from autograder import agent
+from autograder.runners.base import RunLimits, StudentSession
+from autograder.submission import StudentFailure, StudentRaised, Submission
 
 
 def roundtrip(value):
@@ -99,3 +101,57 @@ def test_agent_reports_raises_and_missing_names():
     raised = ask(op="call", name="boom", args=[1])
     assert raised["status"] == "raised" and raised["type"] == "ValueError" and raised["message"] == "bad 1"
     assert ask(op="call", name="x")["status"] == "not_callable"
+
+
+class InProcessSession(StudentSession):
+    """The agent answering in this process: the wire protocol without a runner."""
+
+    def __init__(self, namespace: dict) -> None:
+        self.cells = []
+        self.server = agent.Agent(namespace)
+        self.requests = 0
+
+    def request(self, payload: bytes, timeout: float) -> bytes:
+        self.requests += 1
+        return self.server.handle(payload)
+
+    def close(self) -> None:
+        pass
+
+
+def test_call_each_answers_like_one_call_after_another_in_one_round_trip():
+    session = InProcessSession({"square": lambda x, plus=0: x * x + plus})
+    submission = Submission(session, RunLimits(), {})
+    calls = [((x,), {"plus": 1}) for x in range(50)]
+    assert submission.call_each("square", calls) == [submission.call("square", *a, **k) for a, k in calls]
+    assert session.requests == 1 + len(calls)
+    assert submission.student_seconds > 0
+
+
+def test_call_each_fails_on_the_first_failing_call_and_runs_no_further():
+    seen = []
+
+    def picky(x):
+        seen.append(x)
+        if x == 3:
+            raise ValueError("three")
+        return object() if x == 5 else x
+
+    submission = Submission(InProcessSession({"picky": picky, "n": 1}), RunLimits(), {})
+    with pytest.raises(StudentRaised, match="ValueError: three"):
+        submission.call_each("picky", [((x,), {}) for x in range(10)])
+    assert seen == [0, 1, 2, 3]
+    with pytest.raises(StudentFailure, match="returned a builtins.object object"):
+        submission.call_each("picky", [((x,), {}) for x in (4, 5, 6)])
+    with pytest.raises(StudentFailure, match="should be a function"):
+        submission.call_each("n", [((), {})])
+    with pytest.raises(StudentFailure, match="not defined"):
+        submission.call_each("missing", [((), {})])
+
+
+def test_call_each_reports_the_first_unsendable_result():
+    huge = [[0]] * (agent.MAX_ITEMS + 1)
+    submission = Submission(InProcessSession({"pick": lambda x: huge if x == 2 else x}), RunLimits(), {})
+    with pytest.raises(StudentFailure, match="cannot read: value is too deeply nested or has too many items"):
+        submission.call_each("pick", [((x,), {}) for x in range(5)])
+    assert submission.call_each("pick", [((x,), {}) for x in (0, 1)]) == [0, 1]

@@ -27,6 +27,7 @@ import io
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -106,32 +107,38 @@ def zygote_main(control_fd: int, agent_path: str) -> None:
         "warm_up_seconds": round(time.monotonic() - imported, 3),
         "cuda_initialized": bool(torch.cuda.is_initialized()),
     })
-    while True:
-        _reap()
-        if not select.select([control], [], [], 1.0)[0]:
-            continue
-        message, fds, _, _ = socket.recv_fds(control, 1 << 20, 1)
-        if not message:
-            return  # the runner closed its end (or died): leave, and the children die with us
-        order = json.loads(message)
-        if order.get("op") != "fork" or len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            return
-        pid = os.fork()
-        if pid == 0:
-            control.close()
-            status = 0
-            try:
-                _child_main(fds[0], order, zygote, home, moved, agent)
-            except BaseException:  # noqa: BLE001 - a child never returns into the zygote's loop
-                traceback.print_exc()
-                status = 1
-            os._exit(status)
-        os.close(fds[0])
-        pidfd = os.pidfd_open(pid)  # before any reap, so it names this child and no other
-        socket.send_fds(control, [json.dumps({"pid": pid}).encode()], [pidfd])
-        os.close(pidfd)
+    children: dict[int, str] = {}  # pid -> its working folder, removed once the child has exited
+    try:
+        while True:
+            _reap(children)
+            if not select.select([control], [], [], 1.0)[0]:
+                continue
+            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 1)
+            if not message:
+                return  # the runner closed its end, or died without cleaning up
+            order = json.loads(message)
+            if order.get("op") != "fork" or len(fds) != 1:
+                for fd in fds:
+                    os.close(fd)
+                return
+            pid = os.fork()
+            if pid == 0:
+                control.close()
+                status = 0
+                try:
+                    _child_main(fds[0], order, zygote, home, moved, agent)
+                except BaseException:  # noqa: BLE001 - a child never returns into the zygote's loop
+                    traceback.print_exc()
+                    status = 1
+                os._exit(status)
+            children[pid] = order["workdir"]
+            os.close(fds[0])
+            pidfd = os.pidfd_open(pid)  # before any reap, so it names this child and no other
+            socket.send_fds(control, [json.dumps({"pid": pid}).encode()], [pidfd])
+            os.close(pidfd)
+    finally:
+        _end_children(children)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _warm_up() -> None:
@@ -186,7 +193,7 @@ def _send_control(control: socket.socket, message: dict) -> None:
     control.sendall(json.dumps(message).encode())
 
 
-def _reap() -> None:
+def _reap(children: dict[int, str]) -> None:
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -194,6 +201,26 @@ def _reap() -> None:
             return
         if pid == 0:
             return
+        if pid in children:
+            shutil.rmtree(children.pop(pid), ignore_errors=True)
+
+
+def _end_children(children: dict[int, str]) -> None:
+    """Kill what is left of the children (each leads its own process group) and remove their folders.
+
+    The runner does this for every child it closes; this covers a runner that died without closing."""
+    for pid in children:
+        for kill in (os.killpg, os.kill):  # the group, and the child itself if it has not made its group yet
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    for pid, workdir in children.items():
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _paths_under(home: str) -> list[tuple[str, str]]:

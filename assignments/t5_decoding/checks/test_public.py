@@ -12,12 +12,17 @@ def t5(reference, exercise):
     return reference.tokenizer(model_id), reference.model(model_id, "AutoModelForSeq2SeqLM")
 
 
-def test_translation(submission, exercise, t5):
+def test_translation(submission, exercise, reference, t5):
     """The translation is the model's greedy output for TRANSLATION_PROMPT."""
     tokenizer, model = t5
-    inputs = tokenizer(exercise.parameters["TRANSLATION_PROMPT"], return_tensors="pt").to(model.device)
-    expected_ids = model.generate(**inputs, do_sample=False, max_new_tokens=exercise.parameters["MAX_NEW_TOKENS"])
-    expected = tokenizer.decode(expected_ids[0], skip_special_tokens=True)
+    prompt, max_new_tokens = exercise.parameters["TRANSLATION_PROMPT"], exercise.parameters["MAX_NEW_TOKENS"]
+
+    def translate() -> str:
+        inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+        ids = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)
+        return tokenizer.decode(ids[0], skip_special_tokens=True)
+
+    expected = reference.memo(("translate", model.name_or_path, prompt, max_new_tokens), translate)
     translation = submission.value("translation")
     expect(isinstance(translation, str), f"`translation` should be a string, got {type(translation).__name__}.")
     expect(translation == expected, f"`translation` is {translation!r}, but greedy decoding gives {expected!r}: use "

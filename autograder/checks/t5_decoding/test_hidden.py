@@ -15,13 +15,13 @@ DECODE_CASES = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def t5(reference, exercise):
     model_id = exercise.parameters["MODEL_ID"]
     return reference.tokenizer(model_id), reference.model(model_id, "AutoModelForSeq2SeqLM")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_step(exercise, t5):
     """The grader's own pass over PROMPT: encoder output, decoder output, raw head scores, model logits."""
     tokenizer, model = t5
@@ -59,11 +59,15 @@ def test_next_token_argmax(submission, one_step, t5):
 
 
 @pytest.mark.parametrize(("prompt", "max_new_tokens"), DECODE_CASES, ids=lambda v: str(v)[:40])
-def test_greedy_decode_matches_generate(submission, t5, prompt, max_new_tokens):
+def test_greedy_decode_matches_generate(submission, reference, t5, prompt, max_new_tokens):
     """greedy_decode returns the same ids as model.generate(do_sample=False) on hidden prompts."""
     tokenizer, model = t5
-    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
-    expected = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)[0].tolist()
+
+    def generate() -> list[int]:
+        inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+        return model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)[0].tolist()
+
+    expected = reference.memo(("generate", model.name_or_path, prompt, max_new_tokens), generate)
     got = as_int_list(submission.call("greedy_decode", prompt, max_new_tokens), "greedy_decode's result")
     if got == expected:
         return

@@ -221,12 +221,10 @@ def nucleus(probs: torch.Tensor, p: float) -> set[int]:
 
 def expect_draws_cover(submission, probs: torch.Tensor, allowed: set[int], what: str, **options) -> None:
     """Over SEEDS, sample_next_token returns only ids in `allowed`, and each of them at least once."""
-    draws = []
-    for seed in SEEDS:
-        token_id = submission.call("sample_next_token", probs, seed=seed, **options)
+    draws = submission.call_each("sample_next_token", [((probs,), {"seed": seed, **options}) for seed in SEEDS])
+    for token_id in draws:
         expect(type(token_id) is int, f"sample_next_token(...) returned a {type(token_id).__name__}; return the "
                "token id as a Python int (int(...)).")
-        draws.append(token_id)
     outside = sorted(set(draws) - allowed)
     expect(not outside, f"With {what}, sample_next_token returned ids {outside[:5]}, outside the allowed ids "
            f"{sorted(allowed)}: return the id in the vocabulary (not the rank after sorting) and zero every other "
