@@ -46,6 +46,12 @@ class CellRecord:
     def failed(self) -> bool:
         return self.status in ("error", "timeout", "died", "memory", "output_limit")
 
+    @classmethod
+    def for_code_cells(cls, nb: nbformat.NotebookNode) -> list[CellRecord]:
+        """One record per code cell, in order, each *skipped* until a runner runs it."""
+        return [cls(i, cell.source, list(cell.metadata.get("tags", []))) for i, cell in enumerate(nb.cells)
+                if cell.cell_type == "code"]
+
 
 @dataclass
 class RunJob:

@@ -125,12 +125,7 @@ class KernelSession(StudentSession):
         """Called once a request file is written, before the kernel is asked to answer it."""
 
     def _execute_cells(self) -> list[CellRecord]:
-        nb = self.client.nb
-        records = [
-            CellRecord(i, cell.source, list(cell.metadata.get("tags", [])))
-            for i, cell in enumerate(nb.cells)
-            if cell.cell_type == "code"
-        ]
+        records = CellRecord.for_code_cells(self.client.nb)
         deadline = time.monotonic() + self.limits.notebook_timeout
         for record in records:
             remaining = deadline - time.monotonic()
@@ -144,7 +139,7 @@ class KernelSession(StudentSession):
             self.client.current_index = record.index
             started = time.monotonic()
             try:
-                cell = self.client.execute_cell(nb.cells[record.index], record.index)
+                cell = self.client.execute_cell(self.client.nb.cells[record.index], record.index)
             except DeadKernelError:
                 record.status, record.error = "died", "the notebook's process died (out of memory, or it exited)"
                 self.died = True

@@ -303,11 +303,7 @@ class WarmSession(StudentSession):
             raise
 
     def _execute_cells(self, nb: nbformat.NotebookNode) -> list[CellRecord]:
-        records = [
-            CellRecord(i, cell.source, list(cell.metadata.get("tags", [])))
-            for i, cell in enumerate(nb.cells)
-            if cell.cell_type == "code"
-        ]
+        records = CellRecord.for_code_cells(nb)
         deadline = time.monotonic() + self.limits.notebook_timeout
         reply_size = 8 * self.limits.output_bytes + (1 << 20)  # JSON may escape every character; error lines
         for record in records:
