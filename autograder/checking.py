@@ -8,11 +8,14 @@ parametrised check are folded into one outcome).
 
 from __future__ import annotations
 
+import random
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from .errors import UserError
 from .exercise import Exercise
@@ -22,7 +25,7 @@ from .results import CheckOutcome
 from .submission import Submission
 
 PYTEST_INI = Path(__file__).resolve().parent / "checks" / "pytest.ini"
-NO_CUDA = "not run: this check needs a CUDA GPU and this runner has none"
+NO_CUDA = "this check needs a CUDA GPU and this runner has none"
 
 
 @dataclass
@@ -53,6 +56,7 @@ class _Check:
     title: str
     public: bool
     needs_cuda: bool
+    constant: str | None  # why the checked value cannot change with the grading parameters (the `constant` marker)
     cases: list[_Case] = field(default_factory=list)
 
 
@@ -99,12 +103,18 @@ class _Plugin:
             if check_id not in self.checks:
                 doc = (getattr(item, "function", None).__doc__ or "").strip()
                 title = doc.splitlines()[0] if doc else check_id
+                constant = item.get_closest_marker("constant")
                 self.checks[check_id] = _Check(check_id, title, Path(item.fspath).resolve() in self.public_files,
-                                               item.get_closest_marker("cuda") is not None)
+                                               item.get_closest_marker("cuda") is not None,
+                                               (constant.args or ["(no reason given)"])[0] if constant else None)
 
     def pytest_runtest_setup(self, item) -> None:
         if item.get_closest_marker("cuda") and not (self.ctx and self.ctx.cuda):
             pytest.skip(NO_CUDA)
+        # The grader's own random draws (a check that trains a model) repeat exactly, whatever ran before.
+        seed = zlib.crc32(item.name.encode())
+        random.seed(seed)
+        torch.manual_seed(seed)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -178,12 +188,21 @@ def _run_pytest(files: list[Path], plugin: _Plugin, extra: list[str]) -> None:
         raise UserError(f"The check files are broken ({plugin.collect_errors[0]}); fix them and run again.")
 
 
+def _collect(exercise: Exercise, public_only: bool) -> _Plugin:
+    plugin = _Plugin(None, None, {f.resolve() for f in exercise.public_check_files})
+    _run_pytest(exercise.check_files(public_only), plugin, ["--collect-only"])
+    return plugin
+
+
+def constant_checks(exercise: Exercise) -> dict[str, str]:
+    """The checks marked ``@pytest.mark.constant(reason)``, with their reasons."""
+    return {c.id: c.constant for c in _collect(exercise, False).checks.values() if c.constant is not None}
+
+
 def collect_checks(exercise: Exercise, public_only: bool = False, cuda: bool = False) -> list[CheckOutcome]:
     """The exercise's checks without running anything: each as *failed* (a placeholder), or *not run* when it
     needs CUDA and ``cuda`` is false."""
-    files = exercise.check_files(public_only)
-    plugin = _Plugin(None, None, {f.resolve() for f in exercise.public_check_files})
-    _run_pytest(files, plugin, ["--collect-only"])
+    plugin = _collect(exercise, public_only)
     return [
         CheckOutcome(id=c.id, title=c.title, public=c.public,
                      **({"outcome": "not_run", "message": NO_CUDA} if c.needs_cuda and not cuda else {"outcome": "failed"}))

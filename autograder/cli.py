@@ -92,7 +92,7 @@ def _print_result(result, student_view: bool = False) -> None:
     if result.message:
         console.print(f"[yellow]{escape(result.message)}[/yellow]")
     for cell in result.diagnostics.problem_cells:
-        console.print(f"  cell {cell.index + 1}: {cell.status} — {escape(cell.error or '')}")
+        console.print(f"  {cell.label}: {cell.status} — {escape(cell.error or '')}")
 
 
 @app.command()
@@ -190,22 +190,64 @@ def validate(
     profile: ProfileOpt = "tiny",
     device: DeviceOpt = None,
 ) -> None:
-    """Prove exercises sound: solution gets full marks, blank student notebook zero, student notebook in sync."""
+    """Prove exercises sound: solution full marks (twice, the same), blank zero, copied outputs and every declared
+    wrong answer lose points, declared correct variants keep them (prints the kill matrix)."""
     from .exercise import available
     from .validation import validate_exercise
 
     try:
         problems = 0
         for name in exercises or available():
-            findings = validate_exercise(name, profile, device)
-            for line in findings:
-                console.print(f"[red]✗ {name}:[/red] {escape(line)}")
-            if not findings:
-                console.print(f"[green]✓ {name}[/green]: solution full marks, student notebook zero and in sync, rubric complete")
-            problems += len(findings)
+            report = validate_exercise(name, profile, device)
+            _print_validation(report)
+            problems += len(report.problems)
     except UserError as exc:
         raise _fail(str(exc)) from None
     raise typer.Exit(1 if problems else 0)
+
+
+def _share(lost: float | None) -> str:
+    """A kill-matrix cell: ✗ all points lost, a fraction for part of them, · none."""
+    if not lost:
+        return "[dim]·[/dim]"
+    return "[red]✗[/red]" if lost >= 1 - 1e-9 else f"[red]{lost:.2f}[/red]".replace("0.", ".")
+
+
+def _print_validation(report) -> None:
+    wrong = list(report.kills)
+    table = Table(title=f"{report.exercise}: what each check catches", title_justify="left")
+    for column in ("check", "pts", "copy", *(f"W{i}" for i in range(1, len(wrong) + 1)), "status"):
+        table.add_column(column, justify="left" if column in ("check", "status") else "center", no_wrap=True)
+    copy = report.copy.lost if report.copy else {}
+    for check, points in report.checks:
+        if check in report.not_run:
+            table.add_row(escape(check), f"{points:g}", "", *([""] * len(wrong)), "[yellow]not run here[/yellow]")
+            continue
+        killed = any(report.kills[w].get(check) for w in wrong)
+        copied = _share(copy.get(check)) if check in copy or check not in report.constant else "[cyan]const[/cyan]"
+        status = "[green]ok[/green]" if killed and (check in copy or check in report.constant) else (
+            "[red]no wrong answer catches it[/red]" if not killed else "[red]copied outputs pass[/red]")
+        table.add_row(escape(check), f"{points:g}", copied, *(_share(report.kills[w].get(check)) for w in wrong), status)
+    # As wide as the matrix needs: a kill matrix folded into 80 columns cannot be read.
+    needed = 40 + max((len(c) for c, _ in report.checks), default=0) + 5 * len(wrong)
+    Console(width=max(console.width, needed)).print(table)
+    console.print("  copy: outputs copied from a run with the notebook's own parameters; ✗ all points lost, "
+                  ".50 half of them, · none")
+    for i, name in enumerate(wrong, 1):
+        console.print(f"  W{i}: {escape(name)}")
+    if report.correct:
+        console.print(f"  correct variants (full marks required): {escape(', '.join(report.correct))}")
+    for check, reason in report.constant.items():
+        console.print(f"  constant: {escape(check)} — {escape(reason)}")
+    if report.copy and report.copy.kept_parameters:
+        console.print(f"  copied-output run kept the grading values of: {escape(', '.join(report.copy.kept_parameters))}")
+    if report.copy and report.copy.left_out:
+        console.print(f"  not copied (no literal form): {escape(', '.join(report.copy.left_out))}")
+    for line in report.problems:
+        console.print(f"[red]✗ {report.exercise}:[/red] {escape(line)}")
+    if not report.problems:
+        console.print(f"[green]✓ {report.exercise}[/green]: solution full marks (same outcomes twice), blank notebook "
+                      "zero and in sync, copied outputs and every wrong answer lose points, correct variants keep them")
 
 
 @models_app.command("prepare")

@@ -34,7 +34,10 @@ class ExerciseSpec(BaseModel):
     limits: Limits = Limits()
     # Values the grader writes into the notebook's `parameters` cell, on top of DEVICE and
     # DTYPE. A string "dataset:<hub id>" becomes the local path of that dataset's stand-in.
-    grading_parameters: dict[str, bool | int | float | str] = {}
+    grading_parameters: dict[str, bool | int | float | str | list[str]] = {}
+    # Grading parameters that `validate`'s copied-output proof keeps at their grading values instead of the
+    # notebook's own: a data location, or a training budget a CPU cannot afford. validate names them.
+    proof_keeps: list[str] = []
 
 
 class Exercise:

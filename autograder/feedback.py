@@ -73,7 +73,7 @@ def hints(row: Row, result: GradingResult | None) -> list[str]:
     if result.message:
         out.append(result.message)
     for cell in result.diagnostics.problem_cells:
-        out.append(f"Code cell {cell.index + 1} ended with {cell.status}: {cell.error or 'no message'}.")
+        out.append(f"{cell.label.capitalize()} ended with {cell.status}: {cell.error or 'no message'}.")
     if any(c.public and c.outcome in ("failed", "error") for c in result.checks):
         out.append("Public checks failed: run `autograder check` on your notebook to see them before resubmitting.")
     if result.days_late:

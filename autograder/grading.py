@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from .checking import GradingContext, collect_checks, run_checks
 from .errors import UserError
 from .exercise import Exercise
 from .models.provision import ModelStore, store_for
-from .notebook import InvalidNotebook, inject_parameters, parameter_names, read_notebook
+from .notebook import InvalidNotebook, inject_parameters, inject_seed, parameter_names, read_notebook, submission_seed
 from .results import CellDiagnostic, CheckOutcome, Diagnostics, GradingResult, RunRecord
 from .rubric import Rubric
 from .runners.base import Runner, RunJob, RunLimits, SessionError
@@ -106,21 +107,26 @@ class Grader:
     def grade_bytes(self, data: bytes, label: str) -> GradingResult:
         return self.rubric.score(self.run(data, label))
 
-    def run(self, data: bytes, label: str) -> RunRecord:
-        """Execute and check one submission; always returns a record, whatever the notebook does."""
+    def run(self, data: bytes, label: str, parameters: dict[str, Any] | None = None,
+            observe: Callable[[Submission], None] | None = None) -> RunRecord:
+        """Execute and check one submission; always returns a record, whatever the notebook does.
+
+        ``parameters`` replaces the injected values (``validate`` runs notebooks with their own), and
+        ``observe`` sees the submission after the checks (what they read and called)."""
         started = time.monotonic()
         record = RunRecord(exercise=self.exercise.name, submission=label, sha256=hashlib.sha256(data).hexdigest(),
                            status="graded")
         diagnostics = Diagnostics(runner=self.options.runner.name, device=self.device, profile=self.store.profile)
         try:
             nb = read_notebook(data)
-            parameters = self.parameters()
+            parameters = self.parameters() if parameters is None else parameters
             missing = sorted(set(parameters) - parameter_names(nb))
             if missing:
                 raise InvalidNotebook(f"The 'parameters' cell no longer sets {', '.join(missing)}; restore it from "
                                       "the exercise notebook.")
             readable = tuple(p for p in (self.store.hub_cache, self.store.datasets_dir) if p.is_dir())
-            job = RunJob(inject_parameters(nb, parameters), env=self.store.env(), limits=self.limits, readable=readable)
+            notebook = inject_seed(inject_parameters(nb, parameters), submission_seed(data))
+            job = RunJob(notebook, env=self.store.env(), limits=self.limits, readable=readable)
         except InvalidNotebook as exc:
             return self._without_run(record, diagnostics, "invalid", str(exc), started)
         try:
@@ -133,10 +139,12 @@ class Grader:
             ctx = GradingContext(self.exercise, self.store, self.device, self.dtype, parameters)
             submission = Submission(session, self.limits, parameters)
             record.outcomes = run_checks(ctx, submission, self.options.public_only)
+            if observe is not None:
+                observe(submission)
             diagnostics.checks_time = round(time.monotonic() - checks_started, 3)
             diagnostics.student_call_time = round(submission.student_seconds, 3)
             diagnostics.problem_cells = [
-                CellDiagnostic(index=c.index, status=c.status, error=c.error, duration=round(c.duration, 3))
+                CellDiagnostic(index=c.index, number=c.number, status=c.status, error=c.error, duration=round(c.duration, 3))
                 for c in session.cells if c.failed
             ]
             if session.died:

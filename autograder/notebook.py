@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 from typing import Any
 
@@ -11,6 +12,8 @@ from nbformat.v4 import new_code_cell
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
+SEED_TAG = "injected-seed"
+GRADER_CELL_TAGS = frozenset({INJECTED_TAG, SEED_TAG})  # cells the grader adds: not the student's to count
 EXERCISE_KEY = "autograder"  # notebook metadata: {"autograder": {"exercise": "<name>"}}
 
 
@@ -66,6 +69,18 @@ def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
     return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
 
 
+def parameter_values(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    """The notebook's own values of its parameters (the literals its `parameters` cell assigns)."""
+    tree = ast.parse(nb.cells[parameters_cell_index(nb)].source)
+    values = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    values[target.id] = ast.literal_eval(node.value)
+    return values
+
+
 def inject_parameters(nb: nbformat.NotebookNode, values: dict[str, Any]) -> nbformat.NotebookNode:
     """A copy of nb with a cell after the `parameters` cell that overrides the given values."""
     index = parameters_cell_index(nb)
@@ -73,6 +88,23 @@ def inject_parameters(nb: nbformat.NotebookNode, values: dict[str, Any]) -> nbfo
     lines = ["# Parameters injected by the grader"] + [f"{k} = {v!r}" for k, v in values.items()]
     cell = new_code_cell("\n".join(lines), metadata={"tags": [INJECTED_TAG]})
     nb.cells.insert(index + 1, cell)
+    return nb
+
+
+def submission_seed(data: bytes) -> int:
+    """The random seed of one submission: derived from its bytes, so the same file always draws the same numbers."""
+    return int.from_bytes(hashlib.sha256(data).digest()[:4], "big") >> 1  # 31 bits: NumPy takes < 2**32
+
+
+def inject_seed(nb: nbformat.NotebookNode, seed: int) -> nbformat.NotebookNode:
+    """A copy of nb that first seeds Python's, NumPy's and PyTorch's generators (binding no names of its own).
+
+    Student code that seeds a generator itself (``torch.manual_seed(seed)``) still controls it from there on."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    source = ("# Seeded by the grader: the same notebook always draws the same random numbers\n"
+              f'__import__("random").seed({seed}); __import__("numpy").random.seed({seed}); '
+              f'__import__("torch").manual_seed({seed})')
+    nb.cells.insert(0, new_code_cell(source, metadata={"tags": [SEED_TAG]}))
     return nb
 
 

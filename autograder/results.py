@@ -24,10 +24,15 @@ class CheckOutcome(BaseModel):
 
 
 class CellDiagnostic(BaseModel):
-    index: int
+    index: int  # position in the notebook as run (grader cells included)
+    number: int = 0  # the student's "code cell N"
     status: str
     error: str | None = None
     duration: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"code cell {self.number}" if self.number else f"cell {self.index + 1}"  # records older than numbers
 
 
 class Diagnostics(BaseModel):
@@ -72,16 +77,19 @@ class GradingResult(RunRecord):
         for c in self.checks:
             status_text = {"passed": "passed", "failed": "failed", "error": "error in the check",
                            "not_run": "not run"}[c.outcome]
-            tests.append({
+            test = {
                 "name": c.title,
                 "name_format": "text",
                 "number": c.id,
                 "score": c.points if c.outcome != "not_run" else 0,
                 "max_score": c.max_points if c.outcome != "not_run" else 0,
-                "status": "passed" if c.outcome == "passed" else "failed",
                 "output": f"{status_text}: {c.message}" if c.message else status_text,
                 "visibility": c.visibility,
-            })
+            }
+            # Gradescope knows only passed / failed; a check that did not run is neither, so it has no status.
+            if c.outcome != "not_run":
+                test["status"] = "passed" if c.outcome == "passed" else "failed"
+            tests.append(test)
         overview = f"Status: {self.status}." + (f" {self.message}" if self.message else "")
         if self.days_late:
             overview += f" Submitted {self.days_late} day(s) late: {self.late_penalty:g} point(s) off."

@@ -6,6 +6,7 @@ from typing import Any
 
 from . import agent
 from .runners.base import CellRecord, RunLimits, SessionError, StudentSession
+from .source import Definition, definitions
 
 
 class StudentFailure(AssertionError):
@@ -35,8 +36,28 @@ class Submission:
         self._session = session
         self._limits = limits
         self.parameters = parameters
-        self._values: dict[str, Any] = {}
+        self._values: dict[str, Any] = {}  # every variable read, as data
+        self._definitions: dict[str, Definition] | None = None
+        self.first_results: dict[str, Any] = {}  # each called function's first result (validate copies these)
         self.student_seconds = 0.0  # time spent inside student functions the checks called, as the student process timed it
+
+    def definition(self, name: str) -> Definition | None:
+        """The statement of the student's cells that last binds ``name`` (parsed here, from the cells the grader
+        ran), or None."""
+        if self._definitions is None:
+            self._definitions = definitions(self.cells)
+        return self._definitions.get(name)
+
+    def words_of(self, name: str) -> tuple[set[str], set[str]] | None:
+        """(every name, attribute and identifier-like string; the plain names alone) that ``name``'s definition
+        reaches (see ``source.Definition.words``)."""
+        found = self.definition(name)
+        return None if found is None else found.words(self._definitions)
+
+    @property
+    def values_read(self) -> dict[str, Any]:
+        """Every variable the checks read so far, by name, as data."""
+        return dict(self._values)
 
     @property
     def cells(self) -> list[CellRecord]:
@@ -45,7 +66,7 @@ class Submission:
     def _ask(self, request: dict, what: str) -> dict:
         if self._session.died:
             failed = next((c for c in self.cells if c.status == "died"), None)
-            where = f" in code cell {failed.index + 1}" if failed else ""
+            where = f" in {failed.label}" if failed else ""
             raise StudentFailure(f"The notebook's process died{where}, so {what} could not be read.")
         try:
             blob = self._session.request(agent.encode(request), timeout=self._limits.call_timeout)
@@ -81,11 +102,19 @@ class Submission:
         self._values[name] = value
         return value
 
-    def _failed_cell_hint(self, name: str) -> str:
-        for cell in self.cells:
-            if cell.failed and name in cell.source:
-                return f" The cell that sets it (cell {cell.index + 1}) stopped with: {cell.error}"
-        return ""
+    def _failed_cell_hint(self, name: str, anywhere: bool = False) -> str:
+        """Where the trouble began: the first cell that stopped with an error, up to the one that sets ``name``
+        (``anywhere``: in the whole notebook, for a function that raised NameError).
+
+        A later cell's NameError is only the echo of that first error, so it is the one named."""
+        setters = [c for c in self.cells if c.number and name in c.source]
+        last = setters[-1].index if setters and not anywhere else None
+        failed = next((c for c in self.cells if c.failed and c.number and (last is None or c.index <= last)), None)
+        if failed is None:
+            return ""
+        if setters and failed is setters[-1]:
+            return f" The cell that sets it ({failed.label}) stopped with: {failed.error}"
+        return f" {failed.label.capitalize()} stopped earlier with {failed.error}; fix that first."
 
     def tensor(self, name: str) -> Any:
         """A variable that must be a tensor (or NumPy array), returned as a plain torch.Tensor."""
@@ -134,7 +163,9 @@ class Submission:
         if status == "not_callable":
             raise StudentFailure(f"`{name}` should be a function, but it is a {answer.get('type')}.")
         if status == "raised":
-            raise StudentRaised(name, str(answer.get("type")), str(answer.get("message")))
+            type_name = str(answer.get("type"))
+            hint = self._failed_cell_hint(name, anywhere=True) if type_name == "NameError" else ""
+            raise StudentRaised(name, type_name, str(answer.get("message")) + hint)
         if status == "unsendable":
             raise StudentFailure(f"`{name}(...)` returned something the grader cannot read: {answer.get('message')}.")
         if status != "ok":
@@ -143,6 +174,7 @@ class Submission:
         if isinstance(value, agent.Unsupported):
             raise StudentFailure(f"`{name}(...)` returned a {value.type_name} object; return tensors, numbers, "
                                  "strings, lists or dicts.")
+        self.first_results.setdefault(name, value)
         return value
 
     def output_of(self, tag: str) -> str:

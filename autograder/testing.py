@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
+from .source import OPAQUE
 from .submission import StudentFailure
 
 # (rtol, atol) per dtype: half precision on a GPU differs from a float32 reference far more
@@ -62,3 +64,43 @@ def as_int_list(value: Any, what: str) -> list[int]:
     if isinstance(value, (list, tuple)) and all(type(x) is int for x in value):
         return list(value)
     raise StudentFailure(f"{what} should be a list of token ids (ints), got {type(value).__name__}.")
+
+
+def tokenization_of(tokenizer: Any, text: str, got: Any) -> list[int]:
+    """The ids a student's later steps should be judged on: their own ids when those tokenize ``text`` (with or
+    without the special tokens the tokenizer adds), else the tokenizer's own tokenization of ``text``.
+
+    So one slip in tokenizing costs the tokenizing check, not every step after it, while ids of another text
+    (a copy of the notebook's own prompt) are never accepted."""
+    accepted = [tokenizer(text).input_ids, tokenizer(text, add_special_tokens=False).input_ids]
+    try:
+        ids = as_int_list(got, "the ids")
+    except StudentFailure:
+        return accepted[0]
+    return ids if ids in accepted else accepted[0]
+
+
+def expect_by_hand(submission: Any, name: str, *, without: Iterable[str] = (), using: Iterable[str] = (),
+                   hint: str = "") -> None:
+    """Where the exercise says "by hand": ``name``'s definition in the notebook (and the notebook functions and
+    variables it reaches) never mentions a word of ``without`` (a library call, a variable it must not be copied
+    from) and mentions every word of ``using``. Judged from the cell sources the grader ran, not by asking the
+    student process."""
+    found = submission.words_of(name)
+    if found is None:
+        raise StudentFailure(f"The grader finds no definition of `{name}` in your cells: write it in the notebook "
+                             "(not through exec or an import) and run its cell." + (f" {hint}" if hint else ""))
+    tail = f" {hint}" if hint else ""
+    words, names = found
+    opaque = sorted(names & OPAQUE)
+    if opaque:
+        raise StudentFailure(f"`{name}` uses {', '.join(opaque)}, so the grader cannot see how it is computed; "
+                             f"write the steps out.{tail}")
+    used = sorted(set(without) & words)
+    if used:
+        raise StudentFailure(f"`{name}` uses {', '.join(f'`{w}`' for w in used)}, but this step is to be done by "
+                             f"hand.{tail}")
+    missing = sorted(set(using) - words)
+    if missing:
+        raise StudentFailure(f"`{name}` does not use {', '.join(f'`{w}`' for w in missing)}, which this step is "
+                             f"built from.{tail}")

@@ -1,30 +1,191 @@
-"""`autograder validate`: an exercise is sound when its own solution and blank notebook grade as they must."""
+"""`autograder validate`: prove an exercise sound.
+
+Besides the basics (the solution earns full marks, the blank student notebook nothing, the
+student notebook is what `build` makes, the same bytes get the same grade), three proofs:
+
+1. **Copied outputs lose.** The solution runs with the notebook's own parameters; a notebook
+   that assigns what that run computed as literals (and whose functions return their first
+   result whatever they are asked) is graded with the grading parameters. Every check not
+   marked ``@pytest.mark.constant(reason)`` must lose points on it: otherwise the grading
+   inputs give the same answer as the notebook's defaults on the model in use, and a student
+   who copies a printout passes.
+2. **Declared wrong answers lose exactly their checks** (``solutions/<ex>/answers.toml``), and
+   the kill matrix shows which answer kills which check: a check no wrong answer kills is a
+   check that cannot be shown to fail.
+3. **Declared correct variants keep full marks** (equivalent forms must not be punished).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+import nbformat
+
+from .answers import DeclaredAnswer, apply_edits, copied_outputs_notebook, load_answers
 from .build import in_sync
+from .checking import constant_checks
 from .exercise import Exercise
 from .grading import GradeOptions, Grader
+from .notebook import parameter_values
+from .results import GradingResult
+from .submission import Submission
+
+# Parameters that say where and how the notebook runs, not what it computes: the copied-output run keeps them.
+RUN_PARAMETERS = ("DEVICE", "DTYPE")
 
 
-def validate_exercise(name: str, profile: str = "tiny", device: str | None = None) -> list[str]:
-    """Problems found (empty when sound). Rubric/check mismatches raise UserError from the Grader."""
-    exercise = Exercise(name)
-    grader = Grader(exercise, GradeOptions(profile=profile, device=device))
+def lost(result: GradingResult) -> dict[str, float]:
+    """The share of its points each check lost (checks that could not run here are left out)."""
+    return {c.id: 1 - c.points / c.max_points for c in result.checks
+            if c.outcome != "not_run" and c.max_points > 0 and c.points < c.max_points}
+
+
+def answers_file(exercise: Exercise):
+    return exercise.solution_notebook.parent / "answers.toml"
+
+
+def judge_wrong(grader: Grader, solution: nbformat.NotebookNode, answer: DeclaredAnswer) -> tuple[dict[str, float], list[str]]:
+    """Grade a declared wrong answer: the share each check lost, and what is wrong with the declaration."""
+    result = grader.grade_bytes(apply_edits(solution, answer.edit, f"wrong answer {answer.name!r}"), answer.name)
+    losses = lost(result)
     problems = []
-    if not exercise.public_check_files:
-        problems.append(f"no public checks in {exercise.assignment_dir / 'checks'} (students need at least one)")
-    if not in_sync(exercise):
-        problems.append(f"{exercise.student_notebook} differs from what `autograder build {name}` generates; run it")
-    solution = grader.grade_file(exercise.solution_notebook)
-    if solution.status != "graded":
-        problems.append(f"the solution notebook ended as '{solution.status}': {solution.message}")
-    for c in solution.checks:
-        if c.outcome in ("failed", "error"):
-            problems.append(f"the solution fails {c.id}: {c.message}")
-    if exercise.student_notebook.is_file():
+    if result.status != "graded":
+        problems.append(f"wrong answer {answer.name!r} ended as '{result.status}': {result.message}")
+    if not losses:
+        problems.append(f"wrong answer {answer.name!r} keeps full marks: some check must catch it")
+    else:
+        missed = sorted(set(answer.loses) - set(losses))
+        extra = sorted(set(losses) - set(answer.loses))
+        if missed:
+            problems.append(f"wrong answer {answer.name!r} should lose points on {', '.join(missed)}, but does not")
+        if extra:
+            problems.append(f"wrong answer {answer.name!r} also loses points on {', '.join(extra)}; "
+                            "if that is right, add them to its `loses`")
+    for c in result.checks:
+        if c.id in losses and not c.message:
+            problems.append(f"{c.id} fails wrong answer {answer.name!r} without telling the student why")
+    messages = [c.message for c in result.checks if c.id in losses]
+    if answer.hint and not any(answer.hint in m for m in messages):
+        problems.append(f"no message for wrong answer {answer.name!r} says {answer.hint!r}: {messages}")
+    return losses, problems
+
+
+def judge_correct(grader: Grader, solution: nbformat.NotebookNode, answer: DeclaredAnswer) -> list[str]:
+    """Grade a declared correct variant: it must keep full marks."""
+    result = grader.grade_bytes(apply_edits(solution, answer.edit, f"correct answer {answer.name!r}"), answer.name)
+    return [f"correct answer {answer.name!r} loses points on {check}: {message}"
+            for check, message in ((c.id, c.message) for c in result.checks if c.id in lost(result))]
+
+
+@dataclass
+class CopyProof:
+    lost: dict[str, float]  # check id -> share of points the copied-output notebook lost
+    kept_parameters: list[str]  # grading parameters the copied run did not vary
+    same_values: list[str]  # variables equal under the notebook's and the grading parameters
+    left_out: list[str]  # values that have no literal form (not copied)
+    problems: list[str]
+
+
+def copied_output_proof(grader: Grader, solution_bytes: bytes, student: nbformat.NotebookNode,
+                        graded_values: dict[str, Any], constant: dict[str, str], ran: set[str]) -> CopyProof:
+    """Proof 1 of the module's docstring."""
+    grading = grader.parameters()
+    own = parameter_values(nbformat.reads(solution_bytes.decode(), as_version=4))
+    keep = set(RUN_PARAMETERS) | set(grader.exercise.spec.proof_keeps)
+    defaults = {k: v if k in keep or k not in own else own[k] for k, v in grading.items()}
+    seen: list[Submission] = []
+    grader.run(solution_bytes, "the solution with its own parameters", parameters=defaults, observe=seen.append)
+    values, first_results = seen[0].values_read, seen[0].first_results
+    notebook, left_out = copied_outputs_notebook(student, values, first_results)
+    losses = lost(grader.grade_bytes(notebook, "outputs copied from the notebook's own parameters"))
+    same = sorted(n for n, v in values.items() if n in graded_values and _same(v, graded_values[n]))
+    problems = [
+        f"{check} keeps its points on outputs copied from a run with the notebook's own parameters"
+        + (f" (the same under both: {', '.join(same)})" if same else "")
+        + ": choose grading inputs whose answer differs on this model, or mark the check constant"
+        for check in sorted(ran - set(losses) - set(constant))
+    ]
+    kept = sorted(k for k in grading if k not in RUN_PARAMETERS and k in own and defaults[k] == grading[k])
+    return CopyProof(losses, kept, same, left_out, problems)
+
+
+def _same(a: Any, b: Any) -> bool:
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape \
+            and a.dtype == b.dtype and torch.equal(a, b)
+    if type(a) in (list, tuple) and type(b) is type(a):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if type(a) is dict and type(b) is dict:
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+@dataclass
+class Validation:
+    exercise: str
+    checks: list[tuple[str, float]] = field(default_factory=list)  # (check id, points) in rubric order of outcomes
+    not_run: list[str] = field(default_factory=list)  # checks that cannot run here (CUDA on a CPU runner)
+    constant: dict[str, str] = field(default_factory=dict)
+    copy: CopyProof | None = None
+    kills: dict[str, dict[str, float]] = field(default_factory=dict)  # wrong answer -> check -> share lost
+    correct: list[str] = field(default_factory=list)  # declared correct variants
+    problems: list[str] = field(default_factory=list)
+
+
+def validate_exercise(name: str, profile: str = "tiny", device: str | None = None) -> Validation:
+    """Every proof of the module's docstring; ``problems`` is empty when the exercise is sound. Rubric/check
+    mismatches raise UserError from the Grader."""
+    exercise = Exercise(name)
+    report = Validation(name)
+    answers = load_answers(answers_file(exercise))
+    with Grader(exercise, GradeOptions(profile=profile, device=device)) as grader:
+        problems = report.problems
+        if not exercise.public_check_files:
+            problems.append(f"no public checks in {exercise.assignment_dir / 'checks'} (students need at least one)")
+        if not in_sync(exercise):
+            problems.append(f"{exercise.student_notebook} differs from what `autograder build {name}` generates; run it")
+        solution_bytes = exercise.solution_notebook.read_bytes()
+        seen: list[Submission] = []
+        solution = grader.rubric.score(grader.run(solution_bytes, "solution", observe=seen.append))
+        report.checks = [(c.id, c.max_points) for c in solution.checks]
+        report.not_run = [c.id for c in solution.checks if c.outcome == "not_run"]
+        if solution.status != "graded":
+            problems.append(f"the solution notebook ended as '{solution.status}': {solution.message}")
+        problems += [f"the solution fails {c.id}: {c.message}" for c in solution.checks if c.outcome in ("failed", "error")]
+        again = grader.grade_bytes(solution_bytes, "solution, again")
+        if _outcomes(again) != _outcomes(solution):
+            problems.append("the solution graded twice got different outcomes: "
+                            + "; ".join(f"{a} / {b}" for a, b in zip(_outcomes(solution), _outcomes(again)) if a != b))
+        if not exercise.student_notebook.is_file():
+            problems.append(f"there is no student notebook {exercise.student_notebook}; run `autograder build {name}`")
+            return report
+        student = nbformat.read(exercise.student_notebook, as_version=4)
         blank = grader.grade_file(exercise.student_notebook)
-        for c in blank.checks:
-            if c.points > 0:
-                problems.append(f"the blank student notebook earns {c.points:g} points on {c.id}")
-    return problems
+        problems += [f"the blank student notebook earns {c.points:g} points on {c.id}" for c in blank.checks if c.points > 0]
+
+        ran = {c for c, _ in report.checks} - set(report.not_run)
+        report.constant = constant_checks(exercise)
+        report.copy = copied_output_proof(grader, solution_bytes, student, seen[0].values_read, report.constant, ran)
+        problems += report.copy.problems
+
+        solution_nb = nbformat.reads(solution_bytes.decode(), as_version=4)
+        if not answers.wrong:
+            problems.append(f"no wrong answers are declared in {answers_file(exercise)}: declare the mistakes "
+                            "students make, so each check is shown to catch one")
+        for answer in answers.wrong:
+            report.kills[answer.name], found = judge_wrong(grader, solution_nb, answer)
+            problems += found
+        for answer in answers.correct:
+            report.correct.append(answer.name)
+            problems += judge_correct(grader, solution_nb, answer)
+        killed = {check for losses in report.kills.values() for check in losses}
+        problems += [f"no declared wrong answer loses points on {check}: declare one it catches"
+                     for check in sorted(ran - killed)]
+    return report
+
+
+def _outcomes(result: GradingResult) -> list[tuple[str, str, str]]:
+    return [(c.id, c.outcome, c.message) for c in result.checks]

@@ -17,6 +17,8 @@ from typing import Literal
 
 import nbformat
 
+from ..notebook import GRADER_CELL_TAGS
+
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent.py"
 
 # memory / output_limit: the cell was stopped by a limit of a confining runner (see runners/sandbox.py).
@@ -41,6 +43,11 @@ class CellRecord:
     duration: float = 0.0
     output: str = ""
     error: str | None = None
+    number: int = 0  # the student's own count, "code cell N" (as Jupyter's [N] after Run All); 0: a grader cell
+
+    @property
+    def label(self) -> str:
+        return f"code cell {self.number}" if self.number else "a cell the grader added"
 
     @property
     def failed(self) -> bool:
@@ -49,8 +56,15 @@ class CellRecord:
     @classmethod
     def for_code_cells(cls, nb: nbformat.NotebookNode) -> list[CellRecord]:
         """One record per code cell, in order, each *skipped* until a runner runs it."""
-        return [cls(i, cell.source, list(cell.metadata.get("tags", []))) for i, cell in enumerate(nb.cells)
-                if cell.cell_type == "code"]
+        records, number = [], 0
+        for i, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            tags = list(cell.metadata.get("tags", []))
+            student_cell = not GRADER_CELL_TAGS.intersection(tags)
+            number += student_cell
+            records.append(cls(i, cell.source, tags, number=number if student_cell else 0))
+        return records
 
 
 @dataclass
@@ -107,7 +121,9 @@ def student_env(extra: dict[str, str], workdir: Path) -> dict[str, str]:
     """A small environment for the student process: nothing of the grader's secrets leaks."""
     keep = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
     env = {k: os.environ[k] for k in keep if k in os.environ}
-    env.update(HOME=str(workdir), TMPDIR=str(workdir / "tmp"), PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
+    # A fixed hash seed: set and dict orders of strings, and so the grade, do not vary between runs.
+    env.update(HOME=str(workdir), TMPDIR=str(workdir / "tmp"), PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg",
+               PYTHONHASHSEED="0")
     env.update(extra)
     return env
 

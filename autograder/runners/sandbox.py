@@ -527,7 +527,7 @@ class SandboxSession(KernelSession):
                 record.error = f"ran out of memory (a process may use {limits.memory_bytes / GiB:g} GiB): {record.error}"
             else:
                 continue
-            self.limit_breach = self.limit_breach or f"cell {record.index + 1} {record.error}"
+            self.limit_breach = self.limit_breach or f"{record.label} {record.error}"
         if self.died:
             self.limit_breach = self.lease.breach() or self.limit_breach
         return records

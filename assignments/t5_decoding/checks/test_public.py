@@ -37,6 +37,7 @@ def test_encoder_output_shape(submission, exercise, t5):
                  "Keep the batch dimension and use the encoder's last_hidden_state.")
 
 
+@pytest.mark.constant("decoder_start_token_id is the model's own, whatever the prompt")
 def test_decoder_start_token(submission, t5):
     """The decoder starts from the model's decoder_start_token_id, as a (1, 1) tensor."""
     start = t5[1].config.decoder_start_token_id
@@ -46,6 +47,7 @@ def test_decoder_start_token(submission, t5):
            f"`decoder_input_ids` holds {ids.tolist()}, but the decoder starts from decoder_start_token_id ({start}).")
 
 
+@pytest.mark.constant("one score per vocabulary entry for one start token, whatever the prompt")
 def test_lm_head_output_shape(submission, t5):
     """lm_head gives one score per vocabulary entry: shape (1, 1, vocab_size)."""
     expect_shape(submission.tensor("lm_logits"), (1, 1, t5[1].config.vocab_size), "`lm_logits`")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from autograder.testing import as_int_list, expect, expect_shape
+from autograder.testing import as_int_list, expect, expect_shape, tokenization_of
 
 
 @pytest.fixture
@@ -33,24 +33,38 @@ def test_prompt_token_ids(submission, exercise, llama):
            f"({len(expected)} ids): tokenize PROMPT itself, not a copy of the text you see in the notebook.")
 
 
-def test_embeddings_shape(submission, llama):
-    """embeddings has shape (1, n_tokens, hidden_size)."""
-    n_tokens = len(prompt_ids(submission))
+def prompt_length(submission, exercise, llama) -> int:
+    """How many tokens PROMPT has: the student's input_ids if they tokenize PROMPT, else the grader's."""
+    got = submission.value("input_ids") if submission.has("input_ids") else None
+    return len(tokenization_of(llama[0], exercise.parameters["PROMPT"], got))
+
+
+def test_embeddings_shape(submission, exercise, llama):
+    """embeddings has shape (1, n_tokens, hidden_size) for PROMPT."""
+    n_tokens = prompt_length(submission, exercise, llama)
     expect_shape(submission.tensor("embeddings"), (1, n_tokens, llama[1].config.hidden_size), "`embeddings`",
                  "Pass the whole (1, n_tokens) input_ids through model.get_input_embeddings().")
 
 
-def test_logits_shape(submission, llama):
-    """logits has shape (1, n_tokens, vocab_size): one score per vocabulary entry at every position."""
-    n_tokens = len(prompt_ids(submission))
+def test_logits_shape(submission, exercise, llama):
+    """logits has shape (1, n_tokens, vocab_size) for PROMPT: one score per vocabulary entry at every position."""
+    n_tokens = prompt_length(submission, exercise, llama)
     expect_shape(submission.tensor("logits"), (1, n_tokens, llama[1].config.vocab_size), "`logits`",
                  "Keep the model output's .logits as it is, for every position.")
 
 
-def test_top10_format(submission, llama):
-    """top10_ids, top10_probs and top10_tokens describe ten distinct tokens, most probable first."""
+def test_top10_format(submission, exercise, llama):
+    """top10_ids, top10_probs and top10_tokens describe the ten most probable next tokens after PROMPT, most
+    probable first."""
     ids = as_int_list(submission.value("top10_ids"), "`top10_ids`")
     expect(len(ids) == 10 and len(set(ids)) == 10, f"`top10_ids` should hold 10 distinct ids, it holds {ids}.")
+    model = llama[1]
+    got = submission.value("input_ids") if submission.has("input_ids") else None
+    with torch.no_grad():
+        inputs = torch.tensor([tokenization_of(llama[0], exercise.parameters["PROMPT"], got)], device=model.device)
+        expected = set(model(inputs).logits[0, -1].float().topk(10).indices.tolist())
+    expect(len(set(ids) & expected) >= 8, f"`top10_ids` ({ids}) are not the ten most probable next tokens after "
+           "PROMPT: take the softmax of the logits at the last position, then the ten largest.")
     probs = submission.tensor("top10_probs")
     expect_shape(probs, (10,), "`top10_probs`")
     expect(probs.is_floating_point() and bool(((probs >= 0) & (probs <= 1)).all()),
@@ -65,17 +79,17 @@ def test_top10_format(submission, llama):
 
 def test_softmax_with_temperature_is_a_distribution(submission):
     """softmax_with_temperature returns non-negative rows that sum to 1, with the input's shape."""
-    logits = torch.randn(2, 7, generator=torch.Generator().manual_seed(0)) * 3
-    for temperature in (1.0, 0.7):
+    for shape, temperature in (((2, 7), 1.0), ((3, 5), 0.7)):
+        logits = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 3
         probs = submission.call("softmax_with_temperature", logits, temperature)
         expect(isinstance(probs, torch.Tensor), f"softmax_with_temperature(logits, {temperature}) returned a "
                f"{type(probs).__name__}; return a tensor.")
-        expect_shape(probs, (2, 7), f"softmax_with_temperature(logits of shape (2, 7), {temperature})",
+        expect_shape(probs, shape, f"softmax_with_temperature(logits of shape {shape}, {temperature})",
                      "Return one probability per logit: the softmax over the last axis.")
         expect(probs.is_floating_point() and bool((probs >= 0).all()),
                f"softmax_with_temperature(logits, {temperature}) has negative or non-float values.")
         sums = probs.double().sum(-1)
-        expect(torch.allclose(sums, torch.ones(2, dtype=torch.float64), atol=1e-3),
+        expect(torch.allclose(sums, torch.ones(shape[0], dtype=torch.float64), atol=1e-3),
                f"The rows of softmax_with_temperature(logits, {temperature}) sum to {sums.tolist()}, not 1: "
                "normalise over the last axis (dim=-1).")
 
@@ -101,20 +115,21 @@ def test_sampler_reproducible(submission):
 
 def test_cosine_similarity_structure(submission):
     """cosine_similarity_matrix gives an (n, n) symmetric matrix with ones on the diagonal, values in [-1, 1]."""
-    lengths = torch.tensor([[0.5], [1.0], [2.0], [4.0], [8.0]])
-    vectors = torch.randn(5, 16, generator=torch.Generator().manual_seed(0)) * lengths
-    sims = submission.call("cosine_similarity_matrix", vectors)
-    expect(isinstance(sims, torch.Tensor), f"cosine_similarity_matrix returned a {type(sims).__name__}; return a "
-           "tensor.")
-    expect_shape(sims, (5, 5), "cosine_similarity_matrix(5 vectors)", "Compare every vector with every other one.")
-    sims = sims.double()
-    expect(bool(torch.isfinite(sims).all()), "cosine_similarity_matrix returned NaN or infinite values.")
-    expect(torch.allclose(sims, sims.T, atol=1e-4), "cosine_similarity_matrix is not symmetric.")
-    diagonal = sims.diagonal()
-    expect(torch.allclose(diagonal, torch.ones(5, dtype=torch.float64), atol=1e-3),
-           f"The diagonal of cosine_similarity_matrix is {[round(x, 3) for x in diagonal.tolist()]}, not all 1: "
-           "divide each dot product by the lengths (norms) of both vectors.")
-    expect(bool((sims.abs() <= 1 + 1e-3).all()), "cosine_similarity_matrix has values outside [-1, 1].")
+    for n in (5, 3):
+        lengths = torch.tensor([[0.5], [1.0], [2.0], [4.0], [8.0]])[:n]
+        vectors = torch.randn(n, 16, generator=torch.Generator().manual_seed(n)) * lengths
+        sims = submission.call("cosine_similarity_matrix", vectors)
+        expect(isinstance(sims, torch.Tensor), f"cosine_similarity_matrix returned a {type(sims).__name__}; return "
+               "a tensor.")
+        expect_shape(sims, (n, n), f"cosine_similarity_matrix({n} vectors)", "Compare every vector with every other one.")
+        sims = sims.double()
+        expect(bool(torch.isfinite(sims).all()), "cosine_similarity_matrix returned NaN or infinite values.")
+        expect(torch.allclose(sims, sims.T, atol=1e-4), "cosine_similarity_matrix is not symmetric.")
+        diagonal = sims.diagonal()
+        expect(torch.allclose(diagonal, torch.ones(n, dtype=torch.float64), atol=1e-3),
+               f"The diagonal of cosine_similarity_matrix is {[round(x, 3) for x in diagonal.tolist()]}, not all 1: "
+               "divide each dot product by the lengths (norms) of both vectors.")
+        expect(bool((sims.abs() <= 1 + 1e-3).all()), "cosine_similarity_matrix has values outside [-1, 1].")
 
 
 def test_japanese_round_trip(submission, exercise):

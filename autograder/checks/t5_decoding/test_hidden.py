@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from autograder.testing import as_int_list, expect, expect_close
+from autograder.testing import as_int_list, expect, expect_by_hand, expect_close
 
 # Grader-chosen prompts for greedy_decode, with the length limit for each. The short limit
 # catches loops that ignore max_new_tokens; the others catch loops that ignore EOS.
@@ -13,6 +13,8 @@ DECODE_CASES = [
     ("question: What color is the sky?", 30),
     ("translate English to German: The children play in the garden.", 3),
 ]
+# Calls that generate for you: greedy_decode is the loop written out by hand.
+GENERATION_SHORTCUTS = {"generate", "greedy_search", "_greedy_search", "_sample", "pipeline"}
 
 
 @pytest.fixture(scope="module")
@@ -68,19 +70,29 @@ def test_greedy_decode_matches_generate(submission, reference, t5, prompt, max_n
         return model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens)[0].tolist()
 
     expected = reference.memo(("generate", model.name_or_path, prompt, max_new_tokens), generate)
+    expect_by_hand(submission, "greedy_decode", without=GENERATION_SHORTCUTS,
+                   hint="Write the loop yourself: run the encoder once, then the decoder and lm_head one token at a time.")
     got = as_int_list(submission.call("greedy_decode", prompt, max_new_tokens), "greedy_decode's result")
     if got == expected:
         return
-    if got[: len(expected)] == expected:
-        raise AssertionError(f"greedy_decode kept going after EOS ({len(got)} ids instead of {len(expected)}).")
-    if len(got) > max_new_tokens + 1:
-        raise AssertionError(f"greedy_decode returned {len(got) - 1} new tokens; the limit was {max_new_tokens}.")
+    expect(len(got) - 1 <= max_new_tokens, f"greedy_decode({prompt[:30]!r}..., max_new_tokens={max_new_tokens}) "
+           f"returned {len(got) - 1} new tokens: stop after max_new_tokens even without EOS.")
+    expect(got[: len(expected)] != expected, f"greedy_decode kept going after EOS ({len(got)} ids instead of "
+           f"{len(expected)}): stop once eos_token_id is appended.")
     raise AssertionError(f"greedy_decode returned {got[:12]}..., generate gives {expected[:12]}...: start from "
                          "decoder_start_token_id and append the argmax at the last position each step.")
 
 
+def test_model_logits(submission, one_step):
+    """model_logits are the logits of one full forward pass, model(input_ids, decoder_input_ids)."""
+    expect_close(submission.tensor("model_logits"), one_step["logits"], "`model_logits`",
+                 "Call model(input_ids=input_ids, decoder_input_ids=decoder_input_ids) and take .logits.")
+
+
 def test_scaled_logits_match_model(submission, one_step):
     """Scaling the decoder output by d_model**-0.5 before lm_head reproduces model(...).logits."""
+    expect_by_hand(submission, "scaled_logits", without={"model_logits", "logits"}, using={"lm_head"},
+                   hint="Scale decoder_hidden by model.config.d_model ** -0.5 yourself and pass it to model.lm_head.")
     expect_close(submission.tensor("scaled_logits"), one_step["logits"], "`scaled_logits`",
                  "Multiply decoder_hidden by model.config.d_model ** -0.5 before lm_head.")
 

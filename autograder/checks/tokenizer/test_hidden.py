@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from autograder.submission import StudentRaised
-from autograder.testing import as_int_list, expect, expect_close, tolerance
+from autograder.testing import as_int_list, expect, expect_close, tokenization_of, tolerance
 
 # Words for embed_words: one-token and multi-token words, with and without a capital, and Japanese.
 HIDDEN_WORDS = ["pirate", "treasure", "king", "queen", "fast", "Hello", "東京"]
@@ -69,20 +69,20 @@ def prob_tolerance(llama) -> float:
     return tolerance(llama[1].dtype)[1]
 
 
-def student_prompt_ids(submission) -> list[int]:
-    ids = submission.tensor("input_ids")
-    expect(ids.dim() == 2 and ids.shape[0] == 1, f"`input_ids` has shape {tuple(ids.shape)}, not (1, n_tokens).")
-    return as_int_list(ids, "`input_ids`")
+def pipeline_ids(submission, exercise, llama) -> list[int]:
+    """The ids the later steps are judged on: the student's input_ids if they tokenize PROMPT, else the grader's."""
+    got = submission.value("input_ids") if submission.has("input_ids") else None
+    return tokenization_of(llama[0], exercise.parameters["PROMPT"], got)
 
 
-def test_token_table(submission, llama):
-    """token_table pairs every id of input_ids with its decoded text, in order."""
-    ids = student_prompt_ids(submission)
+def test_token_table(submission, exercise, llama):
+    """token_table pairs every id of PROMPT's tokenization with its decoded text, in order."""
+    ids = pipeline_ids(submission, exercise, llama)
     table = submission.value("token_table")
     expect(isinstance(table, (list, tuple)) and all(isinstance(row, (list, tuple)) and len(row) == 2 for row in table),
            "`token_table` should be a list of (id, text) pairs.")
-    expect(len(table) == len(ids), f"`token_table` has {len(table)} rows but input_ids holds {len(ids)} tokens: "
-           "one row per token, the BOS token included.")
+    expect(len(table) == len(ids), f"`token_table` has {len(table)} rows but PROMPT has {len(ids)} tokens: "
+           "one row per id of input_ids, the BOS token included.")
     for position, ((token_id, text), expected_id) in enumerate(zip(table, ids)):
         expect(type(token_id) is int, f"row {position} of `token_table` starts with a {type(token_id).__name__}; "
                "use Python ints (input_ids[0].tolist()).")
@@ -100,9 +100,9 @@ def test_prompt_round_trip(submission, exercise):
            "input_ids[0] with skip_special_tokens=True.")
 
 
-def test_embeddings_are_table_rows(submission, llama):
-    """Each row of embeddings is the embedding-table row of the matching id of input_ids."""
-    ids = student_prompt_ids(submission)
+def test_embeddings_are_table_rows(submission, exercise, llama):
+    """Each row of embeddings is the embedding-table row of the matching id of PROMPT's tokenization."""
+    ids = pipeline_ids(submission, exercise, llama)
     table = llama[1].get_input_embeddings().weight.detach()
     expect(all(0 <= i < len(table) for i in ids), "`input_ids` holds ids outside the vocabulary.")
     embeddings = submission.tensor("embeddings")
@@ -128,11 +128,17 @@ def test_top10_matches_reference(submission, next_probs, prob_tolerance, llama):
                  "They are the probabilities of top10_ids after the softmax, most probable first.")
 
 
-def test_top10_consistent_with_logits(submission):
-    """top10_probs is the softmax of the last position of the notebook's own logits, at top10_ids."""
+def test_top10_consistent_with_logits(submission, exercise, llama):
+    """logits are the model's scores for input_ids (PROMPT), and top10_probs is the softmax of their last position
+    at top10_ids."""
     logits = submission.tensor("logits")
     expect(logits.dim() == 3 and logits.shape[0] == 1, f"`logits` has shape {tuple(logits.shape)}, not "
            "(1, n_tokens, vocab_size).")
+    model = llama[1]
+    with torch.no_grad():
+        ids = torch.tensor([pipeline_ids(submission, exercise, llama)], device=model.device)
+        expected_last = model(ids).logits[0, -1].float().cpu()
+    expect_close(logits[0, -1], expected_last, "`logits[0, -1]`", "Run the model on input_ids and keep .logits.")
     ids = as_int_list(submission.value("top10_ids"), "`top10_ids`")
     expect(all(0 <= i < logits.shape[-1] for i in ids), f"`top10_ids` holds ids outside the vocabulary: {ids}.")
     expected = torch.softmax(logits[0, -1].double(), dim=-1)[ids]
@@ -255,10 +261,12 @@ def test_word_vectors(submission, llama):
     table = model.get_input_embeddings().weight.detach()
     expected = torch.stack([table[tokenizer(w, add_special_tokens=False).input_ids].float().mean(0)
                             for w in HIDDEN_WORDS]).to(table.dtype)
-    got = submission.call("embed_words", HIDDEN_WORDS)
-    expect_close(got, expected, f"embed_words({HIDDEN_WORDS})",
-                 "Tokenize each word on its own with add_special_tokens=False (no BOS) and average the embedding "
-                 "rows of its tokens.")
+    # Two word lists, so an embed_words that ignores its argument cannot pass.
+    for words in (HIDDEN_WORDS, HIDDEN_WORDS[:2:-1]):
+        rows = [HIDDEN_WORDS.index(w) for w in words]
+        expect_close(submission.call("embed_words", words), expected[rows], f"embed_words({words})",
+                     "Tokenize each word on its own with add_special_tokens=False (no BOS) and average the embedding "
+                     "rows of its tokens.")
 
 
 def test_cosine_similarity_values(submission, llama):
