@@ -102,7 +102,7 @@ class _Plugin:
                                            "every check needs a unique name")
             if check_id not in self.checks:
                 doc = (getattr(item, "function", None).__doc__ or "").strip()
-                title = doc.splitlines()[0] if doc else check_id
+                title = " ".join(doc.split("\n\n")[0].split()) or check_id  # the docstring's first paragraph
                 constant = item.get_closest_marker("constant")
                 self.checks[check_id] = _Check(check_id, title, Path(item.fspath).resolve() in self.public_files,
                                                item.get_closest_marker("cuda") is not None,

@@ -240,7 +240,10 @@ def _print_validation(report) -> None:
     for check, reason in report.constant.items():
         console.print(f"  constant: {escape(check)} — {escape(reason)}")
     if report.copy and report.copy.kept_parameters:
-        console.print(f"  copied-output run kept the grading values of: {escape(', '.join(report.copy.kept_parameters))}")
+        console.print(f"  same in the notebook and in grading (not varied): {escape(', '.join(report.copy.kept_parameters))}")
+    if report.copy and report.copy.stand_ins:
+        console.print("  copied-output run used, in place of the notebook's own: "
+                      + escape(", ".join(f"{k}={v!r}" for k, v in report.copy.stand_ins.items())))
     if report.copy and report.copy.left_out:
         console.print(f"  not copied (no literal form): {escape(', '.join(report.copy.left_out))}")
     for line in report.problems:

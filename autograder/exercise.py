@@ -35,9 +35,13 @@ class ExerciseSpec(BaseModel):
     # Values the grader writes into the notebook's `parameters` cell, on top of DEVICE and
     # DTYPE. A string "dataset:<hub id>" becomes the local path of that dataset's stand-in.
     grading_parameters: dict[str, bool | int | float | str | list[str]] = {}
-    # Grading parameters that `validate`'s copied-output proof keeps at their grading values instead of the
-    # notebook's own: a data location, or a training budget a CPU cannot afford. validate names them.
-    proof_keeps: list[str] = []
+    # Values `validate`'s copied-output proof runs the solution with in place of the notebook's own, where those
+    # cannot run here (the hub's dataset, a 13-minute training budget); same forms as grading_parameters.
+    # They must differ from the grading values, as the notebook's own do. validate names them.
+    proof_parameters: dict[str, bool | int | float | str | list[str]] = {}
+    # A Python file beside exercise.toml whose functions the grader appends as the notebook's last cell, for checks
+    # that need to look at objects (a model's parameters, files on disk) through plain data. Students may read it.
+    probes: str | None = None
 
 
 class Exercise:
@@ -68,6 +72,17 @@ class Exercise:
     @property
     def rubric_file(self) -> Path:
         return self.root / "rubrics" / f"{self.name}.toml"
+
+    @property
+    def probes_source(self) -> str | None:
+        """The source of the exercise's probe functions, if it has any."""
+        if self.spec.probes is None:
+            return None
+        path = self.assignment_dir / self.spec.probes
+        if not path.is_file():
+            raise UserError(f"{self.assignment_dir / 'exercise.toml'} names probes {self.spec.probes!r}, but there is "
+                            f"no {path}; add the file or remove the setting.")
+        return path.read_text(encoding="utf-8")
 
     @property
     def public_check_files(self) -> list[Path]:

@@ -14,7 +14,8 @@ from .checking import GradingContext, collect_checks, run_checks
 from .errors import UserError
 from .exercise import Exercise
 from .models.provision import ModelStore, store_for
-from .notebook import InvalidNotebook, inject_parameters, inject_seed, parameter_names, read_notebook, submission_seed
+from .notebook import (InvalidNotebook, inject_parameters, inject_probes, inject_seed, parameter_names, read_notebook,
+                       submission_seed)
 from .results import CellDiagnostic, CheckOutcome, Diagnostics, GradingResult, RunRecord
 from .rubric import Rubric
 from .runners.base import Runner, RunJob, RunLimits, SessionError
@@ -72,6 +73,7 @@ class Grader:
         self.device = self.options.device or default_device()
         self.checks = collect_checks(exercise, self.options.public_only, cuda=self.device.startswith("cuda"))
         self.dtype = "float16" if self.device.startswith("cuda") else "float32"
+        self.probes = exercise.probes_source
         spec = exercise.spec
         self.limits = self.options.limits or RunLimits(
             cell_timeout=spec.limits.cell_timeout,
@@ -92,12 +94,13 @@ class Grader:
 
     def parameters(self) -> dict[str, Any]:
         """Values injected into the notebook's `parameters` cell."""
-        values: dict[str, Any] = {"DEVICE": self.device, "DTYPE": self.dtype}
-        for name, value in {**self.exercise.spec.grading_parameters, **self.options.extra_parameters}.items():
-            if isinstance(value, str) and value.startswith("dataset:"):
-                value = str(self.store.dataset_path(value.removeprefix("dataset:")))
-            values[name] = value
-        return values
+        values = {**self.exercise.spec.grading_parameters, **self.options.extra_parameters}
+        return {"DEVICE": self.device, "DTYPE": self.dtype, **self.resolve(values)}
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Parameter values as the notebook gets them: ``"dataset:<hub id>"`` becomes the stand-in's local path."""
+        return {name: str(self.store.dataset_path(value.removeprefix("dataset:")))
+                if isinstance(value, str) and value.startswith("dataset:") else value for name, value in values.items()}
 
     def grade_file(self, path: Path) -> GradingResult:
         if not path.is_file():
@@ -126,6 +129,8 @@ class Grader:
                                       "the exercise notebook.")
             readable = tuple(p for p in (self.store.hub_cache, self.store.datasets_dir) if p.is_dir())
             notebook = inject_seed(inject_parameters(nb, parameters), submission_seed(data))
+            if self.probes is not None:
+                notebook = inject_probes(notebook, self.probes)
             job = RunJob(notebook, env=self.store.env(), limits=self.limits, readable=readable)
         except InvalidNotebook as exc:
             return self._without_run(record, diagnostics, "invalid", str(exc), started)

@@ -13,7 +13,8 @@ from nbformat.v4 import new_code_cell
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 SEED_TAG = "injected-seed"
-GRADER_CELL_TAGS = frozenset({INJECTED_TAG, SEED_TAG})  # cells the grader adds: not the student's to count
+PROBES_TAG = "injected-probes"
+GRADER_CELL_TAGS = frozenset({INJECTED_TAG, SEED_TAG, PROBES_TAG})  # cells the grader adds: not the student's to count
 EXERCISE_KEY = "autograder"  # notebook metadata: {"autograder": {"exercise": "<name>"}}
 
 
@@ -105,6 +106,14 @@ def inject_seed(nb: nbformat.NotebookNode, seed: int) -> nbformat.NotebookNode:
               f'__import__("random").seed({seed}); __import__("numpy").random.seed({seed}); '
               f'__import__("torch").manual_seed({seed})')
     nb.cells.insert(0, new_code_cell(source, metadata={"tags": [SEED_TAG]}))
+    return nb
+
+
+def inject_probes(nb: nbformat.NotebookNode, source: str) -> nbformat.NotebookNode:
+    """A copy of nb whose last cell defines the exercise's probe functions (see ``ExerciseSpec.probes``): after
+    every student cell, so a student cell cannot replace them."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb.cells.append(new_code_cell(source, metadata={"tags": [PROBES_TAG]}))
     return nb
 
 

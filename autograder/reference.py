@@ -29,6 +29,13 @@ def _load_tokenizer(hub_cache: str, hub_id: str):
     return AutoTokenizer.from_pretrained(hub_id, cache_dir=hub_cache, local_files_only=True)
 
 
+@lru_cache(maxsize=16)
+def _load_config(hub_cache: str, hub_id: str):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(hub_id, cache_dir=hub_cache, local_files_only=True)
+
+
 @lru_cache(maxsize=8)
 def _load_model(hub_cache: str, hub_id: str, auto_class: str, device: str, dtype: str):
     return _fresh(hub_cache, hub_id, auto_class, device, dtype).eval()
@@ -50,6 +57,10 @@ class Reference:
 
     def tokenizer(self, hub_id: str) -> Any:
         return _load_tokenizer(str(self.store.hub_cache), hub_id)
+
+    def config(self, hub_id: str) -> Any:
+        """A model's configuration alone (no weights loaded)."""
+        return _load_config(str(self.store.hub_cache), hub_id)
 
     def model(self, hub_id: str, auto_class: str = "AutoModelForCausalLM") -> Any:
         """A shared, eval-mode model on the grading device. Do not modify it."""

@@ -69,6 +69,38 @@ partial = true
 '''
 
 
+ANSWERS = """# Answers students write, graded by `autograder validate`: each wrong one must lose exactly the checks in `loses`
+# (and every check must be caught by at least one), each correct one must keep full marks.
+
+[[wrong]]
+name = "squares counted from 1"
+loses = ["test_squares_values"]
+[[wrong.edit]]
+old = "squares = torch.arange(N) ** 2  # SOLUTION"
+new = "squares = torch.arange(1, N + 1) ** 2  # SOLUTION"
+
+[[wrong]]
+name = "N written as the number the notebook shows"
+loses = ["test_squares_shape", "test_squares_values"]
+[[wrong.edit]]
+old = "squares = torch.arange(N) ** 2  # SOLUTION"
+new = "squares = torch.arange(5) ** 2  # SOLUTION"
+
+[[wrong]]
+name = "scale adds the factor"
+loses = ["test_scale_on_hidden_inputs"]
+[[wrong.edit]]
+old = "    return values * factor"
+new = "    return values + factor"
+
+[[correct]]
+name = "squares as a product"
+[[correct.edit]]
+old = "squares = torch.arange(N) ** 2  # SOLUTION"
+new = "squares = torch.arange(N) * torch.arange(N)  # SOLUTION"
+"""
+
+
 def _solution_notebook(name: str) -> nbformat.NotebookNode:
     v4 = nbformat.v4
     nb = v4.new_notebook(metadata={
@@ -101,6 +133,7 @@ def scaffold(name: str) -> list[Path]:
         checks_dir(name) / "test_hidden.py": HIDDEN_CHECKS.format(name=name),
         root / "rubrics" / f"{name}.toml": RUBRIC,
         root / "solutions" / name / f"{name}.ipynb": nbformat.writes(_solution_notebook(name)) + "\n",
+        root / "solutions" / name / "answers.toml": ANSWERS,
     }
     existing = [str(p) for p in files if p.exists()]
     if existing:

@@ -81,19 +81,20 @@ def judge_correct(grader: Grader, solution: nbformat.NotebookNode, answer: Decla
 @dataclass
 class CopyProof:
     lost: dict[str, float]  # check id -> share of points the copied-output notebook lost
-    kept_parameters: list[str]  # grading parameters the copied run did not vary
+    kept_parameters: list[str]  # grading parameters whose value the notebook's own equals (not varied)
     same_values: list[str]  # variables equal under the notebook's and the grading parameters
     left_out: list[str]  # values that have no literal form (not copied)
     problems: list[str]
+    stand_ins: dict[str, Any] = field(default_factory=dict)  # the exercise's proof_parameters
 
 
 def copied_output_proof(grader: Grader, solution_bytes: bytes, student: nbformat.NotebookNode,
                         graded_values: dict[str, Any], constant: dict[str, str], ran: set[str]) -> CopyProof:
     """Proof 1 of the module's docstring."""
     grading = grader.parameters()
-    own = parameter_values(nbformat.reads(solution_bytes.decode(), as_version=4))
-    keep = set(RUN_PARAMETERS) | set(grader.exercise.spec.proof_keeps)
-    defaults = {k: v if k in keep or k not in own else own[k] for k, v in grading.items()}
+    own = {**parameter_values(nbformat.reads(solution_bytes.decode(), as_version=4)),
+           **grader.resolve(grader.exercise.spec.proof_parameters)}
+    defaults = {k: v if k in RUN_PARAMETERS or k not in own else own[k] for k, v in grading.items()}
     seen: list[Submission] = []
     grader.run(solution_bytes, "the solution with its own parameters", parameters=defaults, observe=seen.append)
     values, first_results = seen[0].values_read, seen[0].first_results
@@ -107,7 +108,10 @@ def copied_output_proof(grader: Grader, solution_bytes: bytes, student: nbformat
         for check in sorted(ran - set(losses) - set(constant))
     ]
     kept = sorted(k for k in grading if k not in RUN_PARAMETERS and k in own and defaults[k] == grading[k])
-    return CopyProof(losses, kept, same, left_out, problems)
+    stand_ins = dict(grader.exercise.spec.proof_parameters)
+    problems += [f"proof parameter {k} equals its grading value, so copies of what it changes cannot be told apart"
+                 for k, v in grader.resolve(stand_ins).items() if grading.get(k) == v and not str(stand_ins[k]).startswith("dataset:")]
+    return CopyProof(losses, kept, same, left_out, problems, stand_ins)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -74,3 +75,13 @@ def points_lost(result) -> dict[str, float]:
 
 def to_json(result) -> str:
     return json.dumps(result.gradescope(), indent=2)
+
+
+@pytest.fixture
+def course_copy(tmp_path, monkeypatch):
+    """A copy of the course folder the test may break (the real one stays intact)."""
+    for part in ("assignments", "solutions", "rubrics"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    monkeypatch.setenv("AUTOGRADER_COURSE_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTOGRADER_CACHE", str(ROOT / ".cache"))
+    return tmp_path

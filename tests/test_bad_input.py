@@ -95,16 +95,6 @@ def test_cli_unknown_profile():
     assert result.exit_code == 2 and "Unknown model profile 'huge'" in result.output
 
 
-@pytest.fixture
-def course_copy(tmp_path, monkeypatch):
-    """A copy of the course folder the test may break (the real one stays intact)."""
-    for part in ("assignments", "solutions", "rubrics"):
-        shutil.copytree(ROOT / part, tmp_path / part)
-    monkeypatch.setenv("AUTOGRADER_COURSE_DIR", str(tmp_path))
-    monkeypatch.setenv("AUTOGRADER_CACHE", str(ROOT / ".cache"))
-    return tmp_path
-
-
 def test_rubric_typo_is_named(course_copy):
     rubric = course_copy / "rubrics" / "t5_decoding.toml"
     rubric.write_text(rubric.read_text().replace("[checks.test_translation]", "[checks.test_translaton]"))

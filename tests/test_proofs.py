@@ -86,3 +86,50 @@ def test_randomness_sensitive_answer_gets_the_same_grade_every_time(exercise, an
 def test_every_exercise_has_a_randomness_sensitive_answer_where_it_samples():
     sampling = {"tokenizer", "prompting", "sft_lora"}
     assert sampling <= {ex for ex in EXERCISES if any(a.random for a in ANSWERS[ex].wrong)}
+
+
+def test_a_new_exercise_passes_validate_with_its_matrix(tmp_path, monkeypatch):
+    """`autograder new` scaffolds an exercise whose declared answers, copy proof and kill matrix all hold."""
+    import autograder.exercise
+    import autograder.scaffold
+    from conftest import ROOT
+    from typer.testing import CliRunner
+
+    from autograder.cli import app
+
+    monkeypatch.setenv("AUTOGRADER_COURSE_DIR", str(tmp_path))
+    monkeypatch.setenv("AUTOGRADER_CACHE", str(ROOT / ".cache"))
+    hidden = tmp_path / "hidden"  # keep the scaffold's hidden checks out of the installed package
+    for module in (autograder.exercise, autograder.scaffold):
+        monkeypatch.setattr(module, "checks_dir", lambda name: hidden / name)
+    runner = CliRunner()
+    assert runner.invoke(app, ["new", "squares_demo"]).exit_code == 0
+    result = runner.invoke(app, ["validate", "squares_demo"])
+    assert result.exit_code == 0, result.output
+    assert "W3" in result.output and "scale adds the factor" in result.output
+    assert "copied outputs pass" not in result.output and "no wrong answer catches it" not in result.output
+    assert "✓ squares_demo" in result.output
+
+
+def test_validate_names_each_unsound_part(course_copy):
+    """A grading input equal to the notebook's own, a wrong answer that loses nothing and a check no answer catches
+    each end in a sentence and exit status 1."""
+    from typer.testing import CliRunner
+
+    from autograder.cli import app
+
+    meta = course_copy / "assignments" / "t5_decoding" / "exercise.toml"
+    meta.write_text(meta.read_text().replace('PROMPT = "translate English to German: Good morning, my friend."',
+                                             'PROMPT = "The capital of France is"'))
+    answers = course_copy / "solutions" / "t5_decoding" / "answers.toml"
+    text = answers.read_text()
+    cut = text.index('[[wrong]]\nname = "model_logits never computed"')
+    text = text[:cut] + text[text.index("[[wrong]]", cut + 1):]  # the only answer that catches test_model_logits
+    answers.write_text(text + '\n[[wrong]]\nname = "a harmless comment"\nloses = ["test_translation"]\n'
+                       '[[wrong.edit]]\nappend = "# nothing wrong here"\n')
+    result = CliRunner().invoke(app, ["validate", "t5_decoding"])
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "test_next_token_argmax keeps its points on outputs copied" in out
+    assert "wrong answer 'a harmless comment' keeps full marks" in out
+    assert "no declared wrong answer loses points on test_model_logits" in out

@@ -27,42 +27,58 @@ def test_chat_prompt(submission, exercise, tokenizer):
            f"USER_REQUEST, {expected[-80:]!r} at the end; it ends with {got[-80:]!r}.")
 
 
+# Two requests of the grader's own: the functions must use their argument.
+JSON_REQUESTS = ["Create a character profile for a detective novel.", "Invent a villain for a fantasy RPG."]
+
+
 def test_build_prompt_example(submission):
     """build_prompt joins all seven parts with newlines, in the fixed order."""
-    parts = {"persona": "You are a chef.", "instruction": "Suggest a dinner.", "context": "It is a rainy Monday.",
-             "data_format": "Answer with a list.", "audience": "The reader is a student.", "tone": "Be cheerful.",
-             "data": "Fridge: eggs, rice, leeks."}
-    expected = "\n".join(parts.values())
-    got = submission.call("build_prompt", **parts)
-    expect(got == expected, f"build_prompt(...) returned {got!r}; with all seven parts it should return {expected!r}.")
+    examples = [
+        {"persona": "You are a chef.", "instruction": "Suggest a dinner.", "context": "It is a rainy Monday.",
+         "data_format": "Answer with a list.", "audience": "The reader is a student.", "tone": "Be cheerful.",
+         "data": "Fridge: eggs, rice, leeks."},
+        {"persona": "You are a coach.", "instruction": "Plan a run.", "context": "Race in May.",
+         "data_format": "A table.", "audience": "A beginner.", "tone": "Be kind.", "data": "Runs 5 km now."},
+    ]
+    for parts in examples:
+        expected = "\n".join(parts.values())
+        got = submission.call("build_prompt", **parts)
+        expect(got == expected, f"build_prompt(...) returned {got!r}; with all seven parts it should return "
+               f"{expected!r}.")
+
+
+def _messages(value, what: str) -> list[dict]:
+    expect(isinstance(value, list) and value and all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                                     and isinstance(m.get("content"), str) for m in value),
+           f"{what} should return a list of {{'role': ..., 'content': ...}} messages, got {str(value)[:80]}.")
+    return value
 
 
 def test_json_prompts(submission):
-    """The zero-shot request shows no example; the one-shot request shows the four keys in order."""
-    for name in ("zero_shot_messages", "one_shot_messages"):
-        value = submission.value(name)
-        expect(isinstance(value, list) and len(value) == 1 and isinstance(value[0], dict)
-               and value[0].get("role") == "user" and isinstance(value[0].get("content"), str),
-               f"`{name}` should be a list with one user message {{'role': 'user', 'content': ...}}.")
-    zero = submission.value("zero_shot_messages")[0]["content"]
-    expect("json" in zero.lower() and "{" not in zero,
-           "The zero-shot request should ask for JSON without showing an example (no `{`).")
-    one = submission.value("one_shot_messages")[0]["content"]
-    positions = [one.find(f'"{key}"') for key in PROFILE_KEYS]
-    expect("{" in one and -1 not in positions and positions == sorted(positions),
-           'The one-shot request should show the JSON shape with the keys "description", "name", "armor", "weapon" '
-           "in that order: use ONE_SHOT_TEMPLATE.")
+    """Zero-shot: one user message asking for JSON with the four keys, no example. One-shot: one finished example
+    profile as the assistant's answer, then the request."""
+    for request in JSON_REQUESTS:
+        zero = _messages(submission.call("zero_shot_json_messages", request), "zero_shot_json_messages(...)")
+        expect(len(zero) == 1 and zero[0]["role"] == "user", "zero_shot_json_messages(...) should return one user "
+               f"message, got the roles {[m['role'] for m in zero]}.")
+        content = zero[0]["content"]
+        expect(request in content, f"The zero-shot message should contain the request {request!r} itself.")
+        expect("json" in content.lower() and all(f'"{key}"' in content for key in PROFILE_KEYS),
+               'The zero-shot message should ask for a JSON object with the keys "description", "name", "armor" '
+               "and \"weapon\" (JSON_RULE).")
+        expect("{" not in content, "A zero-shot request shows no example: leave the JSON (`{`) out.")
 
-
-def test_profile_json(submission):
-    """`profile_json` is JSON on its own: an object with exactly the four keys and string values."""
-    text = submission.value("profile_json")
-    expect(isinstance(text, str), f"`profile_json` should be a string, got {type(text).__name__}.")
-    try:
-        profile = json.loads(text)
-    except ValueError as exc:
-        raise AssertionError(f"`profile_json` is not valid JSON on its own ({exc}): return only the JSON text, "
-                             f"without prose or a code fence. It starts with {text[:60]!r}.") from None
-    expect(isinstance(profile, dict) and list(profile) == PROFILE_KEYS,
-           f"`profile_json` should hold an object with the keys {PROFILE_KEYS} in that order.")
-    expect(all(isinstance(v, str) for v in profile.values()), "Every value of the profile should be a string.")
+        one = _messages(submission.call("one_shot_json_messages", request), "one_shot_json_messages(...)")
+        roles = [m["role"] for m in one]
+        expect(roles == ["user", "assistant", "user"], f"one_shot_json_messages(...) should be an example request "
+               f"(user), its answer (assistant) and the request (user); the roles are {roles}.")
+        expect(request in one[-1]["content"], f"The last message should contain the request {request!r}.")
+        try:
+            example = json.loads(one[1]["content"])
+        except ValueError:
+            raise AssertionError("The assistant's example answer should be the example profile as JSON "
+                                 f"(json.dumps(EXAMPLE_PROFILE)); it is {one[1]['content'][:60]!r}.") from None
+        expect(isinstance(example, dict) and list(example) == PROFILE_KEYS
+               and all(isinstance(v, str) and v.strip() and v != v.upper() for v in example.values()),
+               "The example answer should be one finished profile: the four keys in order, each with a real value "
+               "(not a placeholder such as \"THE CHARACTER'S NAME\").")

@@ -6,48 +6,66 @@ import torch
 
 from autograder.testing import expect
 
-LECTURE_SETTINGS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.05, "bias": "none", "task_type": "CAUSAL_LM"}
-TARGET_MODULES = ["q_proj", "v_proj"]
+# The lecture's settings; the rank and alpha come from the parameters (the grader injects other ones).
+FIXED_SETTINGS = {"lora_dropout": 0.05, "bias": "none", "task_type": "CAUSAL_LM"}
+TARGET_MODULES = ("q_proj", "v_proj")
 
-# A conversation of the grader's choosing, with a system turn and two exchanges.
-CONVERSATION = [
-    {"role": "system", "content": "You answer in one short sentence."},
-    {"role": "user", "content": "What does a LoRA adapter change?"},
-    {"role": "assistant", "content": "It adds a small low-rank update to some weight matrices."},
-    {"role": "user", "content": "And the original weights?"},
-    {"role": "assistant", "content": "They stay frozen."},
+# Conversations of the grader's choosing: a system turn and two exchanges, and a single exchange.
+CONVERSATIONS = [
+    [
+        {"role": "system", "content": "You answer in one short sentence."},
+        {"role": "user", "content": "What does a LoRA adapter change?"},
+        {"role": "assistant", "content": "It adds a small low-rank update to some weight matrices."},
+        {"role": "user", "content": "And the original weights?"},
+        {"role": "assistant", "content": "They stay frozen."},
+    ],
+    [
+        {"role": "user", "content": "Name a colour of the sky at dusk."},
+        {"role": "assistant", "content": "Orange."},
+    ],
 ]
 
 
-def test_lora_settings(submission):
-    """The wrapped model uses the lecture's LoRA settings: r=8, alpha=16, q_proj and v_proj, dropout 0.05, causal LM."""
+def test_lora_settings(submission, reference, exercise):
+    """The wrapped model uses the lecture's LoRA settings: r=LORA_R, alpha=LORA_ALPHA, LoRA on every q_proj and
+    v_proj, dropout 0.05, causal LM."""
     settings = submission.call("grading_lora_config")
     expect(isinstance(settings, dict), "`model.peft_config` could not be read as LoRA settings.")
-    wrong = [f"{key}={settings.get(key)!r} (expected {value!r})" for key, value in LECTURE_SETTINGS.items()
+    expected = {"r": exercise.parameters["LORA_R"], "lora_alpha": exercise.parameters["LORA_ALPHA"], **FIXED_SETTINGS}
+    wrong = [f"{key}={settings.get(key)!r} (expected {value!r})" for key, value in expected.items()
              if settings.get(key) != value]
-    targets = settings.get("target_modules")
-    if not (isinstance(targets, list) and sorted(targets) == TARGET_MODULES):
-        wrong.append(f"target_modules={targets!r} (expected {TARGET_MODULES!r})")
+    # Judged by the modules LoRA was put on, so any spelling peft resolves to them (qualified names too) is right.
+    base = reference.model(exercise.parameters["MODEL_ID"], "AutoModelForCausalLM")
+    wanted = {name for name, _ in base.named_modules() if name.rsplit(".", 1)[-1] in TARGET_MODULES}
+    parameters = submission.call("grading_parameters", "model")
+    adapted = {n.removeprefix("base_model.model.").split(".lora_A.")[0] for n in parameters if ".lora_A." in n} \
+        if isinstance(parameters, dict) else set()
+    if adapted != wanted:
+        wrong.append(f"LoRA sits on {len(adapted)} modules, expected the {len(wanted)} q_proj and v_proj modules "
+                     f"(target_modules={settings.get('target_modules')!r})")
     expect(not wrong, "The LoRA settings of `model` differ from the lecture's: " + "; ".join(wrong) + ".")
 
 
 def test_format_example(submission, reference, exercise):
     """format_example renders a conversation with the chat template, without a generation prompt."""
     tokenizer = reference.tokenizer(exercise.parameters["MODEL_ID"])
-    example = {"prompt": CONVERSATION[1]["content"], "prompt_id": "grader", "messages": CONVERSATION}
-    result = submission.call("format_example", example)
-    expect(isinstance(result, dict) and isinstance(result.get("text"), str),
-           f"format_example should return a dict {{'text': str}}, got {type(result).__name__} {str(result)[:80]!r}.")
-    text = result["text"]
-    expected = tokenizer.apply_chat_template(CONVERSATION, tokenize=False)
-    if text == expected:
-        return
-    if text == tokenizer.apply_chat_template(CONVERSATION, tokenize=False, add_generation_prompt=True):
-        raise AssertionError("format_example adds a generation prompt (an empty assistant turn) at the end; training "
-                             "conversations already end with the answer: leave add_generation_prompt off.")
-    at = next((i for i, (a, b) in enumerate(zip(text, expected)) if a != b), min(len(text), len(expected)))
-    raise AssertionError(f"format_example's text differs from tokenizer.apply_chat_template(messages, tokenize=False) "
-                         f"from character {at}: got {text[at:at + 40]!r}, expected {expected[at:at + 40]!r}.")
+    for conversation in CONVERSATIONS:
+        example = {"prompt": conversation[-2]["content"], "prompt_id": "grader", "messages": conversation}
+        result = submission.call("format_example", example)
+        expect(isinstance(result, dict) and isinstance(result.get("text"), str),
+               f"format_example should return a dict {{'text': str}}, got {type(result).__name__} "
+               f"{str(result)[:80]!r}.")
+        text = result["text"]
+        expected = tokenizer.apply_chat_template(conversation, tokenize=False)
+        if text == expected:
+            continue
+        if text == tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True):
+            raise AssertionError("format_example adds a generation prompt (an empty assistant turn) at the end; "
+                                 "training conversations already end with the answer: leave add_generation_prompt off.")
+        at = next((i for i, (a, b) in enumerate(zip(text, expected)) if a != b), min(len(text), len(expected)))
+        raise AssertionError(f"format_example's text differs from tokenizer.apply_chat_template(messages, "
+                             f"tokenize=False) from character {at}: got {text[at:at + 40]!r}, expected "
+                             f"{expected[at:at + 40]!r}.")
 
 
 def test_training_ran(submission, exercise):
@@ -65,7 +83,8 @@ def test_training_ran(submission, exercise):
 
 
 def test_adapter_saved(submission):
-    """OUTPUT_DIR holds the adapter's config and weights, and the saved weights are the trained ones."""
+    """OUTPUT_DIR holds the adapter's config and weights and the tokenizer, and the saved weights are the trained
+    ones."""
     saved = submission.call("grading_saved_adapter")
     expect(isinstance(saved, dict) and isinstance(saved.get("files"), list) and isinstance(saved.get("weights"), dict),
            "grading_saved_adapter() did not return the saved files; restore the grader's cell from the exercise.")
@@ -73,6 +92,8 @@ def test_adapter_saved(submission):
     missing = [f for f in ("adapter_config.json", "adapter_model.safetensors") if f not in files]
     expect(not missing, f"OUTPUT_DIR lacks {', '.join(missing)} (it holds {files}): save the adapter with "
            "trainer.model.save_pretrained(OUTPUT_DIR) after training.")
+    expect("tokenizer_config.json" in files, f"OUTPUT_DIR holds no tokenizer (it holds {files}): save it beside the "
+           "adapter with tokenizer.save_pretrained(OUTPUT_DIR), so the folder is all one needs to use the model.")
     trained = [n for n in submission.call("grading_parameters", "model") if ".lora_" in n]
     expect(trained, "`model` has no LoRA weights to compare the saved adapter with: keep `model` the wrapped model "
            "you trained (merge_and_unload() on it removes its LoRA layers).")

@@ -199,11 +199,56 @@ def test_cot_messages_structure(submission, question):
 
 def test_zero_shot_cot_messages(submission):
     """Zero-shot CoT: one user message, the question followed by the step-by-step trigger."""
-    question = COT_QUESTIONS[0]
-    messages = _expect_messages(submission.call("zero_shot_cot_messages", question), "zero_shot_cot_messages(...)")
-    expected = [{"role": "user", "content": f"{question} {STEP_BY_STEP}"}]
-    expect(messages == expected, f"zero_shot_cot_messages(...) returned {str(messages)[:120]}; expected one user "
-           f"message with the question, a space and {STEP_BY_STEP!r}.")
+    for question in COT_QUESTIONS:
+        messages = _expect_messages(submission.call("zero_shot_cot_messages", question), "zero_shot_cot_messages(...)")
+        expect(len(messages) == 1 and messages[0]["role"] == "user", "zero_shot_cot_messages(...) should return one "
+               f"user message, got the roles {[m['role'] for m in messages]}.")
+        content = messages[0]["content"]
+        expect(content.startswith(question) and content.endswith(STEP_BY_STEP)
+               and not content[len(question):-len(STEP_BY_STEP)].strip(),
+               f"zero_shot_cot_messages(...) holds {content[:120]!r}; it should be the question, a space or newline, "
+               f"and {STEP_BY_STEP!r}.")
+
+
+def test_detailed_prompt_messages(submission):
+    """detailed_messages sends build_prompt's text as the one user message."""
+    for name in ("all parts", "parts not passed"):
+        kwargs = BUILD_CASES[name]
+        expected = [{"role": "user", "content": "\n".join(kwargs[p].strip() for p in PROMPT_PARTS
+                                                           if kwargs.get(p, "").strip())}]
+        got = _expect_messages(submission.call("detailed_messages", **kwargs), "detailed_messages(...)")
+        expect(got == expected, f"detailed_messages(...) returned {str(got)[:120]}; it should be one user message "
+               f"whose content is build_prompt(...): {str(expected)[:120]}.")
+
+
+def _greedy_profile(llama, prompt: str, max_value_tokens: int) -> str:
+    """The notebook's fill_json_profile, computed with the grader's model."""
+    chat_text = llama[0].apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                             add_generation_prompt=True)
+    profile: dict[str, str] = {}
+    for key in PROFILE_KEYS:
+        before = json.dumps({**profile, key: ""}, ensure_ascii=False)[:-2]
+        profile[key] = _greedy_value(llama, chat_text + before, max_value_tokens)
+    return json.dumps(profile, ensure_ascii=False)
+
+
+def test_profile_json(submission, exercise, llama):
+    """`profile_json` is JSON on its own: the profile fill_json_profile makes for FORMAT_PROMPT and MAX_VALUE_TOKENS."""
+    text = submission.value("profile_json")
+    expect(isinstance(text, str), f"`profile_json` should be a string, got {type(text).__name__}.")
+    try:
+        profile = json.loads(text)
+    except ValueError as exc:
+        raise AssertionError(f"`profile_json` is not valid JSON on its own ({exc}): return only the JSON text, "
+                             f"without prose or a code fence. It starts with {text[:60]!r}.") from None
+    expect(isinstance(profile, dict) and list(profile) == PROFILE_KEYS,
+           f"`profile_json` should hold an object with the keys {PROFILE_KEYS} in that order.")
+    expect(all(isinstance(v, str) for v in profile.values()), "Every value of the profile should be a string.")
+    prompt = submission.value("FORMAT_PROMPT")
+    expect(isinstance(prompt, str), "`FORMAT_PROMPT` should be the format-sample prompt (a string).")
+    expected = _greedy_profile(llama, prompt, exercise.parameters["MAX_VALUE_TOKENS"])
+    expect(text == expected, f"`profile_json` is {text[:80]!r}, but fill_json_profile(FORMAT_PROMPT, "
+           f"MAX_VALUE_TOKENS) gives {expected[:80]!r}: make it with fill_json_profile and the parameters' budget.")
 
 
 @pytest.mark.parametrize("name", list(CONVERSATIONS))

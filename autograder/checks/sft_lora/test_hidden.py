@@ -10,10 +10,17 @@ import pytest
 import torch
 
 from autograder.submission import StudentFailure
-from autograder.testing import expect, expect_close
+from autograder.testing import expect, expect_by_hand, expect_close
 
-RANK = 8
 TARGETS = ("q_proj", "v_proj")
+# Ways to count parameters from a model instead of from its config: the counts below are to be worked out by hand.
+COUNTING_SHORTCUTS = {"numel", "parameters", "named_parameters", "get_nb_trainable_parameters",
+                      "print_trainable_parameters", "get_peft_model", "num_parameters", "LoraConfig"}
+# Llama-style sizes for lora_params_per_layer: Llama-3.2-1B's own, and a config without head_dim.
+LLAMA_SIZES = [{"hidden_size": 2048, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64},
+               {"hidden_size": 96, "num_attention_heads": 6, "num_key_value_heads": 2}]
+# GPT-2 sizes for gpt2_lora_params: the real GPT-2 (the textbook's 294,912 for r=8) and a smaller one.
+GPT2_SIZES = [({"n_layer": 12, "n_embd": 768, "n_head": 12}, 8), ({"n_layer": 6, "n_embd": 512, "n_head": 8}, 4)]
 # Grader-chosen texts for the logits comparisons.
 PROBE_TEXTS = {"english": "Summarize the plot of a detective story in two sentences.",
                "japanese": "ファインチューニングとは何ですか?"}
@@ -38,12 +45,24 @@ def train_split(exercise):
         yield load_dataset(exercise.parameters["DATASET"], split="train_sft", cache_dir=cache, keep_in_memory=True)
 
 
-def lora_parameter_count(config) -> int:
-    """r·(in + out) per adapted projection: q_proj maps hidden to heads·head_dim, v_proj to kv_heads·head_dim."""
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    q_proj = RANK * (config.hidden_size + config.num_attention_heads * head_dim)
-    v_proj = RANK * (config.hidden_size + config.num_key_value_heads * head_dim)
-    return config.num_hidden_layers * (q_proj + v_proj)
+def peft_trainable(reference, config, r: int, targets) -> int:
+    """The trainable parameters get_peft_model gives a model of this config: built on the meta device, so it costs
+    neither memory nor weights, and the count is peft's own for the model in use (computed once per grader)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    def count() -> int:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        wrapped = get_peft_model(model, LoraConfig(r=r, target_modules=list(targets), task_type="CAUSAL_LM"))
+        return wrapped.get_nb_trainable_parameters()[0]
+
+    return reference.memo(("peft trainable", config.to_json_string(), r, tuple(targets)), count)
+
+
+def lora_parameter_count(reference, config, r: int) -> int:
+    """LoRA parameters of rank r on q_proj and v_proj (grouped-query attention makes v_proj narrower)."""
+    return peft_trainable(reference, config, r, TARGETS)
 
 
 def student_parameters(submission) -> dict[str, bool]:
@@ -114,27 +133,29 @@ def greedy_answer(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
     return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-def test_trainable_parameter_count(submission, llama):
-    """trainable_params equals the LoRA count from the model config (grouped-query attention narrows v_proj)."""
-    config = llama[1].config
-    expected = lora_parameter_count(config)
+def test_trainable_parameter_count(submission, reference, exercise, llama):
+    """trainable_params equals the LoRA count for the model in use at rank LORA_R (grouped-query attention narrows
+    v_proj)."""
+    config, r = llama[1].config, exercise.parameters["LORA_R"]
+    expected = lora_parameter_count(reference, config, r)
     got = submission.value("trainable_params")
     expect(type(got) is int, f"`trainable_params` should be an int, got {type(got).__name__}.")
-    expect(got == expected, f"`trainable_params` is {got:,}, but r={RANK} on q_proj and v_proj of "
+    expect(got == expected, f"`trainable_params` is {got:,}, but r={r} on q_proj and v_proj of "
            f"{config.num_hidden_layers} layers gives {expected:,}: each adapted projection adds r·(in + out), and "
            "v_proj's output is num_key_value_heads·head_dim wide. Count the parameters with requires_grad.")
 
 
-def test_trainable_fraction(submission, llama):
+def test_trainable_fraction(submission, reference, exercise, llama):
     """trainable_fraction = trainable / all parameters of the wrapped model, as a fraction (not a percentage)."""
-    trainable = lora_parameter_count(llama[1].config)
+    trainable = lora_parameter_count(reference, llama[1].config, exercise.parameters["LORA_R"])
     base = sum(p.numel() for p in llama[1].parameters())
     total = base + trainable
     got = submission.value("trainable_fraction")
     expect(type(got) in (int, float) and math.isfinite(got),
            f"`trainable_fraction` should be a finite float, got {got!r}.")
     expected = trainable / total
-    if abs(got - expected) <= 1e-9:
+    # A ratio rounded to 6 significant digits (as printed) is still the right ratio.
+    if math.isclose(got, expected, rel_tol=1e-5):
         return
     denominator = ("the denominator is every parameter of the wrapped model, LoRA included "
                    f"({total:,}, the 'all params' of print_trainable_parameters)")
@@ -150,8 +171,58 @@ def test_trainable_fraction(submission, llama):
             (scale * 1.0, f"divides by the trainable parameters themselves; {denominator}"),
         ]
     for value, mistake in known_mistakes:
-        expect(not math.isclose(got, value, rel_tol=1e-9), f"`trainable_fraction` ({got:.6g}) {mistake}.")
+        expect(not math.isclose(got, value, rel_tol=1e-5), f"`trainable_fraction` ({got:.6g}) {mistake}.")
     raise AssertionError(f"`trainable_fraction` is {got!r}, expected {trainable:,} / {total:,} = {expected!r}.")
+
+
+def test_lora_params_per_layer(submission, reference, exercise, llama):
+    """lora_params_per_layer(config, r) works out one layer's LoRA count on q_proj and v_proj by hand, from the
+    config alone."""
+    from transformers import LlamaConfig
+
+    expect_by_hand(submission, "lora_params_per_layer", without=COUNTING_SHORTCUTS,
+                   hint="Compute r·(in + out) for q_proj and for v_proj from the config's sizes.")
+    own = llama[1].config
+    sizes = [{k: getattr(own, k) for k in ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim")
+              if getattr(own, k, None)}] + LLAMA_SIZES
+    for size in sizes:
+        for r in (exercise.parameters["LORA_R"], 16):
+            config = LlamaConfig(num_hidden_layers=1, vocab_size=16, intermediate_size=16, **size)
+            expected = peft_trainable(reference, config, r, TARGETS)
+            got = submission.call("lora_params_per_layer", {**size, "num_hidden_layers": 1}, r)
+            expect(got == expected, f"lora_params_per_layer({size}, r={r}) returned {got!r}, expected {expected:,}: "
+                   "q_proj maps hidden_size to num_attention_heads·head_dim, v_proj to num_key_value_heads·head_dim.")
+
+
+def test_gpt2_lora_params(submission, reference):
+    """gpt2_lora_params(config, r) counts LoRA on every c_attn of a GPT-2 by hand (the textbook's 294,912 at r=8)."""
+    from transformers import GPT2Config
+
+    expect_by_hand(submission, "gpt2_lora_params", without=COUNTING_SHORTCUTS,
+                   hint="c_attn maps n_embd to 3·n_embd, in every one of the n_layer blocks.")
+    own = reference.config("gpt2")
+    for size, r in [({"n_layer": own.n_layer, "n_embd": own.n_embd, "n_head": own.n_head}, 4), *GPT2_SIZES]:
+        expected = peft_trainable(reference, GPT2Config(vocab_size=16, n_positions=16, **size), r, ["c_attn"])
+        got = submission.call("gpt2_lora_params", {"n_layer": size["n_layer"], "n_embd": size["n_embd"]}, r)
+        expect(got == expected, f"gpt2_lora_params(n_layer={size['n_layer']}, n_embd={size['n_embd']}, r={r}) returned "
+               f"{got!r}, expected {expected:,}.")
+
+
+def test_training_arguments(submission, exercise):
+    """The trainer trained with the parameters' batch size, accumulation, learning rate, epochs, steps, length and
+    output folder."""
+    args = submission.call("grading_training_arguments")
+    p = exercise.parameters
+    expected = {"per_device_train_batch_size": ("BATCH_SIZE", p["BATCH_SIZE"]),
+                "gradient_accumulation_steps": ("GRAD_ACCUM", p["GRAD_ACCUM"]),
+                "learning_rate": ("LEARNING_RATE", p["LEARNING_RATE"]), "num_train_epochs": ("EPOCHS", p["EPOCHS"]),
+                "max_steps": ("MAX_STEPS", p["MAX_STEPS"]), "max_length": ("MAX_LENGTH", p["MAX_LENGTH"]),
+                "output_dir": ("OUTPUT_DIR", p["OUTPUT_DIR"])}
+    expect(isinstance(args, dict), "The trainer's arguments could not be read: keep `trainer` the SFTTrainer you ran.")
+    wrong = [f"{name}={args.get(name)!r} (the parameter {param} is {value!r})"
+             for name, (param, value) in expected.items() if args.get(name) != value]
+    expect(not wrong, "SFTConfig should take its settings from the parameters cell, which the grader changes: "
+           + "; ".join(wrong) + ".")
 
 
 def test_only_lora_parameters_require_grad(submission, llama):
@@ -198,13 +269,16 @@ def test_rows_are_seed_42_shuffle(submission, exercise, train_split):
            "split, then select(range(N_ROWS)).")
 
 
-def test_training_texts_use_chat_template(submission, llama, train_split):
-    """Each training text is the chat-template rendering of its conversation (no generation prompt)."""
+def test_training_texts_use_chat_template(submission, exercise, llama, train_split):
+    """Each of the N_ROWS training texts is the chat-template rendering of its conversation (no generation prompt)."""
     tokenizer = llama[0]
     ids = submission.value("selected_prompt_ids")
     texts = submission.value("train_texts")
     expect(isinstance(ids, list) and isinstance(texts, list) and len(ids) == len(texts),
            "`train_texts` should hold one text per selected row.")
+    n_rows = exercise.parameters["N_ROWS"]
+    expect(len(texts) == n_rows, f"`train_texts` holds {len(texts)} texts, but N_ROWS is {n_rows}: format the rows "
+           "you selected with select(range(N_ROWS)).")
     conversations = dict(zip(train_split["prompt_id"], train_split["messages"], strict=True))
     for row, (prompt_id, text) in enumerate(zip(ids, texts, strict=True)):
         expect(prompt_id in conversations, f"Row {row} has prompt_id {prompt_id!r}, which is not in train_sft.")
@@ -230,6 +304,11 @@ def test_lora_b_matrices_trained(submission):
 @pytest.mark.parametrize("text", PROBE_TEXTS.values(), ids=PROBE_TEXTS.keys())
 def test_reloaded_logits_match_trained(submission, text):
     """The adapter loaded back from OUTPUT_DIR gives the trained model's logits."""
+    params = submission.call("grading_parameters", "reloaded_model")
+    # A model loaded with PeftModel.from_pretrained is frozen; the trained `model` (or an alias of it) is not.
+    expect(isinstance(params, dict) and params and not any(params.values()), "`reloaded_model` has parameters that "
+           "require grad, so it is not the adapter loaded back from disk: build it with "
+           "PeftModel.from_pretrained(load_base_model(), OUTPUT_DIR).")
     expect_close(submission.call("grading_logits", "reloaded_model", text),
                  submission.call("grading_logits", "model", text), "The reloaded model's logits",
                  "Load the saved adapter onto a fresh base model with PeftModel.from_pretrained(base, OUTPUT_DIR)"
@@ -269,6 +348,6 @@ def test_answers_before_and_after(submission, exercise, llama, adapted, variable
     got = submission.value(variable)
     expect(isinstance(got, str), f"`{variable}` should be a string, got {type(got).__name__}.")
     expect(prompt not in got, f"`{variable}` repeats the prompt: decode only the tokens after the input.")
-    expect(got == expected, f"`{variable}` is {got[:60]!r}, but the greedy answer is {expected[:60]!r}: apply the "
+    expect(got in (expected, expected.strip()), f"`{variable}` is {got[:60]!r}, but the greedy answer is {expected[:60]!r}: apply the "
            "chat template with add_generation_prompt=True, generate with do_sample=False and max_new_tokens, and "
            "decode the new tokens with skip_special_tokens=True.")
