@@ -45,6 +45,15 @@ def mutate(path: Path, *edits: tuple[str, str]) -> bytes:
     return nbformat.writes(nb).encode()
 
 
+def wrong_answers(exercise: str) -> dict[str, tuple[list[tuple[str, str]], set[str]]]:
+    """An exercise's declared wrong answers (solutions/<ex>/answers.toml) as {name: ((old, new) edits, checks lost)},
+    for tests that build submissions from them with `mutate`."""
+    from autograder.answers import load_answers
+
+    answers = load_answers(ROOT / "solutions" / exercise / "answers.toml")
+    return {a.name: ([(e.old, e.new) for e in a.edit if e.old is not None], set(a.loses)) for a in answers.wrong}
+
+
 def with_cells_appended(path: Path, *sources: str) -> bytes:
     """A notebook's bytes with extra code cells at the end (e.g. hostile or overriding code)."""
     nb = nbformat.read(path, as_version=4)

@@ -123,8 +123,8 @@ def test_validate_names_each_unsound_part(course_copy):
                                              'PROMPT = "The capital of France is"'))
     answers = course_copy / "solutions" / "t5_decoding" / "answers.toml"
     text = answers.read_text()
-    cut = text.index('[[wrong]]\nname = "model_logits never computed"')
-    text = text[:cut] + text[text.index("[[wrong]]", cut + 1):]  # the only answer that catches test_model_logits
+    cut = text.index('[[wrong]]\nname = "a cell that raises"')
+    text = text[:cut] + text[text.index("[[wrong]]", cut + 1):]  # the only answer that catches test_translation
     answers.write_text(text + '\n[[wrong]]\nname = "a harmless comment"\nloses = ["test_translation"]\n'
                        '[[wrong.edit]]\nappend = "# nothing wrong here"\n')
     result = CliRunner().invoke(app, ["validate", "t5_decoding"])
@@ -132,4 +132,4 @@ def test_validate_names_each_unsound_part(course_copy):
     out = " ".join(result.output.split())
     assert "test_next_token_argmax keeps its points on outputs copied" in out
     assert "wrong answer 'a harmless comment' keeps full marks" in out
-    assert "no declared wrong answer loses points on test_model_logits" in out
+    assert "no declared wrong answer loses points on test_translation" in out

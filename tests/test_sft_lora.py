@@ -63,7 +63,7 @@ def test_lora_count_on_the_meta_device_matches_peft_on_the_real_model(hidden, re
     assert hidden.peft_trainable(reference, gpt2, 8, ["c_attn"]) == 294_912
 
 
-class Exercise:
+class GradingParameters:
     """A stand-in for the `exercise` fixture: the grading parameters alone."""
 
     parameters = {"LORA_R": 4}
@@ -94,12 +94,12 @@ FRACTIONS = {  # (ratio from the trainable and total counts, phrase the failure 
 @pytest.mark.parametrize("case", list(FRACTIONS), ids=list(FRACTIONS))
 def test_fraction_message_names_the_mistake(hidden, reference, tiny_llama, case):
     ratio, phrase = FRACTIONS[case]
-    trainable = hidden.lora_parameter_count(reference, tiny_llama[1].config, Exercise.parameters["LORA_R"])
+    trainable = hidden.lora_parameter_count(reference, tiny_llama[1].config, GradingParameters.parameters["LORA_R"])
     total = trainable + sum(p.numel() for p in tiny_llama[1].parameters())
     submission = Values(trainable_fraction=ratio(trainable, total))
     if phrase is None:
-        hidden.test_trainable_fraction(submission, reference, Exercise, tiny_llama[:2])
+        hidden.test_trainable_fraction(submission, reference, GradingParameters, tiny_llama[:2])
         return
     with pytest.raises(AssertionError) as failure:
-        hidden.test_trainable_fraction(submission, reference, Exercise, tiny_llama[:2])
+        hidden.test_trainable_fraction(submission, reference, GradingParameters, tiny_llama[:2])
     assert phrase in str(failure.value)

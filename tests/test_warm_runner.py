@@ -18,9 +18,9 @@ from autograder.grading import GradeOptions, Grader
 from autograder.models.provision import store_for
 from autograder.runners import DEFAULT_RUNNER, RUNNERS, KernelRunner, WarmRunner, get_runner
 from autograder.runners.base import RunJob, RunLimits, SessionError
-from conftest import failed_checks, mutate, solution_path, student_path, with_cells_appended
-from test_t5_decoding import WRONG
+from conftest import failed_checks, mutate, solution_path, student_path, with_cells_appended, wrong_answers
 
+WRONG = wrong_answers("t5_decoding")
 SOLUTION = solution_path("t5_decoding")
 
 

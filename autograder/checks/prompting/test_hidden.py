@@ -76,6 +76,8 @@ JSON_CASES = {
     "two objects": ('{"name": "Ann"} or, if you prefer, {"name": "Bob"}', {"name": "Ann"}),
     "braces in a string": ('{"description": "Wears a {cursed} ring", "name": "Mor"}',
                            {"description": "Wears a {cursed} ring", "name": "Mor"}),
+    "unbalanced brace in a string": ('Here: {"description": "Grins like a }", "name": "Pip"} Bye.',
+                                     {"description": "Grins like a }", "name": "Pip"}),
     "brace in trailing prose": ('{"name": "Kai", "armor": "none"}\nTip: {} is an empty object.',
                                 {"name": "Kai", "armor": "none"}),
     "pretty printed": ('Here it is:\n{\n  "description": "A tired wizard",\n  "name": "Odo",\n  "armor": "robe",\n'
@@ -296,6 +298,9 @@ def test_extract_answer_hidden_texts(submission, text, expected):
     expect(expected is not ValueError, f"extract_answer({text!r}) returned {got!r}; with no number in the text it "
            "should raise ValueError.")
     expect(type(got) in (int, float), f"extract_answer(...) should return a number, got {type(got).__name__} {got!r}.")
+    # 15.0 == 15 in Python, but the notebook asks for an int when the number has no decimal part.
+    expect(type(got) is type(expected), f"extract_answer({text!r}) returned the {type(got).__name__} {got!r}; it "
+           f"should be the {type(expected).__name__} {expected!r}: an int unless the number has a decimal part.")
     expect(got == expected, f"extract_answer({text!r}) returned {got!r}, expected {expected!r}: take the last "
            "number (thousands commas, minus sign and decimal point included).")
 

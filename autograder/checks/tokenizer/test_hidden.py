@@ -309,3 +309,99 @@ def test_special_tokens(submission, exercise, llama):
     got = submission.value("special_stripped")
     expect(isinstance(got, str) and got == stripped, f"`special_stripped` is {got!r}, expected {stripped!r}: decode "
            "special_ids with skip_special_tokens=True.")
+
+
+def _axes(submission) -> list[dict]:
+    """Every axes of every figure the notebook left open, as data."""
+    figures = submission.call("grading_figures")
+    expect(isinstance(figures, list), "The grader could not read your figures; leave them open (no plt.close()).")
+    return [ax for figure in figures if isinstance(figure, list) for ax in figure if isinstance(ax, dict)]
+
+
+@pytest.fixture(scope="module")
+def device_probs(exercise, llama) -> torch.Tensor:
+    """The next-token distribution after PROMPT on the model's own device, as the notebook draws from it."""
+    tokenizer, model = llama
+    ids = tokenizer(exercise.parameters["PROMPT"], return_tensors="pt").input_ids.to(model.device)
+    with torch.no_grad():
+        return torch.softmax(model(ids).logits[0, -1].float(), dim=-1)
+
+
+def test_seeded_sample(submission, exercise, device_probs):
+    """sampled_token_id is the draw of torch.multinomial from the next-token distribution with a generator seeded
+    with SAMPLE_SEED."""
+    generator = torch.Generator(device=device_probs.device).manual_seed(exercise.parameters["SAMPLE_SEED"])
+    expected = int(torch.multinomial(device_probs, num_samples=1, generator=generator))
+    got = submission.value("sampled_token_id")
+    expect(type(got) is int, f"`sampled_token_id` should be an int, got {type(got).__name__}: use int(...).")
+    greedy = int(device_probs.argmax())
+    expect(not (got == greedy != expected), "`sampled_token_id` is the most probable token: draw it at random with "
+           "torch.multinomial instead of taking the argmax.")
+    expect(got == expected, f"`sampled_token_id` is {got}, but torch.multinomial(next_token_probs, 1, generator=...) "
+           f"with the generator seeded with SAMPLE_SEED draws {expected}: seed a torch.Generator on the device of the "
+           "probabilities with SAMPLE_SEED.")
+
+
+def test_top10_bar_chart(submission, next_probs, prob_tolerance, llama):
+    """A bar chart shows the ten probabilities of the most probable next tokens, labelled with their text."""
+    expected_probs, expected_ids = next_probs.topk(10)
+    tokens = [llama[0].decode([i]).strip() for i in expected_ids.tolist()]
+    charts = [ax for ax in _axes(submission) if len(ax.get("bars", [])) == 10]
+    expect(charts, "No figure has a chart with ten bars: draw top10_probs with ax.bar (or plt.bar) and leave the "
+           "figure open.")
+    heights_ok = [ax for ax in charts if torch.allclose(torch.tensor(ax["bars"], dtype=torch.float64),
+                                                        expected_probs.double(), atol=prob_tolerance)]
+    expect(heights_ok, f"The ten bars are {[round(h, 4) for h in charts[0]['bars']]}, but the ten largest "
+           f"next-token probabilities are {[round(p, 4) for p in expected_probs.tolist()]}: plot top10_probs, most "
+           "probable first.")
+    labelled = [ax for ax in heights_ok if [t.strip() for t in ax.get("xticklabels", [])] == tokens]
+    expect(labelled, f"The bars are labelled {heights_ok[0].get('xticklabels')}, not with top10_tokens {tokens}: set "
+           "the x tick labels to the decoded tokens.")
+
+
+@pytest.fixture(scope="module")
+def word_vectors(exercise, llama) -> torch.Tensor:
+    """The grader's vectors of WORDS: the mean embedding row of each word's tokens, as float32 on the CPU."""
+    tokenizer, model = llama
+    table = model.get_input_embeddings().weight.detach().float().cpu()
+    return torch.stack([table[tokenizer(w, add_special_tokens=False).input_ids].mean(0)
+                        for w in exercise.parameters["WORDS"]])
+
+
+def test_word_similarity(submission, word_vectors):
+    """similarity is the cosine-similarity matrix of WORDS' vectors."""
+    expected = torch.nn.functional.cosine_similarity(word_vectors.unsqueeze(1), word_vectors.unsqueeze(0), dim=-1)
+    expect_close(submission.tensor("similarity"), expected, "`similarity`",
+                 "It is cosine_similarity_matrix(embed_words(WORDS)), with WORDS from the parameters cell.")
+
+
+def test_pca_of_word_vectors(submission, exercise, word_vectors):
+    """pca_coords are WORDS' vectors on their two principal components (each axis up to its sign), drawn as a
+    scatter plot labelled with the words."""
+    centered = word_vectors.double() - word_vectors.double().mean(0)
+    expected = centered @ torch.linalg.svd(centered, full_matrices=False).Vh[:2].T
+    got = submission.tensor("pca_coords")
+    expect(tuple(got.shape) == tuple(expected.shape), f"`pca_coords` has shape {tuple(got.shape)}, expected "
+           f"{tuple(expected.shape)}: one (x, y) per word of WORDS.")
+    signs = torch.where((got.double() * expected).sum(0) < 0, -1.0, 1.0)  # the sign of a component is arbitrary
+    scale = expected.abs().max()
+    expect_close(got / float(scale), expected * signs / scale, "`pca_coords` (scaled to the largest coordinate)",
+                 "Centre the vectors (subtract their mean) and project them on the top two right singular vectors.")
+    words = exercise.parameters["WORDS"]
+    plotted = [ax for ax in _axes(submission) if len(ax.get("points", [])) == len(words)]
+    expect(any(torch.allclose(torch.tensor(ax["points"], dtype=torch.float64), got.double(), atol=1e-3 * float(scale))
+               for ax in plotted), "No scatter plot shows the points of pca_coords: draw them with ax.scatter.")
+    expect(any(sorted(t.strip() for t in ax.get("texts", [])) == sorted(words) for ax in plotted),
+           "Label every point of the scatter plot with its word (ax.text).")
+
+
+def test_other_tokenizer(submission, exercise, reference):
+    """other_prompt_ids and other_japanese_ids are PROMPT and JAPANESE_TEXT encoded by COMPARE_TOKENIZER_ID's
+    tokenizer."""
+    other = reference.tokenizer(exercise.parameters["COMPARE_TOKENIZER_ID"])
+    for name, text in (("other_prompt_ids", "PROMPT"), ("other_japanese_ids", "JAPANESE_TEXT")):
+        expected = other(exercise.parameters[text]).input_ids
+        ids = as_int_list(submission.value(name), f"`{name}`")
+        expect(ids == expected, f"`{name}` holds {len(ids)} ids; {exercise.parameters['COMPARE_TOKENIZER_ID']}'s "
+               f"tokenizer encodes {text} into {len(expected)} ({expected[:6]}...): encode it with other_tokenizer, "
+               "not with Llama's tokenizer.")
