@@ -57,7 +57,7 @@ def test_every_broken_submission_gets_a_row_and_the_grader_keeps_going():
         result = grader.grade_bytes(data, case)
         assert result.status == "invalid", case
         assert phrase in result.message, case
-        assert result.score == 0 and result.max_score == 15  # the CUDA-only check is "not run" on CPU
+        assert result.score == 0 and result.max_score == 16  # the CUDA-only check is "not run" on CPU
         assert {c.outcome for c in result.checks} == {"failed", "not_run"}
         assert all(c.message == result.message for c in result.checks if c.outcome == "failed")
         assert json.dumps(result.gradescope())  # exportable like any other row

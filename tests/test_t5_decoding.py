@@ -20,7 +20,7 @@ def test_solution_gets_full_marks(grader):
     result = grader.grade_file(SOLUTION)
     assert result.status == "graded"
     assert failed_checks(result) == set()
-    assert result.score == result.max_score == 15  # 16 in the rubric, minus the CUDA-only check
+    assert result.score == result.max_score == 16  # 17 in the rubric, minus the CUDA-only check
     cuda = next(c for c in result.checks if c.id == "test_half_precision_on_cuda")
     assert cuda.outcome == "not_run" and "CUDA" in cuda.message
 
@@ -73,3 +73,31 @@ def test_infinite_loop_is_stopped_by_the_cell_timeout():
     assert failed_checks(result) == {"test_translation"}
     [cell] = result.diagnostics.problem_cells
     assert cell.status == "timeout" and "time limit" in cell.error
+    assert cell.number == _code_cell_number(SOLUTION, "translation = tokenizer.decode(")
+
+
+def _code_cell_number(path, text: str) -> int:
+    """The student's count ("code cell N") of the first code cell containing text."""
+    import nbformat
+
+    code = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    return next(i for i, c in enumerate(code, 1) if text in c.source)
+
+
+def test_feedback_names_the_first_error_in_the_students_own_cell_numbers(grader):
+    """A later NameError is only an echo: the message points at the cell that raised first, counted as the student
+    counts (the grader's injected cells are not counted)."""
+    setter = 'input_ids = tokenizer(PROMPT, return_tensors="pt").input_ids.to(DEVICE)'
+    result = grader.grade_bytes(mutate(SOLUTION, (setter, "raise RuntimeError('tokenizer broke')")), "early error")
+    number = _code_cell_number(SOLUTION, setter)
+    message = next(c.message for c in result.checks if c.id == "test_encoder_output_shape")
+    assert f"Code cell {number} stopped earlier with RuntimeError: tokenizer broke" in message, message
+    assert "NameError" not in message
+    assert [c.number for c in result.diagnostics.problem_cells][0] == number
+
+
+def test_a_check_that_cannot_run_here_is_reported_as_not_run_once(grader):
+    result = grader.grade_file(SOLUTION)
+    [cuda] = [t for t in result.gradescope()["tests"] if t["number"] == "test_half_precision_on_cuda"]
+    assert "status" not in cuda and cuda["max_score"] == 0
+    assert cuda["output"].startswith("not run: ") and cuda["output"].count("not run") == 1

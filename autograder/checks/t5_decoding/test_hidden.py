@@ -102,3 +102,21 @@ def test_half_precision_on_cuda(submission):
     """On a GPU the notebook computes in float16, as in the lecture."""
     dtype = submission.tensor("encoder_hidden").dtype
     expect(dtype == torch.float16, f"`encoder_hidden` is {dtype}; load the model with dtype=getattr(torch, DTYPE).")
+
+
+def test_flan_answer(submission, reference, exercise):
+    """flan_answer is Flan-T5's greedy answer to FLAN_PROMPT."""
+    model_id, prompt = exercise.parameters["FLAN_MODEL_ID"], exercise.parameters["FLAN_PROMPT"]
+    tokenizer, model = reference.tokenizer(model_id), reference.model(model_id, "AutoModelForSeq2SeqLM")
+    max_new_tokens = exercise.parameters["MAX_NEW_TOKENS"]
+
+    def answer() -> str:
+        ids = model.generate(**tokenizer(prompt, return_tensors="pt").to(model.device), do_sample=False,
+                             max_new_tokens=max_new_tokens)
+        return tokenizer.decode(ids[0], skip_special_tokens=True)
+
+    expected = reference.memo(("flan answer", model_id, prompt, max_new_tokens), answer)
+    got = submission.value("flan_answer")
+    expect(isinstance(got, str), f"`flan_answer` should be a string, got {type(got).__name__}.")
+    expect(got == expected, f"`flan_answer` is {got!r}, but Flan-T5's greedy answer to FLAN_PROMPT is {expected!r}: "
+           "load FLAN_MODEL_ID (not T5-small) and generate with do_sample=False and max_new_tokens=MAX_NEW_TOKENS.")
