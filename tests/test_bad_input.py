@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import nbformat
 import pytest
@@ -14,7 +13,7 @@ from autograder.errors import UserError
 from autograder.exercise import Exercise
 from autograder.grading import Grader
 from autograder.notebook import InvalidNotebook, read_notebook
-from conftest import ROOT, solution_path
+from conftest import solution_path
 
 SOLUTION = solution_path("t5_decoding")
 
