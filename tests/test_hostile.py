@@ -69,9 +69,9 @@ def hostile(base: Path, *cells: str, metadata: dict | None = None) -> bytes:
 
 
 def appended(result, base: Path) -> list[tuple[str, str]]:
-    """(status, error) of the appended cells that did not end well (the grader injects one cell)."""
-    first = len(nbformat.read(base, as_version=4).cells) + 1
-    return [(c.status, c.error or "") for c in result.diagnostics.problem_cells if c.index >= first]
+    """(status, error) of the appended cells that did not end well (numbered as the student counts)."""
+    own = sum(c.cell_type == "code" for c in nbformat.read(base, as_version=4).cells)
+    return [(c.status, c.error or "") for c in result.diagnostics.problem_cells if c.number > own]
 
 
 def no_process_with(marker: str) -> bool:

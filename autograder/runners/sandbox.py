@@ -71,6 +71,10 @@ class SandboxLimits:
     disk_bytes: int = 2 * GiB  # private /tmp (home, working directory) and /dev/shm, each
     open_files: int = 1024
     output_stop_bytes: int = 20 * MiB  # printed output of one cell past which the cell is stopped
+    # Stack of each thread Python's threading module starts. RLIMIT_DATA counts thread stacks, so with the default
+    # 8 MiB a thread bomb used up the memory budget before the process limit stopped it, and the session then
+    # could not even load the agent to answer (MemoryError): processes x this stays well under memory_bytes.
+    thread_stack_bytes: int = 512 * 1024
 
 
 def _reachable_problem(path: Path) -> str | None:
@@ -355,7 +359,10 @@ class Sandbox:
         return ["--tmpfs", str(package)] if covered else []
 
     def kernel_spec(self, channel: Path, env: dict[str, str], readable: list[Path], lease: _Lease) -> KernelSpec:
-        argv = [str(self.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        # ipykernel_launcher's own two lines, after setting the thread stack size (see SandboxLimits).
+        launcher = (f"import threading; threading.stack_size({self.limits.thread_stack_bytes}); "
+                    "from ipykernel import kernelapp; kernelapp.launch_new_instance()")
+        argv = [str(self.python), "-c", launcher, "-f", "{connection_file}"]
         # interrupt by message: a SIGINT to the launcher would end bubblewrap, not interrupt the cell.
         return KernelSpec(argv=self.command(argv, channel, env, readable, lease), display_name="Python 3 (sandbox)",
                           language="python", interrupt_mode="message")
