@@ -74,8 +74,8 @@ def judge_wrong(grader: Grader, solution: nbformat.NotebookNode, answer: Declare
 def judge_correct(grader: Grader, solution: nbformat.NotebookNode, answer: DeclaredAnswer) -> list[str]:
     """Grade a declared correct variant: it must keep full marks."""
     result = grader.grade_bytes(apply_edits(solution, answer.edit, f"correct answer {answer.name!r}"), answer.name)
-    return [f"correct answer {answer.name!r} loses points on {check}: {message}"
-            for check, message in ((c.id, c.message) for c in result.checks if c.id in lost(result))]
+    losses = lost(result)
+    return [f"correct answer {answer.name!r} loses points on {c.id}: {c.message}" for c in result.checks if c.id in losses]
 
 
 @dataclass
@@ -109,8 +109,9 @@ def copied_output_proof(grader: Grader, solution_bytes: bytes, student: nbformat
     ]
     kept = sorted(k for k in grading if k not in RUN_PARAMETERS and k in own and defaults[k] == grading[k])
     stand_ins = dict(grader.exercise.spec.proof_parameters)
+    data = {k for k, v in stand_ins.items() if str(v).startswith("dataset:")}  # where the data lives: may equal
     problems += [f"proof parameter {k} equals its grading value, so copies of what it changes cannot be told apart"
-                 for k, v in grader.resolve(stand_ins).items() if grading.get(k) == v and not str(stand_ins[k]).startswith("dataset:")]
+                 for k, v in grader.resolve(stand_ins).items() if k not in data and grading.get(k) == v]
     return CopyProof(losses, kept, same, left_out, problems, stand_ins)
 
 
