@@ -9,7 +9,7 @@ Token ids differ from the real ones, which is why no check may hard-code an id.
 
 from __future__ import annotations
 
-import json
+import math
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, T5Tokenizer
@@ -52,16 +52,19 @@ LLAMA3_CHAT_TEMPLATE = (
 
 
 def t5_tokenizer(vocab_size: int = 600) -> T5Tokenizer:
-    """Unigram tokenizer with T5's layout: <pad>=0, </s>=1, <unk>=2, then pieces, then sentinels."""
-    tok = Tokenizer(models.Unigram())
+    """Unigram tokenizer with T5's layout: <pad>=0, </s>=1, <unk>=2, then pieces, then sentinels.
+
+    The pieces come from a BPE trainer, scored by the order it learned them (earlier: more frequent): the Unigram
+    trainer's choice of pieces depends on hash-map order, which changes from process to process, so every build
+    gave another tokenizer, other trained weights, and other answers to the same grading inputs."""
+    specials = ["<pad>", "</s>", "<unk>"]
+    tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")]
     )
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", shrinking_factor=0.75
-    )
-    tok.train_from_iterator(all_text(), trainer=trainer)
-    vocab = [(piece, score) for piece, score in json.loads(tok.to_str())["model"]["vocab"]]
+    tok.train_from_iterator(all_text(), trainer=trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials))
+    learned = [piece for piece, _ in sorted(tok.get_vocab().items(), key=lambda item: item[1]) if piece not in specials]
+    vocab = [(piece, 0.0) for piece in specials] + [(piece, -math.log(2 + rank)) for rank, piece in enumerate(learned)]
     return T5Tokenizer(vocab=vocab, extra_ids=100, model_max_length=512)
 
 
