@@ -133,3 +133,17 @@ def test_validate_names_each_unsound_part(course_copy):
     assert "test_next_token_argmax keeps its points on outputs copied" in out
     assert "wrong answer 'a harmless comment' keeps full marks" in out
     assert "no declared wrong answer loses points on test_translation" in out
+
+
+def test_stand_in_tokenizers_are_the_same_in_every_process():
+    """Two processes build the same T5 and Llama stand-in tokenizers (hash-map order once made the T5 one differ),
+    so the proofs made on one build hold on every other."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib, json; from autograder.models.tokenizers import t5_tokenizer, llama3_tokenizer; "
+            "print(hashlib.sha256(json.dumps([sorted(t5_tokenizer().get_vocab().items()), "
+            "sorted(llama3_tokenizer().get_vocab().items())]).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+               for _ in range(2)}
+    assert len(digests) == 1 and len(digests.pop().strip()) == 64
