@@ -26,8 +26,8 @@ err = Console(stderr=True)
 
 ProfileOpt = Annotated[str, typer.Option("--profile", help="Model profile: tiny (CPU, tests), full (random weights, real sizes), hub (real cached weights).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda; default: cuda when available.")]
-RunnerOpt = Annotated[Optional[str], typer.Option("--runner", help="How notebooks run: sandbox (bubblewrap: no network, no grader files, limits; the default for grading), warm or kernel (unconfined).")]
-NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Grade without the sandbox (where bubblewrap cannot run): only for notebooks you trust.")]
+RunnerOpt = Annotated[Optional[str], typer.Option("--runner", help="How notebooks execute: warm (a process forked from a pre-imported one; the default) or kernel (a fresh Jupyter kernel, the reference). Either is confined unless --no-sandbox.")]
+NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run notebooks unconfined (where the sandbox cannot run): only for notebooks you trust.")]
 
 OUTCOME_STYLE = {"passed": "green", "failed": "red", "error": "magenta", "not_run": "yellow"}
 
@@ -51,24 +51,17 @@ def _grader(exercise: str, profile: str, device: str | None, public_only: bool =
 
 
 def _runner(name: str | None, untrusted: bool, no_sandbox: bool):
-    """The runner to use; untrusted work gets the sandbox unless the user explicitly gives it up."""
+    """The runner to use: confined for untrusted work unless the user explicitly gives that up."""
     import getpass
 
-    from .runners import DEFAULT_RUNNER, RUNNERS, get_runner
+    from .runners import get_runner
 
-    if no_sandbox and name == "sandbox":
-        raise UserError("--no-sandbox and --runner sandbox contradict each other; drop one.")
-    if untrusted and name is None:
-        name = DEFAULT_RUNNER if no_sandbox else "sandbox"
-    if untrusted and name in RUNNERS and not RUNNERS[name].confined:
-        if not no_sandbox:
-            raise UserError(f"The {name} runner does not confine submissions; grade untrusted notebooks in the "
-                            "sandbox (the default), or pass --no-sandbox if you trust them.")
+    if untrusted and no_sandbox:
         err.print(f"[bold red]WARNING: --no-sandbox: submissions run unconfined as user {escape(getpass.getuser())} "
                   "with this machine's network: a notebook can read the hidden checks, rubrics, solutions, other "
                   "submissions and the gradebook, overwrite result files, and kill the grader. Use it only for "
                   "notebooks you trust.[/bold red]")
-    return get_runner(name)
+    return get_runner(name, confined=untrusted and not no_sandbox)
 
 
 def _print_result(result, student_view: bool = False) -> None:
@@ -311,7 +304,7 @@ def grade(
         ex = Exercise(exercise)
         store_for(profile).require()  # say so now, not from every worker
         with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox)) as chosen:  # checked here, built per worker
-            runner = chosen.name
+            runner, confined = chosen.name, chosen.confined
         with _gradebook(gradebook, create=True) as book:
             with Progress(*columns, console=console) as bar:
                 task = bar.add_task(f"grading {exercise}", total=None, failed=0, remaining="?")
@@ -324,7 +317,7 @@ def grade(
 
                 summary = grade_cohort(ex, submissions, book, GradeOptions(profile=profile, device=device),
                                        roster=Roster.load(roster) if roster else None, deadline=deadline,
-                                       jobs=jobs, force=force, on_progress=show, runner=runner)
+                                       jobs=jobs, force=force, on_progress=show, runner=runner, confined=confined)
             _print_summary(summary, book.path)
     except UserError as exc:
         raise _fail(str(exc)) from None

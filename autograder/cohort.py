@@ -122,11 +122,13 @@ def grade_cohort(
     force: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
     runner: str | None = None,
+    confined: bool = True,
 ) -> Summary:
     """Grade every submission in SUBMISSIONS that has no result yet; see the module docstring.
 
-    ``runner`` names the runner each worker builds (``autograder.runners.RUNNERS``); without it a worker
-    uses ``options.runner`` (which must then be picklable) or the Grader's default."""
+    ``runner`` names the runner each worker builds (``autograder.runners.RUNNERS``), confined unless
+    ``confined`` is False; without it a worker uses ``options.runner`` (which must then be picklable) or
+    the Grader's default."""
     started = time.monotonic()
     options = options or GradeOptions()
     with gradebook.batch_lock():
@@ -162,7 +164,7 @@ def grade_cohort(
         current = gradebook.rows(exercise.name)
         skipped = sum(1 for r in current if r.status not in ("pending", "missing", "error")) if not force else 0
         jobs = max(1, min(jobs or default_jobs(options.profile, exercise), len(tasks) or 1))
-        batch = _Batch(exercise, options, runner, checks, policy, gradebook, roster, jobs, on_progress)
+        batch = _Batch(exercise, options, (runner, confined) if runner else None, checks, policy, gradebook, roster, jobs, on_progress)
         batch.run(tasks)
     rows = gradebook.rows(exercise.name)
     return Summary(
@@ -202,7 +204,7 @@ class _Slot:
 class _Batch:
     """Hands submissions to worker processes and writes what comes back (the gradebook's single writer)."""
 
-    def __init__(self, exercise: Exercise, options: GradeOptions, runner: str | None, checks: list[CheckOutcome],
+    def __init__(self, exercise: Exercise, options: GradeOptions, runner: tuple[str, bool] | None, checks: list[CheckOutcome],
                  policy: Policy, gradebook: Gradebook, roster: Roster, jobs: int,
                  on_progress: Callable[[Progress], None] | None) -> None:
         self.exercise, self.options, self.runner, self.checks, self.policy = exercise, options, runner, checks, policy
@@ -305,7 +307,7 @@ class _Batch:
         assert row is not None
         record = RunRecord(exercise=self.exercise.name, submission=row.source or "", sha256=row.sha256 or "",
                            status=status, message=message, outcomes=unrun_outcomes(self.checks, message),
-                           diagnostics=Diagnostics(runner=self.runner or "", device=self.options.device or "",
+                           diagnostics=Diagnostics(runner=self.runner[0] if self.runner else "", device=self.options.device or "",
                                                    profile=self.options.profile,
                                                    wall_time=round(time.monotonic() - slot.started, 3)))
         self._finish(slot, record)
@@ -333,7 +335,7 @@ class _Batch:
 
 
 def _worker_main(conn: Connection, parent_pid: int, exercise: str, root: Path, options: GradeOptions,
-                 runner: str | None, threads: int) -> None:
+                 runner: tuple[str, bool] | None, threads: int) -> None:
     """A grading worker: one Grader, many submissions, until the parent says stop (or dies)."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -342,7 +344,7 @@ def _worker_main(conn: Connection, parent_pid: int, exercise: str, root: Path, o
     from .runners import get_runner
 
     try:
-        made = get_runner(runner) if runner else None
+        made = get_runner(*runner) if runner else None
         grader = Grader(Exercise(exercise, root), replace(options, runner=made) if made else options)
     except UserError as exc:
         conn.send(("fatal", str(exc)))

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nbformat
+from nbformat.v4 import new_notebook
+
 from .checking import GradingContext, collect_checks, run_checks
 from .errors import UserError
 from .exercise import Exercise
@@ -68,18 +71,25 @@ class Grader:
             from .runners import get_runner
 
             self.options.runner = get_runner()  # the fastest one here: warm (pre-imported, forked) on Linux
-        self.options.runner.prepare(self.store.env())  # e.g. the warm runner's imports, while the checks load here
         self.rubric.verify([c.id for c in collect_checks(exercise)], exercise.rubric_file)
         self.device = self.options.device or default_device()
         self.checks = collect_checks(exercise, self.options.public_only, cuda=self.device.startswith("cuda"))
         self.dtype = "float16" if self.device.startswith("cuda") else "float32"
         self.probes = exercise.probes_source
         spec = exercise.spec
+        gpu_gib = spec.limits.gpu_memory(self.store.profile) if self.device.startswith("cuda") else None
         self.limits = self.options.limits or RunLimits(
             cell_timeout=spec.limits.cell_timeout,
             notebook_timeout=spec.limits.notebook_timeout,
             call_timeout=spec.limits.call_timeout,
+            gpu_memory_bytes=int(gpu_gib * 2**30) if gpu_gib else None,
         )
+        self.readable = tuple(p for p in (self.store.hub_cache, self.store.datasets_dir) if p.is_dir())
+        # e.g. the warm runner's imports and first process, while the checks load here
+        self.options.runner.prepare(self._job(new_notebook()))
+
+    def _job(self, notebook: nbformat.NotebookNode) -> RunJob:
+        return RunJob(notebook, env=self.store.env(), limits=self.limits, readable=self.readable)
 
     def close(self) -> None:
         """End the long-lived processes of the runner this grader made (also done at exit)."""
@@ -127,11 +137,10 @@ class Grader:
             if missing:
                 raise InvalidNotebook(f"The 'parameters' cell no longer sets {', '.join(missing)}; restore it from "
                                       "the exercise notebook.")
-            readable = tuple(p for p in (self.store.hub_cache, self.store.datasets_dir) if p.is_dir())
             notebook = inject_seed(inject_parameters(nb, parameters), submission_seed(data))
             if self.probes is not None:
                 notebook = inject_probes(notebook, self.probes)
-            job = RunJob(notebook, env=self.store.env(), limits=self.limits, readable=readable)
+            job = self._job(notebook)
         except InvalidNotebook as exc:
             return self._without_run(record, diagnostics, "invalid", str(exc), started)
         try:

@@ -1,5 +1,7 @@
-"""Hostile submissions against the sandbox runner: each one is graded and its exact outcome asserted.
+"""Hostile submissions against every confined runner: each one is graded and its exact outcome asserted.
 
+Every test runs on both ways of executing a notebook (the warm runner's forked child, the default,
+and the fresh kernel started by bubblewrap), each inside the same cage (``autograder/runners/confine.py``).
 A hostile notebook is the t5_decoding solution (or the blank student notebook) with hostile
 cells appended. Where an attack could only show itself from inside (a file it managed to
 read, a connection that went through), the hostile cell ends with ``assert not <what it got>``,
@@ -7,9 +9,9 @@ so a successful attack becomes a failed cell in the diagnostics, and the test re
 appended cells to end exactly as listed. Where the host can see the effect (a file written, a
 process left behind, a connection accepted), the test looks on the host as well.
 
-The sandbox needs bubblewrap and a Python environment its unprivileged user can execute
-(``AUTOGRADER_SANDBOX_PYTHON``, default: this interpreter); without them every test here skips
-with the reason.
+The cage needs root or unprivileged user namespaces, the kernel runner's also bubblewrap, and a
+Python environment the run's unprivileged user can execute (``AUTOGRADER_SANDBOX_PYTHON``,
+default: this interpreter); without them these tests skip with the reason.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ import pytest
 from autograder.exercise import Exercise
 from autograder.grading import GradeOptions, Grader
 from autograder.paths import checks_dir
+from autograder.runners import RUNNERS, Sandbox, SandboxLimits, SandboxUnavailable
 from autograder.runners.base import RunLimits
-from autograder.runners.sandbox import GiB, MiB, SandboxLimits, SandboxRunner, SandboxUnavailable
+from autograder.runners.confine import GiB, MiB
 from conftest import ROOT, failed_checks, solution_path, student_path, with_cells_appended
 
 SOLUTION = solution_path("t5_decoding")
@@ -39,12 +42,14 @@ LIMITS = SandboxLimits(memory_bytes=int(1.5 * GiB), processes=512, file_bytes=12
 RUN_LIMITS = RunLimits(cell_timeout=60, notebook_timeout=400, answer_bytes=64 * MiB)
 
 
-@pytest.fixture(scope="module")
-def runner() -> SandboxRunner:
+@pytest.fixture(scope="module", params=sorted(RUNNERS))
+def runner(request):
     try:
-        return SandboxRunner(limits=LIMITS)
+        made = RUNNERS[request.param](Sandbox(limits=LIMITS))
     except SandboxUnavailable as exc:
         pytest.skip(f"the sandbox cannot run here: {exc}")
+    yield made
+    made.close()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,7 @@ def grader(runner):
 @pytest.fixture(scope="module")
 def quick_grader(runner):
     """Short cell time limit, for cells that never end."""
-    return Grader(Exercise("t5_decoding"), GradeOptions(runner=runner, limits=RunLimits(cell_timeout=20,
+    return Grader(Exercise("t5_decoding"), GradeOptions(runner=runner, limits=RunLimits(cell_timeout=10,
                                                                                           notebook_timeout=300)))
 
 
@@ -519,20 +524,20 @@ def test_an_unreachable_interpreter_is_refused_with_the_reason(runner, tmp_path)
     private.mkdir(mode=0o700)
     (private / "python").symlink_to(runner.sandbox.python)
     with pytest.raises(SandboxUnavailable) as info:
-        SandboxRunner(python=private / "python")
+        Sandbox(python=private / "python")
     message = str(info.value)
     assert "is mode 700" in message and "--no-sandbox" in message and "\n" not in message
 
 
-def test_cli_refuses_an_unconfined_runner_for_grading_unless_told(tmp_path):
+def test_cli_grades_confined_unless_told_and_warns_when_told(tmp_path):
     from typer.testing import CliRunner
 
     from autograder.cli import app
 
     bad = tmp_path / "not-a-notebook.ipynb"
     bad.write_text("{")
-    refused = CliRunner().invoke(app, ["run", "t5_decoding", str(bad), "--runner", "kernel"])
-    assert refused.exit_code == 2 and "does not confine submissions" in refused.output
-    allowed = CliRunner().invoke(app, ["run", "t5_decoding", str(bad), "--runner", "kernel", "--no-sandbox"])
+    confined = CliRunner().invoke(app, ["run", "t5_decoding", str(bad), "--runner", "kernel"])
+    assert "WARNING" not in confined.output and "not a notebook" in confined.output
+    allowed = CliRunner().invoke(app, ["run", "t5_decoding", str(bad), "--no-sandbox"])
     assert "WARNING: --no-sandbox" in allowed.output and "hidden checks" in allowed.output
     assert "not a notebook" in allowed.output

@@ -1,29 +1,36 @@
-"""Runners execute a student notebook in a process of its own; ``get_runner`` picks one by name."""
+"""Runners execute a student notebook in a process of its own; ``get_runner`` picks one.
+
+Two independent choices: how the notebook executes (``warm``: a child forked from a pre-imported
+zygote, the fast default; ``kernel``: a fresh Jupyter kernel, the reference behaviour) and whether
+its process is confined (``confine.Sandbox``: the default for grading).
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 
 from ..errors import UserError
 from .base import Runner
+from .confine import Sandbox, SandboxLimits, SandboxUnavailable
 from .kernel import KernelRunner
-from .sandbox import SandboxRunner
 from .warm import WarmRunner
 
-RUNNERS: dict[str, type[Runner]] = {"kernel": KernelRunner, "warm": WarmRunner, "sandbox": SandboxRunner}
+RUNNERS: dict[str, type[Runner]] = {"warm": WarmRunner, "kernel": KernelRunner}
 
-# The warm runner forks pre-imported processes and watches them through pidfds (Linux >= 5.3);
-# elsewhere the fresh-kernel runner, which works wherever Jupyter does. AUTOGRADER_RUNNER
-# overrides it, e.g. to run the whole test suite on the kernel runner:
+# AUTOGRADER_RUNNER overrides the default, e.g. to run the whole test suite on the kernel runner:
 #   AUTOGRADER_RUNNER=kernel make test
-DEFAULT_RUNNER = os.environ.get("AUTOGRADER_RUNNER") or (
-    "warm" if sys.platform == "linux" and hasattr(os, "pidfd_open") else "kernel")
+DEFAULT_RUNNER = os.environ.get("AUTOGRADER_RUNNER") or "warm"
 
 
-def get_runner(name: str | None = None) -> Runner:
-    """A new runner of that name (default: the fastest one this machine supports)."""
+def get_runner(name: str | None = None, confined: bool = True, limits: SandboxLimits | None = None) -> Runner:
+    """A new runner of that name (default: the warm one), confined unless told otherwise.
+
+    Raises SandboxUnavailable (one sentence: what is wrong, what to do) where this machine cannot confine it."""
     name = name or DEFAULT_RUNNER
     if name not in RUNNERS:
         raise UserError(f"Unknown runner '{name}'; choose one of: {', '.join(sorted(RUNNERS))}.")
-    return RUNNERS[name]()
+    return RUNNERS[name](Sandbox(limits=limits) if confined else None)
+
+
+__all__ = ["DEFAULT_RUNNER", "RUNNERS", "KernelRunner", "Runner", "Sandbox", "SandboxLimits", "SandboxUnavailable",
+           "WarmRunner", "get_runner"]

@@ -21,7 +21,7 @@ from ..notebook import GRADER_CELL_TAGS
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent.py"
 
-# memory / output_limit: the cell was stopped by a limit of a confining runner (see runners/sandbox.py).
+# memory / output_limit: the cell was stopped by a limit of a confining runner (see runners/confine.py).
 CellStatus = Literal["ok", "error", "timeout", "skipped", "died", "memory", "output_limit"]
 
 
@@ -32,6 +32,7 @@ class RunLimits:
     call_timeout: float = 60.0
     output_bytes: int = 200_000  # captured text per cell; the rest is dropped and marked
     answer_bytes: int = 256 * 1024 * 1024
+    gpu_memory_bytes: int | None = None  # a confining runner caps the notebook's CUDA memory at this
 
 
 @dataclass
@@ -110,8 +111,8 @@ class Runner(ABC):
     def start(self, job: RunJob) -> StudentSession:
         """Execute the job's notebook and return the live session."""
 
-    def prepare(self, env: dict[str, str]) -> None:
-        """Get ready for jobs with this environment before the first arrives (e.g. start processes in the background)."""
+    def prepare(self, job: RunJob) -> None:
+        """Get ready for jobs like this one before the first arrives (e.g. start processes in the background)."""
 
     def close(self) -> None:
         """Release what the runner keeps between submissions (e.g. pre-imported processes)."""

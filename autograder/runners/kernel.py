@@ -1,18 +1,25 @@
-"""Reference runner: a fresh Jupyter kernel per submission, driven by nbclient."""
+"""Reference runner: a fresh Jupyter kernel per submission, driven by nbclient; with a sandbox, the
+kernel is started inside the bubblewrap form of the cage (``confine.py``)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import subprocess
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 from queue import Empty
 
+import zmq
+import zmq.asyncio
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
-from nbclient.util import run_sync
+from nbclient.util import ensure_async, run_sync
 
 from .base import (
     AGENT_FILE,
@@ -24,6 +31,7 @@ from .base import (
     cell_text_output,
     student_env,
 )
+from .confine import Sandbox, classify_limits
 
 TIMEOUT_ENAME = "CellTimeout"
 
@@ -229,10 +237,218 @@ class KernelSession(StudentSession):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+class _OneSpec(KernelSpecManager):
+    """Whatever kernel a notebook's metadata names, this spec is what starts."""
+
+    def __init__(self, spec: KernelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:  # noqa: ARG002
+        return self.spec
+
+
+class _SandboxKernelManager(AsyncKernelManager):
+    """Writes the connection file so the run's uid (only) can read it; its clients refuse huge messages."""
+
+    def __init__(self, owner: tuple[int, int] | None, max_message: int, **kw) -> None:
+        super().__init__(**kw)
+        self._owner = owner
+        # A flooding kernel sends whatever it printed in 0.2 s as one message: the grader's sockets
+        # drop (disconnect) anything bigger than this instead of reading it into memory.
+        self.client_context = zmq.asyncio.Context()
+        self.client_context.setsockopt(zmq.MAXMSGSIZE, max_message)
+
+    def write_connection_file(self, **kwargs) -> None:
+        super().write_connection_file(**kwargs)
+        if self._owner is not None:
+            os.chown(self.connection_file, *self._owner)
+
+    def client(self, **kwargs):
+        return super().client(context=self.client_context, **kwargs)
+
+
+class _FloodStoppingClient(_LimitedClient):
+    """Stops a cell once its printed output passes a hard cap, or once it sends a message too big to read."""
+
+    stop_bytes = 0  # set by the session before any cell runs
+
+    def __init__(self, nb, **kw) -> None:
+        super().__init__(nb, **kw)
+        self.replies: dict[int, dict] = {}  # cell index -> the kernel's execute_reply content
+        self.flooded: set[int] = set()
+        self.iopub_lost = False
+        self._monitor: zmq.Socket | None = None
+
+    def watch_iopub(self) -> None:
+        """Listen for the grader's output socket being disconnected (what an oversized message does)."""
+        address = f"inproc://iopub-monitor-{id(self)}"
+        self.kc.iopub_channel.socket.monitor(address, zmq.EVENT_DISCONNECTED)
+        self._monitor = zmq.Context.shadow(self.kc.iopub_channel.socket.context.underlying).socket(zmq.PAIR)
+        self._monitor.connect(address)
+
+    async def _check_raise_for_error(self, cell, cell_index, exec_reply) -> None:
+        # The reply says whether the cell failed even when its error output never arrived (a cut
+        # connection, or a kernel too short of memory to format the traceback).
+        if exec_reply is not None:
+            self.replies[cell_index] = exec_reply.get("content", {})
+        await super()._check_raise_for_error(cell, cell_index, exec_reply)
+
+    def output(self, outs, msg, display_id, cell_index):
+        kept = super().output(outs, msg, display_id, cell_index)
+        if self.output_used.get(cell_index, 0) > self.stop_bytes:
+            self._stop(cell_index)
+        return kept
+
+    def _stop(self, cell_index: int) -> None:
+        if cell_index not in self.flooded:
+            self.flooded.add(cell_index)
+            asyncio.ensure_future(self.km.interrupt_kernel())
+
+    async def _watch(self, cell_index: int) -> None:
+        while self._monitor is not None:
+            await asyncio.sleep(0.2)
+            if self._monitor.poll(0):
+                while self._monitor.poll(0):
+                    self._monitor.recv_multipart()
+                await asyncio.sleep(0.5)  # a kernel that exits disconnects too: that is not a flood
+                if await self.km.is_alive():
+                    self.iopub_lost = True
+                    self._stop(cell_index)
+
+    async def async_execute_cell(self, cell, cell_index, *args, **kw):
+        watcher = asyncio.ensure_future(self._watch(cell_index))
+        try:
+            cell = await super().async_execute_cell(cell, cell_index, *args, **kw)
+            if any(p.get("source") == "ask_exit" for p in self.replies.get(cell_index, {}).get("payload", [])):
+                # quit() / exit(): the kernel ends a moment later; say so now rather than mid-checks.
+                raise DeadKernelError("the notebook asked its kernel to exit")
+            return cell
+        finally:
+            watcher.cancel()
+            if self.iopub_lost:  # zmq does not reconnect after an oversized message: open fresh channels
+                self.iopub_lost = False
+                self.close_monitor()
+                self.kc.stop_channels()
+                self.kc = self.km.client()
+                self.kc.allow_stdin = False
+                await ensure_async(self.kc.start_channels())
+                self.watch_iopub()
+                await asyncio.sleep(0.5)  # let the new subscription reach the kernel before the next cell
+
+    execute_cell = run_sync(async_execute_cell)
+
+    def close_monitor(self) -> None:
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+            self._monitor = None
+
+
+class ConfinedKernelSession(KernelSession):
+    """A fresh kernel started inside the bubblewrap form of the cage (see confine.py).
+
+    The grader and the kernel share one folder, the run's channel: the kernel's IPC sockets, its
+    connection file, the agent, and one request and one answer file at a time. Once the kernel
+    answers, the folder is handed back to root, so the student can read what it is sent and
+    overwrite its answer file, nothing more.
+    """
+
+    client_class = _FloodStoppingClient
+
+    def __init__(self, job: RunJob, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.readable = [Path(p) for p in job.readable]
+        sandbox.require_reachable(self.readable, whole_tree=True)
+        self._job_env = job.env
+        self.lease = sandbox.lease()
+        self.limit_breach: str | None = None
+        super().__init__(job)  # on failure it calls close(), which releases the lease
+
+    def _owner(self) -> tuple[int, int] | None:
+        return (self.lease.uid, self.lease.gid) if self.sandbox.as_root else None
+
+    def _kernel_manager(self) -> AsyncKernelManager:
+        os.chmod(self.workdir, 0o711)  # the run's uid may pass through to the channel, not list or write
+        if self._owner():
+            os.chown(self.channel, *self._owner())
+        env = student_env(self._job_env, self.workdir)
+        env.update(PATH=f"{self.sandbox.python.parent}:/usr/local/bin:/usr/bin:/bin", USER="student", LOGNAME="student")
+        # ipykernel_launcher's own two lines, after setting the thread stack size (see SandboxLimits).
+        launcher = (f"import threading; threading.stack_size({self.sandbox.limits.thread_stack_bytes}); "
+                    "from ipykernel import kernelapp; kernelapp.launch_new_instance()")
+        argv = [str(self.sandbox.python), "-c", launcher, "-f", "{connection_file}"]
+        mounts = self.sandbox.mounts(self.workdir, self.readable, channel=self.channel)
+        # interrupt by message: a SIGINT to the launcher would end bubblewrap, not interrupt the cell.
+        spec = KernelSpec(argv=self.sandbox.bwrap_command(argv, mounts, env, self.lease),
+                          display_name="Python 3 (sandbox)", language="python", interrupt_mode="message")
+        self._km = _SandboxKernelManager(self._owner(), 2 * self.sandbox.limits.output_stop_bytes,
+                                         kernel_spec_manager=_OneSpec(spec), kernel_name="python3",
+                                         transport="ipc", ip=str(self.channel / "kernel"),
+                                         connection_file=str(self.channel / "kernel.json"))
+        return self._km
+
+    def _launch_options(self, job: RunJob) -> dict:
+        # The kernel's own stdout/stderr (not the notebook's output) would otherwise reach the grader's.
+        return {"env": Sandbox.launcher_env(), "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+    def _kernel_started(self) -> None:
+        self.client.stop_bytes = self.sandbox.limits.output_stop_bytes
+        self.client.watch_iopub()
+        if self._owner():  # from now on the student may read the channel and overwrite its answer file only
+            os.chown(self.channel, 0, self.lease.gid)
+            os.chmod(self.channel, 0o750)
+
+    def _execute_cells(self) -> list[CellRecord]:
+        records = super()._execute_cells()
+        for record in records:
+            reply = self.client.replies.get(record.index, {})
+            if record.status == "ok" and reply.get("status") == "error":
+                record.status, record.error = "error", f"{reply.get('ename')}: {reply.get('evalue')}"
+            if record.index in self.client.flooded and record.status != "died":  # its output was cut off
+                record.status, record.error = "output_limit", None
+        self.limit_breach = classify_limits(records, self.sandbox.limits)
+        if self.died:
+            self.limit_breach = self.lease.breach() or self.limit_breach
+        return records
+
+    def _prepare_exchange(self, request: Path, answer: Path) -> None:
+        if not self._owner():
+            return
+        os.chown(request, 0, self.lease.gid)
+        os.chmod(request, 0o640)
+        # Every answer is the same file (one inode, emptied each time): whatever the student keeps
+        # open and writes to, the run's files outside its tmpfs stay within one file-size limit.
+        inode = self.workdir / "answer.bin"
+        if not inode.exists():
+            os.close(os.open(inode, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.chown(inode, *self._owner())
+        os.truncate(inode, 0)
+        os.link(inode, answer)
+
+    def close(self) -> None:
+        client = getattr(self, "client", None)
+        try:
+            if client is not None:
+                client.close_monitor()
+            super().close()
+        finally:
+            if getattr(self, "_km", None) is not None:
+                self._km.client_context.destroy(linger=0)
+            self.limit_breach = self.limit_breach or self.lease.breach()
+            self.lease.release()
+
+
+
 class KernelRunner(Runner):
-    """A fresh Jupyter kernel per submission: the simple, reference behaviour."""
+    """A fresh Jupyter kernel per submission: the simple, reference behaviour (caged by bubblewrap with a sandbox)."""
 
     name = "kernel"
 
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox
+        self.confined = sandbox is not None
+        if sandbox is not None:
+            sandbox.require_bwrap()
+
     def start(self, job: RunJob) -> StudentSession:
-        return KernelSession(job)
+        return KernelSession(job) if self.sandbox is None else ConfinedKernelSession(job, self.sandbox)

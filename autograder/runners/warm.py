@@ -11,7 +11,8 @@ either. A child can only kill it, and the next submission then gets a new zygote
 submission is being checked, the next child is already forked and set up (pipelining).
 
 Otherwise the isolation is that of separate processes of one user, as with the kernel runner:
-this is not a sandbox (no network, file or memory confinement; see ``sandbox.py``).
+without a sandbox this is not a cage (no network, file or memory confinement); with one, each child
+confines itself right after the fork, before any student code runs (see ``confine.py``).
 
 The session behaves like the kernel runner's: cells run one by one in an IPython shell, each
 recorded (status, captured output under the same cap, duration, error line); a failing cell
@@ -39,11 +40,13 @@ import tempfile
 import threading
 import time
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 from .base import AGENT_FILE, CellRecord, Runner, RunJob, SessionError, StudentSession, student_env
+from .confine import Budget, Lease, RunClock, Sandbox, classify_limits
 from .warm_worker import ANSWER, CELL, FRAME, REPLY, REQUEST
 
 WORKER_FILE = Path(__file__).resolve().with_name("warm_worker.py")
@@ -51,6 +54,7 @@ ZYGOTE_READY_TIMEOUT = 300.0  # importing the libraries on a busy 2-core machine
 CHILD_READY_TIMEOUT = 60.0
 INTERRUPT_GRACE = 5.0  # after SIGINT, how long a cell or call has to stop before its process is killed
 SEND_TIMEOUT = 30.0
+POLL_SECONDS = 0.25  # how often a waiting runner reads the run's CPU clock
 _BOOT = (
     "import importlib.util, sys\n"
     "spec = importlib.util.spec_from_file_location('autograder_warm_worker', sys.argv[1])\n"
@@ -76,9 +80,16 @@ class _Malformed(Exception):
 class _Child:
     """A forked student process as the grader sees it: its pid (as a pidfd), its channel, its folder."""
 
-    def __init__(self, pid: int, pidfd: int, sock: socket.socket, workdir: Path) -> None:
-        self.pid, self.pidfd, self.sock, self.workdir = pid, pidfd, sock, workdir
+    def __init__(self, pid: int, pidfd: int, sock: socket.socket, workdir: Path, lease: Lease | None) -> None:
+        self.pid, self.pidfd, self.sock, self.workdir, self.lease = pid, pidfd, sock, workdir, lease
         sock.setblocking(False)
+
+    def ready(self, timeout: float) -> bool:
+        """Whether a frame has started arriving (or the process ended) within `timeout` seconds."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        poller.register(self.pidfd, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
 
     # --- channel ----------------------------------------------------------------------
     def send(self, kind: bytes, body: bytes) -> None:
@@ -158,16 +169,21 @@ class _Child:
         select.select([self.pidfd], [], [], 2.0)  # let it go before its folder is removed
         self.sock.close()
         os.close(self.pidfd)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.lease is not None:
+            self.lease.release()  # every process of the run's uid and cgroup ends here
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class _Zygote:
     """The pre-imported parent process; it only forks, and never runs student code."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], python: Path | str = sys.executable) -> None:
         self.env = dict(env)
         self.home = Path(tempfile.mkdtemp(prefix="autograder-zygote-"))
         (self.home / "tmp").mkdir()
+        self.cage_root = self.home / "cage"  # each caged child mounts its own root here, in its own namespace
+        self.cage_root.mkdir()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
         self.log = self.home / "zygote.log"
@@ -175,7 +191,7 @@ class _Zygote:
         try:
             with open(self.log, "wb") as log:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-c", _BOOT, str(WORKER_FILE), str(AGENT_FILE), str(theirs.fileno())],
+                    [str(python), "-c", _BOOT, str(WORKER_FILE), str(AGENT_FILE), str(theirs.fileno())],
                     cwd=self.home, env=zygote_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     pass_fds=(theirs.fileno(),), start_new_session=True,
                 )
@@ -196,13 +212,13 @@ class _Zygote:
 
     def _receive(self, timeout: float) -> tuple[dict, list[int]]:
         if not select.select([self.sock], [], [], timeout)[0]:
-            raise RuntimeError(f"the warm runner's zygote did not answer within {timeout:.0f} s{self._log_tail()}")
+            raise RuntimeError(f"the warm runner's zygote did not answer within {timeout:.0f} s{self.log_tail()}")
         message, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 1)
         if not message:
-            raise RuntimeError(f"the warm runner's zygote exited{self._log_tail()}")
+            raise RuntimeError(f"the warm runner's zygote exited{self.log_tail()}")
         return json.loads(message), fds
 
-    def _log_tail(self) -> str:
+    def log_tail(self) -> str:
         try:
             tail = self.log.read_text(errors="replace").strip().splitlines()[-3:]
         except OSError:
@@ -212,19 +228,31 @@ class _Zygote:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def fork(self, env: dict[str, str]) -> _Child:
-        workdir = Path(tempfile.mkdtemp(prefix="autograder-run-"))
-        (workdir / "tmp").mkdir()
+    def fork(self, env: dict[str, str], readable: tuple[Path, ...], sandbox: Sandbox | None,
+             gpu_memory_bytes: int | None) -> _Child:
+        lease = None
+        if sandbox is None:
+            workdir = Path(tempfile.mkdtemp(prefix="autograder-run-"))
+            (workdir / "tmp").mkdir()
+        else:  # only inside the cage, on its private /tmp
+            workdir = Path("/tmp") / f"autograder-run-{os.urandom(6).hex()}"
         ours, theirs = socket.socketpair()
         try:
-            order = {"op": "fork", "workdir": str(workdir), "env": student_env(env, workdir)}
+            order = {"op": "fork", "workdir": str(workdir), "env": student_env(env, workdir),
+                     "gpu_memory_bytes": gpu_memory_bytes}
+            if sandbox is not None:
+                lease = sandbox.lease()
+                order["cage"] = sandbox.cage_order(sandbox.mounts(workdir, list(readable)), lease, self.cage_root)
+                order["thread_stack_bytes"] = sandbox.limits.thread_stack_bytes
             socket.send_fds(self.sock, [json.dumps(order).encode()], [theirs.fileno()])
             reply, fds = self._receive(30.0)
             if len(fds) != 1:
                 raise RuntimeError("the warm runner's zygote did not fork")
-            return _Child(int(reply["pid"]), fds[0], ours, workdir)
+            return _Child(int(reply["pid"]), fds[0], ours, workdir, lease)
         except BaseException:
             ours.close()
+            if lease is not None:
+                lease.release()
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         finally:
@@ -240,50 +268,71 @@ class _Zygote:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """What a prepared child was made for: a spare fits the next job only if the job needs the same."""
+
+    env: tuple[tuple[str, str], ...]
+    readable: tuple[Path, ...]
+    gpu_memory_bytes: int | None
+
+    @classmethod
+    def of(cls, job: RunJob) -> _Recipe:
+        return cls(tuple(sorted(job.env.items())), tuple(job.readable), job.limits.gpu_memory_bytes)
+
+
 class _Pool:
     """The zygote and the next child, shared by a runner and its finalizer (not by the runner itself)."""
 
-    def __init__(self) -> None:
+    def __init__(self, sandbox: Sandbox | None) -> None:
+        self.sandbox = sandbox
         self.lock = threading.Lock()
         self.zygote: _Zygote | None = None
-        self.spare: _Child | None = None
+        self.spare: tuple[_Recipe, _Child] | None = None
 
-    def take(self, env: dict[str, str]) -> _Child:
-        """A child for this environment: the spare forked during the last submission, or a new one."""
+    def take(self, recipe: _Recipe) -> _Child:
+        """A child for this recipe: the spare forked during the last submission, or a new one."""
         with self.lock:
             spare, self.spare = self.spare, None
-            if spare is not None and self.zygote is not None and self.zygote.env == env and spare.alive():
-                return spare
+            if spare is not None and spare[0] == recipe and self._zygote_fits(recipe) and spare[1].alive():
+                return spare[1]
             if spare is not None:
-                spare.close()
-            return self._fork(env)
+                spare[1].close()
+            return self._fork(recipe)
 
-    def prefork(self, env: dict[str, str]) -> None:
+    def prefork(self, recipe: _Recipe) -> None:
         with self.lock:
             if self.spare is None:
                 try:
-                    self.spare = self._fork(env)
+                    self.spare = (recipe, self._fork(recipe))
                 except (RuntimeError, OSError):
                     pass  # take() tries again, and reports the error if there is one
 
-    def _fork(self, env: dict[str, str]) -> _Child:
-        if self.zygote is not None and (self.zygote.env != env or not self.zygote.alive()):
+    def _zygote_fits(self, recipe: _Recipe) -> bool:
+        return self.zygote is not None and self.zygote.env == dict(recipe.env) and self.zygote.alive()
+
+    def _fork(self, recipe: _Recipe) -> _Child:
+        if self.zygote is not None and not self._zygote_fits(recipe):
             self.zygote.close()
             self.zygote = None
         if self.zygote is None:
-            self.zygote = _Zygote(env)
+            self.zygote = self._new_zygote(recipe)
+        fork = lambda: self.zygote.fork(dict(recipe.env), recipe.readable, self.sandbox, recipe.gpu_memory_bytes)  # noqa: E731
         try:
-            return self.zygote.fork(env)
+            return fork()
         except (RuntimeError, OSError):
-            # A submission may have killed the zygote (same user): start it again, once.
+            # The zygote may have died meanwhile (only an unconfined child of the same user can kill it): once more.
             self.zygote.close()
-            self.zygote = _Zygote(env)
-            return self.zygote.fork(env)
+            self.zygote = self._new_zygote(recipe)
+            return fork()
+
+    def _new_zygote(self, recipe: _Recipe) -> _Zygote:
+        return _Zygote(dict(recipe.env), self.sandbox.python if self.sandbox else sys.executable)
 
     def close(self) -> None:
         with self.lock:
             if self.spare is not None:
-                self.spare.close()
+                self.spare[1].close()
                 self.spare = None
             if self.zygote is not None:
                 self.zygote.close()
@@ -291,48 +340,52 @@ class _Pool:
 
 
 class WarmSession(StudentSession):
-    def __init__(self, child: _Child, job: RunJob) -> None:
+    def __init__(self, child: _Child, job: RunJob, sandbox: Sandbox | None) -> None:
         self.limits = job.limits
+        self.sandbox = sandbox
         self._child = child
+        self._clock = RunClock(child.lease)
         self._stuck: str | None = None
         self.cells = []
         try:
             self.cells = self._execute_cells(job.notebook)
+            if self.sandbox is not None:
+                self.limit_breach = classify_limits(self.cells, self.sandbox.limits)
+                if self.died and child.lease is not None:
+                    self.limit_breach = child.lease.breach() or self.limit_breach
         except BaseException:
             self.close()
             raise
 
     def _execute_cells(self, nb: nbformat.NotebookNode) -> list[CellRecord]:
         records = CellRecord.for_code_cells(nb)
-        deadline = time.monotonic() + self.limits.notebook_timeout
+        budget = self._clock.budget(self.limits.notebook_timeout)
         reply_size = 8 * self.limits.output_bytes + (1 << 20)  # JSON may escape every character; error lines
+        stop_bytes = self.sandbox.limits.output_stop_bytes if self.sandbox else 0
         for record in records:
-            remaining = deadline - time.monotonic()
+            remaining = budget.remaining()
             if remaining <= 0:
                 self.notebook_timed_out = True
                 break
             if not record.source.strip():
                 record.status = "ok"
                 continue
-            timeout = max(1, int(min(self.limits.cell_timeout, remaining)))
+            limit = max(1, int(min(self.limits.cell_timeout, remaining)))
             started = time.monotonic()
             try:
-                job = {"source": record.source, "output_bytes": self.limits.output_bytes}
+                job = {"source": record.source, "output_bytes": self.limits.output_bytes, "stop_bytes": stop_bytes}
                 self._child.send(CELL, json.dumps(job).encode())
-                try:
-                    reply = self._child.recv(timeout, (REPLY,), reply_size)
-                    timed_out = False
-                except _Timeout:
+                timed_out = not self._wait_for_reply(self._clock.budget(limit))
+                if timed_out:
                     self._child.signal_group(signal.SIGINT)
-                    timed_out = True
-                    try:
-                        reply = self._child.recv(INTERRUPT_GRACE, (REPLY,), reply_size)
-                    except _Timeout:  # the cell ignores interrupts
-                        self._child.signal_group(signal.SIGKILL)
-                        record.status, record.error = "timeout", f"stopped after {timeout} s (cell time limit)"
-                        self.notebook_timed_out = remaining <= self.limits.cell_timeout
-                        self.died = True
-                        break
+                try:
+                    reply = self._child.recv(INTERRUPT_GRACE if timed_out else SEND_TIMEOUT, (REPLY,), reply_size)
+                except _Timeout:  # the cell ignores interrupts (or, not timed out, stopped halfway through its reply)
+                    self._child.signal_group(signal.SIGKILL)
+                    record.status, record.error = "timeout", self._clock.stopped_after(limit)
+                    self.notebook_timed_out = remaining <= self.limits.cell_timeout
+                    self.died = True
+                    break
             except (_Died, _Malformed):
                 self._child.signal_group(signal.SIGKILL)
                 record.status, record.error = "died", DIED
@@ -343,14 +396,23 @@ class WarmSession(StudentSession):
             result = _cell_result(reply[1])
             record.output = result["output"]
             if timed_out:
-                record.status, record.error = "timeout", f"stopped after {timeout} s (cell time limit)"
+                record.status, record.error = "timeout", self._clock.stopped_after(limit)
                 if remaining <= self.limits.cell_timeout:  # the notebook's budget, not the cell's, ran out
                     self.notebook_timed_out = True
+            elif result["status"] == "output_limit":
+                record.status = "output_limit"  # classify_limits words it
             elif result["status"] == "error":
                 record.status, record.error = "error", result["error"]
             else:
                 record.status = "ok"
         return records
+
+    def _wait_for_reply(self, budget: Budget) -> bool:
+        """Until the child starts replying (True) or the budget is spent (False)."""
+        while not self._child.ready(min(POLL_SECONDS, max(0.0, budget.remaining_wall()))):
+            if budget.remaining() <= 0:
+                return False
+        return True
 
     def request(self, payload: bytes, timeout: float) -> bytes:
         if self.died:
@@ -361,7 +423,9 @@ class WarmSession(StudentSession):
         try:
             self._child.send(REQUEST, payload)
             try:
-                return self._child.recv(timeout, (ANSWER,), limit)[1]
+                if not self._wait_for_reply(self._clock.budget(timeout)):
+                    raise _Timeout()
+                return self._child.recv(SEND_TIMEOUT, (ANSWER,), limit)[1]
             except _Timeout:
                 self._child.signal_group(signal.SIGINT)
                 try:
@@ -390,34 +454,41 @@ def _cell_result(body: bytes) -> dict:
         data = {}
     if not isinstance(data, dict):
         data = {}
-    status = data.get("status") if data.get("status") in ("ok", "error") else "error"
+    status = data.get("status") if data.get("status") in ("ok", "error", "output_limit") else "error"
     output = data.get("output") if isinstance(data.get("output"), str) else ""
     error = data.get("error") if isinstance(data.get("error"), str) else "the cell's report could not be read"
     return {"status": status, "output": output, "error": error[:2000]}
 
 
 class WarmRunner(Runner):
-    """Fresh process per submission, forked from a pre-imported zygote kept for the grader's lifetime."""
+    """Fresh process per submission, forked from a pre-imported zygote kept for the grader's lifetime;
+    with a sandbox, each child confines itself before any student code runs (``confine.py``)."""
 
     name = "warm"
 
-    def __init__(self) -> None:
-        self._pool = _Pool()
+    def __init__(self, sandbox: Sandbox | None = None) -> None:
+        self.sandbox = sandbox
+        self.confined = sandbox is not None
+        self._pool = _Pool(sandbox)
         # Closed with the runner, and at exit at the latest.
         self._finalizer = weakref.finalize(self, self._pool.close)
 
-    def prepare(self, env: dict[str, str]) -> None:
+    def prepare(self, job: RunJob) -> None:
         """Start the zygote and fork the first child in the background; start() waits for them."""
-        threading.Thread(target=self._pool.prefork, args=(env,), name="autograder-zygote", daemon=True).start()
+        threading.Thread(target=self._pool.prefork, args=(_Recipe.of(job),), name="autograder-zygote",
+                         daemon=True).start()
 
     def start(self, job: RunJob) -> StudentSession:
-        session = WarmSession(self._ready_child(job.env), job)
-        self._pool.prefork(job.env)  # the next submission's process gets ready while this one is checked
+        if self.sandbox is not None:
+            self.sandbox.require_reachable(list(job.readable), whole_tree=True)
+        recipe = _Recipe.of(job)
+        session = WarmSession(self._ready_child(recipe), job, self.sandbox)
+        self._pool.prefork(recipe)  # the next submission's process gets ready while this one is checked
         return session
 
-    def _ready_child(self, env: dict[str, str]) -> _Child:
+    def _ready_child(self, recipe: _Recipe) -> _Child:
         for _ in range(2):
-            child = self._pool.take(env)
+            child = self._pool.take(recipe)
             try:
                 ready = json.loads(child.recv(CHILD_READY_TIMEOUT, (REPLY,), 1 << 16)[1])
                 if isinstance(ready, dict) and ready.get("ready"):
@@ -426,7 +497,9 @@ class WarmRunner(Runner):
                 pass
             # The prepared child was killed meanwhile (e.g. by the previous submission): fork another.
             child.close()
-        raise RuntimeError("the warm runner could not prepare a process for the notebook")
+        zygote = self._pool.zygote
+        raise RuntimeError("the warm runner could not prepare a process for the notebook"
+                           f"{zygote.log_tail() if zygote else ''}")
 
     @property
     def zygote_info(self) -> dict | None:
