@@ -1,6 +1,6 @@
 """Benchmark: grade the generated cohort (tests/cohort_data.py, 30+ submissions) and say where the time goes.
 
-    .venv/bin/python bench/bench_cohort.py [--jobs N] [--runner warm|kernel|sandbox] [--device cpu|cuda]
+    .venv/bin/python bench/bench_cohort.py [--jobs N] [--runner warm|kernel] [--no-sandbox] [--device cpu|cuda]
 
 Prints submissions per minute and the share of time that is not the student code's own execution:
 per submission (kernel start, parameter injection, the grader's checks, process teardown) and for the
@@ -29,7 +29,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: from the machine)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--profile", default="tiny")
-    parser.add_argument("--runner", default=None, help="warm, kernel or sandbox (default: the grader's default)")
+    parser.add_argument("--runner", default=None, help="warm or kernel (default: warm)")
+    parser.add_argument("--no-sandbox", action="store_true", help="grade unconfined")
     args = parser.parse_args()
 
     from autograder.cohort import default_jobs, grade_cohort, regrade
@@ -45,7 +46,7 @@ def main() -> None:
         with Gradebook(Path(tmp) / "gradebook.sqlite") as book:
             summary = grade_cohort(Exercise(EXERCISE, cohort.course), cohort.folder, book,
                                    GradeOptions(profile=args.profile, device=args.device),
-                                   roster=Roster.load(cohort.roster), jobs=jobs, runner=args.runner)
+                                   roster=Roster.load(cohort.roster), jobs=jobs, runner=args.runner or "warm", confined=not args.no_sandbox)
             records = [r.run_record() for r in book.rows(EXERCISE) if r.record]
             started = time.perf_counter()
             regrade(book, EXERCISE, cohort.course / "rubrics" / f"{EXERCISE}.toml")

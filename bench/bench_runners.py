@@ -8,7 +8,7 @@ One run, one machine, one cohort per exercise (3 of 4 submissions are the soluti
 unique by a comment; 1 of 4 is the blank student notebook), tiny profile, one submission at a
 time. Measured:
 
-- project: ``Grader(exercise)`` with default options (the warm runner) grades the cohort, in a
+- project: ``Grader(exercise)`` with default options (the confined warm runner) grades the cohort, in a
   fresh process per exercise: the time includes that process's start, its imports and the
   zygote's start;
 - usual: the way nbconvert / nbgrader / otter-grader grade, a fresh process per submission: a
@@ -94,7 +94,7 @@ def child_project_batch(profile: str, device: str, exercise: str, *paths: str) -
     from autograder.grading import GradeOptions, Grader
 
     with Grader(Exercise(exercise), GradeOptions(profile=profile, device=device)) as grader:
-        print(json.dumps({"runner": grader.options.runner.name}), flush=True)
+        print(json.dumps({"runner": grader.options.runner.label}), flush=True)
         for path in paths:
             result = grader.grade_file(Path(path))
             print(json.dumps(_summary(result)), flush=True)
@@ -336,7 +336,7 @@ def main() -> None:
         )
         print(f"== {exercise}: the solution's own time in a warm process {own:.3f} s "
               f"(median of {len(own_runs)} runs, {min(own_runs):.3f}-{max(own_runs):.3f} s)")
-        print(f"   project ({runner_name} runner): {r['n']} in {project_s:.1f} s = {per_minute(r['n'], project_s):.1f}/min; "
+        print(f"   project ({runner_name}): {r['n']} in {project_s:.1f} s = {per_minute(r['n'], project_s):.1f}/min; "
               f"first submission {project[0]['wall']:.1f} s" + (
                   f" (zygote: imports {zygote['import_seconds']:.1f} s, warm-up {zygote['warm_up_seconds']:.1f} s)"
                   if zygote else "") + (f"; GPU memory per submission {gpu.per_submission_mib} MiB" if gpu else ""))

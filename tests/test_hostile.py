@@ -400,6 +400,35 @@ def test_ten_gigabytes_of_printed_output(grader):
     assert "Limit reached" in result.message
 
 
+def test_a_cpu_hog_next_door_does_not_time_out_a_correct_notebook(runner):
+    """A neighbour keeping 200 processes busy leaves the next run its own CPU share, and a cell's limit
+    counts the CPU time its own run used: the correct notebook finishes as it would alone."""
+    import threading
+    import time
+
+    from autograder.runners.base import RunJob
+
+    hog = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent("""
+        import subprocess, time
+        for _ in range(200):  # each in a session of its own, as a scheduler's autogroups would count them
+            subprocess.Popen(['sh', '-c', 'while :; do :; done'], start_new_session=True)
+        time.sleep(15)
+        """))])
+    work = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("total = sum(i * i for i in range(20_000_000))")])
+    neighbour_runner = type(runner)(runner.sandbox)
+    neighbour = threading.Thread(target=lambda: neighbour_runner.start(RunJob(hog, env={})).close())
+    try:
+        neighbour.start()
+        time.sleep(5)  # its processes are up and spinning
+        with runner.start(RunJob(work, env={}, limits=RunLimits(cell_timeout=8))) as session:
+            [cell] = session.cells
+        assert neighbour.is_alive(), "the neighbour ended before the notebook ran next to it"
+    finally:
+        neighbour.join()
+        neighbour_runner.close()
+    assert (cell.status, cell.error) == ("ok", None)
+
+
 def test_a_cell_that_sleeps_forever(quick_grader):
     result = quick_grader.grade_bytes(hostile(SOLUTION, "import time\ntime.sleep(10**9)"), "sleep")
     [(status, error)] = appended(result, SOLUTION)

@@ -274,7 +274,8 @@ def test_a_call_that_ignores_the_interrupt_is_killed(warm):
 
 def test_runner_registry():
     assert set(RUNNERS) >= {"kernel", "warm"}
-    assert isinstance(get_runner("kernel"), KernelRunner)
+    assert isinstance(get_runner("kernel", confined=False), KernelRunner)
+    assert not get_runner("warm", confined=False).confined
     assert type(get_runner()) is RUNNERS[DEFAULT_RUNNER]
     assert DEFAULT_RUNNER == (os.environ.get("AUTOGRADER_RUNNER") or "warm")  # on Linux
     with pytest.raises(UserError, match="Unknown runner 'fast'"):

@@ -107,6 +107,11 @@ class Runner(ABC):
     name: str
     confined: bool = False  # True: untrusted notebooks are caged (no network, no grader files, limits)
 
+    @property
+    def label(self) -> str:
+        """The runner's name and whether it confines, for people reading a report."""
+        return f"{self.name}, {'confined' if self.confined else 'unconfined'}"
+
     @abstractmethod
     def start(self, job: RunJob) -> StudentSession:
         """Execute the job's notebook and return the live session."""
