@@ -9,7 +9,7 @@ PROFILE ?= tiny
 MODELS := .cache/models/$(PROFILE)/manifest.json
 JOBS ?= 2
 
-.PHONY: install system-deps models demo test test-slow validate build clean
+.PHONY: install system-deps cage-check models demo test test-slow validate build clean
 
 $(STAMP): pyproject.toml
 	# A new environment only where there is none: re-running venv over one made by another
@@ -37,7 +37,11 @@ $(MODELS): $(STAMP) autograder/models/*.py
 
 models: $(MODELS)
 
-demo: models
+# Before any long work: can this machine make the sandbox's namespaces? (stdlib only: no venv needed)
+cage-check:
+	@$(PYTHON) autograder/runners/warm_worker.py --can-confine
+
+demo: cage-check models
 	$(BIN)/autograder run t5_decoding examples/t5_decoding/*.ipynb --out-dir out/demo
 	@echo "Gradescope results.json files are in out/demo/"
 

@@ -222,6 +222,22 @@ def _call(function: Any, args: Any, kwargs: Any) -> dict:
     return answer
 
 
+def cap_gpu_memory(limit: int | None) -> None:
+    """Cap this process's share of the GPU at `limit` bytes, applied when (if ever) it first uses CUDA.
+
+    PyTorch's caching allocator enforces it: a greedy notebook gets an out-of-memory error instead of
+    starving the runs next to it (code that calls CUDA's allocator directly is not held by it)."""
+    if not limit:
+        return
+    import torch
+
+    def cap() -> None:
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), 0)
+
+    torch.cuda._lazy_call(cap)  # runs at CUDA's initialisation, as torch.cuda.manual_seed does
+
+
 class Agent:
     """Answers the grader's requests against the notebook's global namespace.
 

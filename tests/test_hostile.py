@@ -570,3 +570,42 @@ def test_cli_grades_confined_unless_told_and_warns_when_told(tmp_path):
     allowed = CliRunner().invoke(app, ["run", "t5_decoding", str(bad), "--no-sandbox"])
     assert "WARNING: --no-sandbox" in allowed.output and "hidden checks" in allowed.output
     assert "not a notebook" in allowed.output
+
+
+def test_the_cage_works_for_an_ordinary_user(tmp_path):
+    """Not root: the run keeps the grader's uid inside a user namespace of its own, with the same cage."""
+    import json
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become an ordinary user for the test")
+    script = textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        import nbformat
+        from autograder.runners import Sandbox, WarmRunner
+        from autograder.runners.base import RunJob
+        cell = nbformat.v4.new_code_cell(
+            "import os, socket\\n"
+            "seen = dict(uid=os.getuid(), pids=sorted(p for p in os.listdir('/proc') if p.isdigit()),\\n"
+            "            nets=[n for _, n in socket.if_nameindex()], root=sorted(os.listdir('/')),\\n"
+            "            home=os.path.expanduser('~'))")
+        runner = WarmRunner(Sandbox())
+        with runner.start(RunJob(nbformat.v4.new_notebook(cells=[cell]), env={{}})) as session:
+            import autograder.agent as agent
+            answer = agent.decode(session.request(agent.encode({{"op": "get", "name": "seen"}}), 30), 1 << 20)
+            print(json.dumps([c.status for c in session.cells] + [answer.get("value")]))
+        runner.close()
+        """)
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", script],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), "TMPDIR": "/tmp"})
+    if "cannot" in done.stderr and "SandboxUnavailable" in done.stderr:
+        pytest.skip(f"user namespaces are not allowed here: {done.stderr.strip().splitlines()[-1]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert status == "ok"
+    assert seen["uid"] == 65534 and seen["pids"] == ["1", "2"] and seen["nets"] == ["lo"]
+    assert set(seen["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "sys", "tmp",
+                                 "usr", *{p.split("/")[1] for p in (str(ROOT), sys.prefix, sys.base_prefix)}}

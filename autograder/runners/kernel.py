@@ -374,8 +374,12 @@ class ConfinedKernelSession(KernelSession):
         env = student_env(self._job_env, self.workdir)
         env.update(PATH=f"{self.sandbox.python.parent}:/usr/local/bin:/usr/bin:/bin", USER="student", LOGNAME="student")
         # ipykernel_launcher's own two lines, after setting the thread stack size (see SandboxLimits).
-        launcher = (f"import threading; threading.stack_size({self.sandbox.limits.thread_stack_bytes}); "
-                    "from ipykernel import kernelapp; kernelapp.launch_new_instance()")
+        launcher = f"import threading; threading.stack_size({self.sandbox.limits.thread_stack_bytes}); "
+        if self.limits.gpu_memory_bytes:  # the agent's GPU cap, set before any notebook code runs
+            launcher += ("import importlib.util as u; s = u.spec_from_file_location('autograder_agent', "
+                         f"{str(self.channel / 'agent.py')!r}); a = u.module_from_spec(s); s.loader.exec_module(a); "
+                         f"a.cap_gpu_memory({self.limits.gpu_memory_bytes}); ")
+        launcher += "from ipykernel import kernelapp; kernelapp.launch_new_instance()"
         argv = [str(self.sandbox.python), "-c", launcher, "-f", "{connection_file}"]
         mounts = self.sandbox.mounts(self.workdir, self.readable, channel=self.channel)
         # interrupt by message: a SIGINT to the launcher would end bubblewrap, not interrupt the cell.

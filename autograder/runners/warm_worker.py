@@ -322,7 +322,9 @@ def _enter_cage(cage: dict, keep: int) -> int:
     as_user = uid != 0
     _unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | (CLONE_NEWUSER * as_user))
     if as_user:
+        _prctl(PR_SET_DUMPABLE, 1)  # a non-dumpable process may not write its own id maps
         _map_own_ids(uid, gid)
+        _prctl(PR_SET_DUMPABLE, 0)
     init = os.fork()
     if init:
         _wait_and_exit(init)
@@ -481,19 +483,6 @@ def _drop_bounding_set() -> None:
         _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # fails quietly past the kernel's last, or without CAP_SETPCAP
 
 
-def _cap_gpu_memory(limit: int | None) -> None:
-    """Cap this process's share of the GPU, applied when (if ever) the notebook first uses CUDA."""
-    if not limit:
-        return
-    import torch
-
-    def cap() -> None:
-        total = torch.cuda.get_device_properties(0).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, limit / total), 0)
-
-    torch.cuda._lazy_call(cap)
-
-
 # --- child ----------------------------------------------------------------------------
 
 
@@ -526,7 +515,7 @@ def _child_main(fd: int, order: dict, parent: int, home: str, moved: list[tuple[
     sys.stderr = sys.__stderr__ = _text_stream(2)
     sys.argv = [""]
     threading.stack_size(int(order.get("thread_stack_bytes", 0)))
-    _cap_gpu_memory(order.get("gpu_memory_bytes"))
+    agent.cap_gpu_memory(order.get("gpu_memory_bytes"))
     shell = _new_shell(capture)
     answerer = agent.Agent(shell.user_ns)
     channel.send(REPLY, json.dumps({"ready": True, "pid": os.getpid()}).encode())
@@ -783,3 +772,28 @@ class _Channel:
                 os._exit(0)  # the runner closed the channel
             got += n
         return bytes(buffer)
+
+
+def can_confine() -> str | None:
+    """Why this machine cannot make the cage's namespaces (None: it can), found in a throwaway child."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            as_user = os.getuid() != 0
+            _unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNET | CLONE_NEWUSER * as_user)
+            os._exit(0)
+        except OSError:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == 0:
+        return None
+    return ("This machine does not let the grader make the sandbox's namespaces: run as root, or allow unprivileged "
+            "user namespaces (user.max_user_namespaces > 0; in a container, a seccomp/AppArmor profile that permits "
+            "them), or grade only trusted notebooks with --no-sandbox.")
+
+
+if __name__ == "__main__":  # `python warm_worker.py --can-confine`: the Makefile's check before any long work
+    problem = can_confine() if sys.argv[1:] == ["--can-confine"] else "usage: warm_worker.py --can-confine"
+    if problem:
+        print(problem, file=sys.stderr)
+        sys.exit(1)
