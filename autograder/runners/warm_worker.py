@@ -62,6 +62,7 @@ PRELOAD = (
     "transformers.trainer",
     "trl.trainer.sft_trainer",
     "peft.tuners.lora",
+    "matplotlib.pyplot",  # the student environment names the Agg backend: no display is touched
 )
 
 WARM_UP_MAX_BYTES = 1 << 30  # models larger than this (e.g. a 1B model of the full profile) are not warmed up
@@ -167,6 +168,7 @@ def _warm_up() -> None:
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     torch.set_num_threads(1)
     try:
+        _draw_a_figure()
         for entry in models:
             if _folder_bytes(os.path.join(hub, entry)) > WARM_UP_MAX_BYTES:
                 continue
@@ -186,6 +188,18 @@ def _warm_up() -> None:
             getattr(getattr(logging.Logger, once, None), "cache_clear", lambda: None)()
         warnings.onceregistry.clear()
         warnings._filters_mutated()  # forget every "warned already here" record
+
+
+def _draw_a_figure() -> None:
+    """Matplotlib's first figure loads fonts and sets up the renderer: pay that here, then leave no figure open."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots()
+    axes.bar(["a", "b"], [1, 2])
+    axes.scatter([0, 1], [1, 0])
+    axes.set_title("warm-up")
+    figure.canvas.draw()
+    plt.close("all")
 
 
 def _folder_bytes(folder: str) -> int:
