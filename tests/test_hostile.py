@@ -401,32 +401,47 @@ def test_ten_gigabytes_of_printed_output(grader):
 
 
 def test_a_cpu_hog_next_door_does_not_time_out_a_correct_notebook(runner):
-    """A neighbour keeping 200 processes busy leaves the next run its own CPU share, and a cell's limit
+    """A neighbour keeping 50 processes busy leaves the next run its own CPU share, and a cell's limit
     counts the CPU time its own run used: the correct notebook finishes as it would alone."""
     import threading
     import time
 
     from autograder.runners.base import RunJob
 
-    hog = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent("""
+    marker = f"hog-{uuid.uuid4().hex[:8]}"
+    hog = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(f"""
         import subprocess, time
-        for _ in range(200):  # each in a session of its own, as a scheduler's autogroups would count them
-            subprocess.Popen(['sh', '-c', 'while :; do :; done'], start_new_session=True)
-        time.sleep(15)
+        for _ in range(50):  # each in a session of its own, as a scheduler's autogroups would count them
+            subprocess.Popen(['sh', '-c', 'while :; do :; done', '{marker}'], start_new_session=True)
+        time.sleep(3600)  # until its own time limit stops it
         """))])
     work = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("total = sum(i * i for i in range(20_000_000))")])
     neighbour_runner = type(runner)(runner.sandbox)
-    neighbour = threading.Thread(target=lambda: neighbour_runner.start(RunJob(hog, env={})).close())
+    hog_job = RunJob(hog, env={}, limits=RunLimits(cell_timeout=60))
+    neighbour = threading.Thread(target=lambda: neighbour_runner.start(hog_job).close())
     try:
         neighbour.start()
-        time.sleep(5)  # its processes are up and spinning
+        deadline = time.monotonic() + 180
+        while _processes_with(marker) < 50:  # however long the neighbour took to start
+            assert neighbour.is_alive() and time.monotonic() < deadline, "the neighbour's processes never all ran"
+            time.sleep(0.5)
         with runner.start(RunJob(work, env={}, limits=RunLimits(cell_timeout=8))) as session:
             [cell] = session.cells
-        assert neighbour.is_alive(), "the neighbour ended before the notebook ran next to it"
+        assert _processes_with(marker) >= 50, "the neighbour stopped before the notebook next to it finished"
     finally:
         neighbour.join()
         neighbour_runner.close()
     assert (cell.status, cell.error) == ("ok", None)
+
+
+def _processes_with(marker: str) -> int:
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            count += entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+    return count
 
 
 def test_a_cell_that_sleeps_forever(quick_grader):

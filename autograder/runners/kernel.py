@@ -4,6 +4,7 @@ kernel is started inside the bubblewrap form of the cage (``confine.py``)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import subprocess
@@ -34,6 +35,7 @@ from .base import (
 from .confine import Sandbox, classify_limits
 
 TIMEOUT_ENAME = "CellTimeout"
+_MONITOR_NUMBERS = itertools.count()
 
 
 class _LimitedClient(NotebookClient):
@@ -282,7 +284,9 @@ class _FloodStoppingClient(_LimitedClient):
 
     def watch_iopub(self) -> None:
         """Listen for the grader's output socket being disconnected (what an oversized message does)."""
-        address = f"inproc://iopub-monitor-{id(self)}"
+        # A new address each time: after a flood the old channel's monitor endpoint may still be bound
+        # (its socket closes in the background), and binding the same name again fails.
+        address = f"inproc://iopub-monitor-{id(self)}-{next(_MONITOR_NUMBERS)}"
         self.kc.iopub_channel.socket.monitor(address, zmq.EVENT_DISCONNECTED)
         self._monitor = zmq.Context.shadow(self.kc.iopub_channel.socket.context.underlying).socket(zmq.PAIR)
         self._monitor.connect(address)
@@ -340,6 +344,10 @@ class _FloodStoppingClient(_LimitedClient):
 
     def close_monitor(self) -> None:
         if self._monitor is not None:
+            try:
+                self.kc.iopub_channel.socket.disable_monitor()
+            except (zmq.ZMQError, AttributeError):
+                pass  # the channel is already closed
             self._monitor.close(linger=0)
             self._monitor = None
 
