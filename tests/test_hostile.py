@@ -576,8 +576,14 @@ def test_an_unreachable_interpreter_is_refused_with_the_reason(runner, tmp_path)
 def test_cli_grades_confined_unless_told_and_warns_when_told(tmp_path):
     from typer.testing import CliRunner
 
-    from autograder.cli import app
+    from autograder.cli import _runner, app
 
+    for name in ("warm", "kernel"):  # what `run` and `grade` build: confined unless --no-sandbox
+        made, unconfined = _runner(name, untrusted=True, no_sandbox=False), _runner(name, untrusted=True, no_sandbox=True)
+        assert made.confined and made.sandbox is not None and not unconfined.confined and unconfined.sandbox is None
+        assert not _runner(name, untrusted=False, no_sandbox=False).confined  # `check`: a student's own notebook
+        for runner in (made, unconfined):
+            runner.close()
     bad = tmp_path / "not-a-notebook.ipynb"
     bad.write_text("{")
     confined = CliRunner().invoke(app, ["run", "t5_decoding", str(bad), "--runner", "kernel"])
