@@ -21,6 +21,10 @@ from typing import Any
 MAX_DEPTH = 32
 MAX_ITEMS = 1_000_000
 MAX_STRING = 10_000_000
+# The answer's header (JSON structure and safetensors index) is parsed only below these: a small
+# header of many tiny nodes would otherwise cost the grader gigabytes before any other check.
+MAX_HEADER_BYTES = 32 << 20
+MAX_HEADER_NODES = 3 * MAX_ITEMS
 FORMAT = "autograder-wire-1"
 
 
@@ -52,6 +56,7 @@ def encode(value: Any) -> bytes:
     from safetensors.torch import save
 
     tensors: dict = {}
+    keys: dict[int, str] = {}  # one copy of a tensor sent many times (e.g. the same input to 400 calls)
     count = [0]
 
     def walk(v: Any, depth: int) -> Any:
@@ -69,9 +74,11 @@ def encode(value: Any) -> bytes:
             return items if type(v) is list else {"$tuple": items}
         if type(v) is dict or _is_mapping(v):
             return {"$dict": [[walk(k, depth + 1), walk(x, depth + 1)] for k, x in dict(v.items()).items()]}
+        if id(v) in keys:
+            return {"$tensor": keys[id(v)]}
         array = _as_plain_tensor(v)
         if array is not None:
-            key = f"t{len(tensors)}"
+            key = keys[id(v)] = f"t{len(tensors)}"
             tensors[key] = array
             return {"$tensor": key}
         if v is Ellipsis:
@@ -131,17 +138,26 @@ def read_header(blob: bytes) -> dict:
     (size,) = struct.unpack("<Q", blob[:8])
     if size > len(blob) - 8:
         raise WireError("answer header is larger than the answer")
+    if size > MAX_HEADER_BYTES:
+        raise WireError(f"answer header is {size} bytes, over the limit of {MAX_HEADER_BYTES}")
+    nodes = sum(blob.count(mark, 8, 8 + size) for mark in (b"{", b"[", b","))
+    if nodes > MAX_HEADER_NODES:
+        raise WireError("answer header has too many items")
     try:
         header = json.loads(blob[8 : 8 + size])
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise WireError("answer header is not JSON") from exc
     if not isinstance(header, dict):
         raise WireError("answer header is not a JSON object")
     return header
 
 
-def decode(blob: bytes, max_bytes: int) -> Any:
-    """Rebuild a value from wire bytes; raises WireError on anything malformed."""
+def decode(blob: bytes, max_bytes: int, private_copies: bool = False) -> Any:
+    """Rebuild a value from wire bytes; raises WireError on anything malformed.
+
+    A tensor sent once and named many times comes back as one shared object, or with
+    ``private_copies`` (the student side, for the grader's requests) as a copy per use, so that a
+    student function changing its argument in place cannot change the next call's input."""
     from safetensors.torch import load
 
     if len(blob) > max_bytes:
@@ -152,9 +168,10 @@ def decode(blob: bytes, max_bytes: int) -> Any:
     try:
         tensors = load(blob)
         structure = json.loads(metadata["value"])
-    except Exception as exc:  # safetensors raises its own error types
+    except (Exception, RecursionError) as exc:  # safetensors raises its own error types
         raise WireError(f"answer could not be read: {exc}") from exc
     count = [0]
+    used: set[str] = set()
 
     def build(node: Any, depth: int) -> Any:
         count[0] += 1
@@ -184,6 +201,9 @@ def decode(blob: bytes, max_bytes: int) -> Any:
                 out[key] = build(pair[1], depth + 1)
             return out
         if tag == "$tensor" and body in tensors:
+            if private_copies and body in used:
+                return tensors[body].clone()
+            used.add(body)
             return tensors[body]
         if tag == "$float" and body in ("nan", "inf", "-inf"):
             return float(body)
@@ -252,7 +272,7 @@ class Agent:
 
     def handle(self, request: bytes) -> bytes:
         try:
-            req = decode(request, max_bytes=1 << 30)
+            req = decode(request, max_bytes=1 << 30, private_copies=True)
             op, name = req["op"], req["name"]
             if name not in self.namespace:
                 return encode({"status": "undefined"})

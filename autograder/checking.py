@@ -22,7 +22,8 @@ from .exercise import Exercise
 from .models.provision import ModelStore
 from .reference import Reference
 from .results import CheckOutcome
-from .submission import Submission
+from .submission import StudentFailure, Submission
+from .text import clip
 
 PYTEST_INI = Path(__file__).resolve().parent / "checks" / "pytest.ini"
 NO_CUDA = "this check needs a CUDA GPU and this runner has none"
@@ -114,7 +115,12 @@ class _Plugin:
         # The grader's own random draws (a check that trains a model) repeat exactly, whatever ran before.
         seed = zlib.crc32(item.name.encode())
         random.seed(seed)
-        torch.manual_seed(seed)
+        if self.ctx and self.ctx.cuda:
+            torch.manual_seed(seed)  # CPU and CUDA, now or when CUDA starts
+        else:
+            # CPU only: torch.manual_seed also queues lazy CUDA/XPU/MTIA seeding, formatting the whole
+            # call stack each time (about 1 ms a check on pytest's deep stack).
+            torch.default_generator.manual_seed(seed)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -123,6 +129,10 @@ class _Plugin:
         case_name = item.name
         if call.when == "setup" and report.skipped:
             check.cases.append(_Case("not_run", NO_CUDA if item.get_closest_marker("cuda") else "skipped", 0.0))
+        elif call.when == "setup" and report.failed and isinstance(call.excinfo.value, StudentFailure):
+            # A fixture that reads the student's work (e.g. their figures, once per submission) failed on it.
+            message = str(call.excinfo.value).strip()
+            check.cases.append(_Case("failed", _label(case_name, item, message), call.duration))
         elif call.when == "setup" and report.failed:
             check.cases.append(_Case("error", f"the check could not start: {_exc_text(call.excinfo)}", call.duration))
         elif call.when == "call":
@@ -167,7 +177,8 @@ def _fold(check: _Check) -> CheckOutcome:
         id=check.id,
         title=check.title,
         outcome=outcome,
-        message="\n".join(dict.fromkeys(messages)) if cases else "the check did not run",
+        # A message may echo a student's value: bounded, so that a 10 MB string stays out of every output.
+        message=clip("\n".join(dict.fromkeys(messages))) if cases else "the check did not run",
         duration=round(sum(c.duration for c in cases), 4),
         public=check.public,
         cases_passed=sum(c.outcome == "passed" for c in cases),
@@ -181,6 +192,9 @@ def _run_pytest(files: list[Path], plugin: _Plugin, extra: list[str]) -> None:
     args = [str(f) for f in files] + [
         "-c", str(PYTEST_INI), "--rootdir", str(PYTEST_INI.parent),
         "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:randomly", "-p", "no:xdist",
+        # No log capture: it re-attaches handlers to every logger for every phase of every check (tens of ms
+        # a submission with transformers' loggers), and outcomes never use it.
+        "-p", "no:logging",
         "--assert=plain", "--import-mode=importlib", *extra,
     ]
     pytest.main(args, plugins=[plugin])

@@ -8,10 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as escape_markup
 from rich.table import Table
 
 from .errors import UserError
+from .text import printable
 
 app = typer.Typer(
     help="Grade LLM-course notebooks: the student's code runs in its own process, hidden pytest checks judge what it computed.",
@@ -30,6 +31,31 @@ RunnerOpt = Annotated[Optional[str], typer.Option("--runner", help="How notebook
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run notebooks unconfined (where the sandbox cannot run): only for notebooks you trust.")]
 
 OUTCOME_STYLE = {"passed": "green", "failed": "red", "error": "magenta", "not_run": "yellow"}
+
+
+def escape(text: str) -> str:
+    """Text for the terminal: no rich markup, no control characters (a file name may hold ESC sequences)."""
+    return escape_markup(printable(text))
+
+
+def main() -> None:
+    """The `autograder` command: a gradebook damaged below the level of a row ends in one sentence."""
+    import sqlite3
+    import sys
+
+    try:
+        app()
+    except sqlite3.DatabaseError as exc:
+        err.print(f"[red]error:[/red] The gradebook is damaged ({escape(str(exc))}); restore it from a backup, or "
+                  "grade into a new one with --gradebook.")
+        sys.exit(2)
+
+
+def _refuse_damaged(book) -> None:
+    """After writing what could be written: one sentence, and a non-zero exit, if a row could not be read."""
+    if book.damaged:
+        first, *rest = book.damaged.values()
+        raise UserError(first + (f" {len(rest)} other row(s) are damaged too." if rest else ""))
 
 
 def _fail(message: str) -> typer.Exit:
@@ -68,7 +94,7 @@ def _print_result(result, student_view: bool = False) -> None:
     if result.status == "invalid":
         console.print(f"[red]{escape(Path(result.submission).name)} could not be graded:[/red] {escape(result.message)}")
         return
-    table = Table(title=f"{result.exercise} — {Path(result.submission).name}", show_lines=False)
+    table = Table(title=escape(f"{result.exercise} — {Path(result.submission).name}"), show_lines=False)
     table.add_column("check")
     table.add_column("result")
     if not student_view:
@@ -101,6 +127,7 @@ def run(
 ) -> None:
     """Grade submissions of one exercise: each check's outcome, the student's message, points, total."""
     from .build import write_atomic
+    from .grading import limit_grader_memory
 
     if json_out and len(submissions) != 1:
         raise _fail("--json takes one submission; use --out-dir for several.")
@@ -109,6 +136,7 @@ def run(
         if missing:
             raise UserError(f"No submission at {', '.join(missing)}; check the path.")
         grader = _grader(exercise, profile, device, runner=runner, untrusted=True, no_sandbox=no_sandbox)
+        limit_grader_memory(grader.device)
         for path in submissions:
             result = grader.grade_file(path)
             _print_result(result)
@@ -285,8 +313,12 @@ def grade(
     device: DeviceOpt = None,
     runner: RunnerOpt = None,
     no_sandbox: NoSandboxOpt = False,
+    max_file_mib: Annotated[float, typer.Option("--max-file-mib", min=0.001, help="Files larger than this are rows marked invalid, never read whole (zip bombs stop here).")] = 64,
 ) -> None:
-    """Grade a cohort into the gradebook: resumable (run it again after any interruption), never grading a file twice."""
+    """Grade a cohort into the gradebook: resumable (run it again after any interruption), never grading a file twice.
+
+    Every file in SUBMISSIONS ends as a row with a status, however broken; the exit status is 0 once the batch
+    has run (failed rows included), 2 when it could not run at all."""
     from contextlib import closing
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -317,7 +349,8 @@ def grade(
 
                 summary = grade_cohort(ex, submissions, book, GradeOptions(profile=profile, device=device),
                                        roster=Roster.load(roster) if roster else None, deadline=deadline,
-                                       jobs=jobs, force=force, on_progress=show, runner=runner, confined=confined)
+                                       jobs=jobs, force=force, on_progress=show, runner=runner, confined=confined,
+                                       max_bytes=int(max_file_mib * 2**20))
             _print_summary(summary, book.path)
     except UserError as exc:
         raise _fail(str(exc)) from None
@@ -336,6 +369,8 @@ def _print_summary(summary, path: Path) -> None:
                   f"({summary.jobs} at a time, {summary.elapsed:.0f} s, {rate:.1f}/min), "
                   f"{summary.skipped} already graded, {summary.superseded} older duplicates kept as history.")
     console.print(summary.score_line())
+    for note in summary.notes:
+        console.print(f"[yellow]{escape(note)}[/yellow]")
     if summary.not_in_roster:
         console.print("[yellow]Not in the roster:[/yellow] " + escape(", ".join(r.student_id for r in summary.not_in_roster)))
     if summary.not_found:
@@ -355,7 +390,7 @@ def regrade(
 
     try:
         with _gradebook(gradebook) as book:
-            policy, changed = rescore(book, exercise, rubric, deadline)
+            policy, changed, retired = rescore(book, exercise, rubric, deadline)
             table = Table(title=f"{len(changed)} score(s) changed")
             for column in ("student", "file", "before", "now"):
                 table.add_column(column, justify="right" if column in ("before", "now") else "left")
@@ -365,6 +400,10 @@ def regrade(
             console.print(table)
             console.print(f"Scored with {escape(policy.origin)}"
                           + (f", deadline {policy.deadline.isoformat()}" if policy.deadline else ", no deadline") + ".")
+            if retired:
+                console.print(f"Stored outcomes of checks the exercise no longer has ({escape(', '.join(sorted(retired)))})"
+                              " are kept; they score only what the rubric gives them.")
+            _refuse_damaged(book)
     except UserError as exc:
         raise _fail(str(exc)) from None
 
@@ -387,6 +426,8 @@ def export(
                 console.print(f"{export_csv(book, exercise, csv_path)} students written to {csv_path}")
             if gradescope:
                 console.print(f"{len(export_gradescope(book, exercise, gradescope))} results.json files written under {gradescope}")
+            console.print(f"Scored with the rubric in force: {escape(book.policy(exercise).origin)}")
+            _refuse_damaged(book)
     except UserError as exc:
         raise _fail(str(exc)) from None
 
@@ -404,6 +445,7 @@ def feedback(
     try:
         with _gradebook(gradebook) as book:
             pages = write_feedback(book, exercise, out, release=release)
+            _refuse_damaged(book)
     except UserError as exc:
         raise _fail(str(exc)) from None
     console.print(f"{len(pages)} feedback pages written to {out}" + ("" if release else " (checks not yet released show as hidden)"))
@@ -421,6 +463,7 @@ def report(
     try:
         with _gradebook(gradebook) as book:
             target = write_report(book, exercise, out)
+            _refuse_damaged(book)
     except UserError as exc:
         raise _fail(str(exc)) from None
     console.print(f"report written to {target}")

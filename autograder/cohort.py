@@ -28,8 +28,8 @@ from .checking import collect_checks
 from .errors import UserError
 from .exercise import Exercise
 from .gradebook import Gradebook, Policy, Row, iso
-from .grading import GradeOptions, Grader, unrun_outcomes
-from .intake import Found, Roster, discover, parse_time
+from .grading import GradeOptions, Grader, default_threads, limit_grader_memory, unrun_outcomes
+from .intake import DEFAULT_MAX_BYTES, Found, Roster, TooLarge, discover, parse_time
 from .results import CheckOutcome, Diagnostics, RunRecord
 from .rubric import Rubric
 from .runners.base import RunLimits
@@ -96,6 +96,7 @@ class Summary:
     not_found: list[Row] = field(default_factory=list)  # still to grade, but not in SUBMISSIONS
     not_in_roster: list[Row] = field(default_factory=list)
     superseded: int = 0
+    notes: list[str] = field(default_factory=list)  # what the TA should know about this batch, one sentence each
 
     @property
     def statuses(self) -> Counter:
@@ -123,6 +124,7 @@ def grade_cohort(
     on_progress: Callable[[Progress], None] | None = None,
     runner: str | None = None,
     confined: bool = True,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Summary:
     """Grade every submission in SUBMISSIONS that has no result yet; see the module docstring.
 
@@ -132,7 +134,7 @@ def grade_cohort(
     started = time.monotonic()
     options = options or GradeOptions()
     with gradebook.batch_lock():
-        found = discover(submissions)
+        found = discover(submissions, max_bytes)
         if roster is not None:
             gradebook.set_roster(roster)
         roster = gradebook.roster()
@@ -141,9 +143,21 @@ def grade_cohort(
 
             options = replace(options, device=default_device())  # the same device in every worker
         checks = collect_checks(exercise, options.public_only, cuda=options.device.startswith("cuda"))
-        Rubric.load(exercise.rubric_file).verify([c.id for c in collect_checks(exercise)], exercise.rubric_file)
-        rubric_text = exercise.rubric_file.read_text()
-        policy, _ = gradebook.set_policy(exercise.name, rubric_text, str(exercise.rubric_file),
+        notes = []
+        in_force = gradebook.policy(exercise.name)
+        if in_force is not None and in_force.origin != str(exercise.rubric_file):  # set by `regrade --rubric`
+            rubric_text, origin = in_force.rubric_text, in_force.origin
+            notes.append(f"Scored with the rubric in force, {origin} (from `regrade --rubric`); `autograder regrade "
+                         f"{exercise.name}` goes back to the exercise's own rubric.")
+        else:
+            rubric_text, origin = exercise.rubric_file.read_text(), str(exercise.rubric_file)
+        check_ids = [c.id for c in collect_checks(exercise)]
+        retired = retired_checks(gradebook, exercise.name, check_ids)
+        Rubric.parse(rubric_text, origin).verify(check_ids, Path(origin), retired)
+        if retired:
+            notes.append(f"Stored outcomes of checks the exercise no longer has ({', '.join(sorted(retired))}) are "
+                         "kept and score nothing.")
+        policy, _ = gradebook.set_policy(exercise.name, rubric_text, origin,
                                          resolve_deadline(gradebook, exercise.name, deadline))
         located: dict[tuple[str, str], Found] = {}
         registered = []
@@ -172,22 +186,34 @@ def grade_cohort(
         elapsed=time.monotonic() - started, jobs=jobs, rows=rows, not_found=not_found,
         not_in_roster=[r for r in rows if roster and r.student_id not in roster],
         superseded=sum(1 for r in gradebook.rows(exercise.name, current_only=False) if r.status == "superseded"),
+        notes=notes,
     )
 
 
+def retired_checks(gradebook: Gradebook, exercise: str, check_ids: list[str]) -> set[str]:
+    """Checks that stored outcomes hold but the exercise (whose checks are ``check_ids``) no longer has."""
+    stored = {o.id for row in gradebook.rows(exercise, current_only=False) if (record := gradebook.record_of(row))
+              for o in record.outcomes}
+    return stored - set(check_ids)
+
+
 def regrade(gradebook: Gradebook, exercise: str, rubric: Path | None = None, deadline: str | None = None,
-            ) -> tuple[Policy, list[tuple[Row, float | None]]]:
-    """Rescore every stored submission with a rubric (default: the exercise's) and deadline; runs nothing."""
-    path = rubric or Exercise(exercise).rubric_file
+            ) -> tuple[Policy, list[tuple[Row, float | None]], set[str]]:
+    """Rescore every stored submission with a rubric (default: the exercise's) and deadline; runs nothing.
+    Also returns the retired checks (stored, no longer in the exercise): kept in the records, scoring nothing
+    unless the rubric names them."""
+    ex = Exercise(exercise)
+    path = rubric or ex.rubric_file
     if not path.is_file():
         raise UserError(f"No rubric at {path}; check the path.")
     text = path.read_text()
-    graded = [r.run_record() for r in gradebook.rows(exercise, current_only=False) if r.record]
-    if not graded:
+    if not any(row.record for row in gradebook.rows(exercise, current_only=False)):
         raise UserError(f"Nothing of {exercise} is graded in {gradebook.path}; run `autograder grade` first.")
-    check_ids = list(dict.fromkeys(o.id for record in graded for o in record.outcomes))
-    Rubric.parse(text, str(path)).verify(check_ids, path)
-    return gradebook.set_policy(exercise, text, str(path), resolve_deadline(gradebook, exercise, deadline))
+    check_ids = [c.id for c in collect_checks(ex)]
+    retired = retired_checks(gradebook, exercise, check_ids)
+    Rubric.parse(text, str(path)).verify(check_ids, path, retired)
+    policy, changed = gradebook.set_policy(exercise, text, str(path), resolve_deadline(gradebook, exercise, deadline))
+    return policy, changed, retired
 
 
 # the worker pool ------------------------------------------------------------------------------
@@ -214,7 +240,7 @@ class _Batch:
         limits = options.limits or RunLimits(spec.cell_timeout, spec.notebook_timeout, spec.call_timeout)
         # The runner enforces the real limits; this only catches a grader process that hangs itself.
         self.backstop = 2 * limits.notebook_timeout + BACKSTOP_MARGIN
-        self.threads = max(1, len(os.sched_getaffinity(0)) // jobs)
+        self.worker_options = replace(options, threads=options.threads or default_threads(options.profile, jobs))
         self.context = multiprocessing.get_context("spawn")
         self.progress = Progress(total=0)
         self.deaths: Counter = Counter()  # worker deaths per submission
@@ -223,6 +249,10 @@ class _Batch:
     def run(self, tasks: list[tuple[Row, Found]]) -> None:
         self.progress = Progress(total=len(tasks))
         self.on_progress(self.progress)
+        for row, item in tasks:
+            if item.problem is not None:  # found unusable while listing: its row says why, nothing runs
+                self._finish(row, self._unrun(row, *item.problem, 0.0))
+        tasks = [(row, item) for row, item in tasks if item.problem is None]
         if not tasks:
             return
         queue = deque(tasks)
@@ -251,7 +281,7 @@ class _Batch:
         parent, child = self.context.Pipe()
         process = self.context.Process(
             target=_worker_main, daemon=True,
-            args=(child, os.getpid(), self.exercise.name, self.exercise.root, self.options, self.runner, self.threads))
+            args=(child, os.getpid(), self.exercise.name, self.exercise.root, self.worker_options, self.runner))
         process.start()
         child.close()
         return _Slot(process, parent)
@@ -260,8 +290,8 @@ class _Batch:
         slot.row, slot.started = row, time.monotonic()
         try:
             data = item.read()
-        except OSError as exc:
-            return self._finish_unrun(slot, "error", f"The file could not be read ({exc}); run the batch again.")
+        except (OSError, TooLarge) as exc:  # it was readable, and within the cap, when the batch listed it
+            return self._finish_unrun(slot, "error", f"The file could not be read again ({exc}); run the batch again.")
         if hashlib.sha256(data).hexdigest() != row.sha256:
             return self._finish_unrun(slot, "error", "The file changed while the batch ran; run the batch again.")
         slot.conn.send((row.source, data))
@@ -276,7 +306,7 @@ class _Batch:
                 elif kind == "fatal":
                     raise UserError(payload)
                 elif kind == "done":
-                    self._finish(slot, RunRecord.model_validate_json(payload))
+                    self._finish_slot(slot, RunRecord.model_validate_json(payload))
                 elif kind == "failed":
                     self._finish_unrun(slot, "error", f"The grader failed on this submission: {payload}")
         except (EOFError, OSError):
@@ -302,21 +332,24 @@ class _Batch:
                                 "submission to see why.")
         return self._start() if queue else None
 
-    def _finish_unrun(self, slot: _Slot, status: str, message: str) -> None:
-        row = slot.row
-        assert row is not None
-        record = RunRecord(exercise=self.exercise.name, submission=row.source or "", sha256=row.sha256 or "",
-                           status=status, message=message, outcomes=unrun_outcomes(self.checks, message),
-                           diagnostics=Diagnostics(runner=self.runner[0] if self.runner else "", device=self.options.device or "",
-                                                   profile=self.options.profile,
-                                                   wall_time=round(time.monotonic() - slot.started, 3)))
-        self._finish(slot, record)
+    def _unrun(self, row: Row, status: str, message: str, wall_time: float) -> RunRecord:
+        return RunRecord(exercise=self.exercise.name, submission=row.source or "", sha256=row.sha256 or "",
+                         status=status, message=message, outcomes=unrun_outcomes(self.checks, message),
+                         diagnostics=Diagnostics(runner=self.runner[0] if self.runner else "", device=self.options.device or "",
+                                                 profile=self.options.profile, wall_time=round(wall_time, 3)))
 
-    def _finish(self, slot: _Slot, record: RunRecord) -> None:
-        row = slot.row
-        assert row is not None
+    def _finish_unrun(self, slot: _Slot, status: str, message: str) -> None:
+        assert slot.row is not None
+        row, slot.row = slot.row, None
+        self._finish(row, self._unrun(row, status, message, time.monotonic() - slot.started))
+
+    def _finish_slot(self, slot: _Slot, record: RunRecord) -> None:
+        assert slot.row is not None
+        row, slot.row = slot.row, None
+        self._finish(row, record)
+
+    def _finish(self, row: Row, record: RunRecord) -> None:
         self.gradebook.save(row.id, record, self.policy.score(record, row, self.roster))
-        slot.row = None
         p = self.progress
         p.done += 1
         p.failed += record.status in FAILED
@@ -335,12 +368,10 @@ class _Batch:
 
 
 def _worker_main(conn: Connection, parent_pid: int, exercise: str, root: Path, options: GradeOptions,
-                 runner: tuple[str, bool] | None, threads: int) -> None:
+                 runner: tuple[str, bool] | None) -> None:
     """A grading worker: one Grader, many submissions, until the parent says stop (or dies)."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the student processes inherit these
-        os.environ[name] = str(threads)
     from .runners import get_runner
 
     try:
@@ -349,9 +380,7 @@ def _worker_main(conn: Connection, parent_pid: int, exercise: str, root: Path, o
     except UserError as exc:
         conn.send(("fatal", str(exc)))
         return
-    import torch
-
-    torch.set_num_threads(threads)
+    limit_grader_memory(grader.device)
     try:
         with grader:
             _serve_tasks(conn, grader)

@@ -8,6 +8,7 @@ the assignment; any LMS that imports a CSV by column mapping takes it the same w
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -15,14 +16,20 @@ from pathlib import Path
 
 from .build import write_atomic
 from .gradebook import Gradebook
+from .text import spreadsheet_cell
 
 FIXED_COLUMNS = ["student_id", "name", "status", "submitted_at", "days_late", "score_before_penalty",
                  "late_penalty", "total", "max_score", "flags", "source", "message"]
+TEXT_COLUMNS = {"student_id", "name", "source", "message"}  # from students' files and names: never a formula
 
 
 def safe_name(student_id: str) -> str:
-    """A student id usable as a file or folder name."""
-    return re.sub(r"[^\w.@-]", "_", student_id).lstrip(".") or "_"
+    """A student id usable as a file or folder name, distinct for distinct ids: an id that had to change
+    (``tanaka~taro``, ``..``) gets a short hash of itself, so it cannot take ``tanaka_taro``'s file."""
+    name = re.sub(r"[^\w.@-]", "_", student_id).lstrip(".") or "_"
+    if name == student_id:
+        return name
+    return f"{name[:80]}-{hashlib.sha256(student_id.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
 
 
 def flags_of(row, roster) -> str:
@@ -51,6 +58,7 @@ def export_csv(gradebook: Gradebook, exercise: str, path: Path) -> int:
             "max_score": f"{result.max_score:g}" if result else "",
             "flags": flags_of(row, roster), "source": row.source or "", "message": row.message,
         }
+        fixed = {c: spreadsheet_cell(v) if c in TEXT_COLUMNS else v for c, v in fixed.items()}
         writer.writerow([fixed[c] for c in FIXED_COLUMNS[:5]] + [points.get(c, "") for c in check_ids]
                         + [fixed[c] for c in FIXED_COLUMNS[5:]])
     write_atomic(path, out.getvalue())

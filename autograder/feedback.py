@@ -20,6 +20,7 @@ from .exercise import Exercise
 from .exports import safe_name
 from .gradebook import Gradebook, Row
 from .results import CheckResult, GradingResult
+from .text import markdown_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 OUTCOME_TEXT = {"passed": "passed", "failed": "failed", "error": "error in the check", "not_run": "not run"}
@@ -119,18 +120,15 @@ def feedback_html(title: str, row: Row, result: GradingResult | None, visibility
     return render_page(f"{title} — {row.student_id}", "\n".join(parts))
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", "<br>")
-
-
 def feedback_markdown(title: str, row: Row, result: GradingResult | None, visibility: Visibility) -> str:
-    lines = [f"# {title}", "", who(row)
-             + (f", submitted {row.submitted_at} ({row.source})" if row.submitted_at else ""), "",
-             f"Status: {STATUS_TEXT.get(row.status, row.status)}", ""]
+    _md = markdown_text  # every interpolated text, the student's and ours alike
+    lines = [f"# {_md(title)}", "", _md(who(row))
+             + (f", submitted {_md(row.submitted_at)} ({_md(row.source or '')})" if row.submitted_at else ""), "",
+             f"Status: {_md(STATUS_TEXT.get(row.status, row.status))}", ""]
     if result is not None:
         visible = [c for c in result.checks if visibility.shows(c)]
         withheld = [c for c in result.checks if not visibility.shows(c)]
-        lines += [f"**{_score_line(result, visible, withheld)}**", "", "| check | result | points | message |",
+        lines += [f"**{_md(_score_line(result, visible, withheld))}**", "", "| check | result | points | message |",
                   "|---|---|---|---|"]
         for c in result.checks:
             if visibility.shows(c):
@@ -141,7 +139,7 @@ def feedback_markdown(title: str, row: Row, result: GradingResult | None, visibi
         lines.append("")
     found = hints(row, result)
     if found:
-        lines += ["## What to look at", ""] + [f"- {h}" for h in found] + [""]
+        lines += ["## What to look at", ""] + [f"- {_md(h)}" for h in found] + [""]
     return "\n".join(lines)
 
 

@@ -19,7 +19,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -155,6 +155,7 @@ class Policy:
     rubric_sha256: str
     origin: str
     cli_deadline: datetime | None  # given with --deadline; wins over the rubric's
+    rubric_text: str = ""
 
     @property
     def deadline(self) -> datetime | None:
@@ -172,15 +173,12 @@ class Policy:
     def score(self, record: RunRecord, row: Row, roster: Roster) -> GradingResult:
         return self.rubric.score(record, self.late_by(row, roster))
 
-    def result(self, row: Row, roster: Roster) -> GradingResult | None:
-        """The row's scored result; None when it has no record (pending, missing, superseded)."""
-        record = row.run_record()
-        return self.score(record, row, roster) if record else None
 
 
 class Gradebook:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.damaged: dict[int, str] = {}  # row id -> why its stored record could not be read
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -230,7 +228,8 @@ class Gradebook:
     @contextmanager
     def batch_lock(self) -> Iterator[None]:
         """Only one batch grades into a gradebook at a time (released by the OS if the batch is killed)."""
-        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+        # On the database file itself: the same gradebook reached through a link or another path is one lock.
+        with open(self.path, "rb") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -333,7 +332,8 @@ class Gradebook:
                               " ON r.sha256 = e.rubric_sha256 WHERE e.name = ?", (exercise,)).fetchone()
         if row is None:
             return None
-        return Policy(Rubric.parse(row["text"], row["origin"]), row["sha256"], row["origin"], from_iso(row["deadline"]))
+        return Policy(Rubric.parse(row["text"], row["origin"]), row["sha256"], row["origin"], from_iso(row["deadline"]),
+                      row["text"])
 
     def results(self, exercise: str) -> tuple[Policy, list[tuple[Row, GradingResult | None]]]:
         """Every student's current row with its scored result under the policy in force."""
@@ -342,14 +342,31 @@ class Gradebook:
             raise UserError(f"Nothing of {exercise} is graded in {self.path}; run `autograder grade {exercise} "
                             "SUBMISSIONS` first.")
         roster = self.roster()
-        return policy, [(row, policy.result(row, roster)) for row in self.rows(exercise)]
+        entries = []
+        for row in self.rows(exercise):
+            record = self.record_of(row)
+            if row.id in self.damaged:  # shown as what it is; the command that reads it ends non-zero
+                row = replace(row, status="error", message=self.damaged[row.id])
+            entries.append((row, policy.score(record, row, roster) if record else None))
+        return policy, entries
+
+    def record_of(self, row: Row) -> RunRecord | None:
+        """The row's stored record; None when it has none (pending, missing, superseded) or when it cannot be
+        read (then ``damaged`` says so)."""
+        try:
+            return row.run_record()
+        except ValueError as exc:  # pydantic's ValidationError, invalid JSON
+            first = str(exc).strip().splitlines()[0][:200]
+            self.damaged[row.id] = (f"The stored record of {row.student_id}'s {row.source or 'submission'} in "
+                                    f"{self.path} is damaged ({first}); grade it again with `autograder grade --force`.")
+            return None
 
     def set_policy(self, exercise: str, rubric_text: str, origin: str, cli_deadline: datetime | None,
                    ) -> tuple[Policy, list[tuple[Row, float | None]]]:
         """Put a rubric and deadline in force and rescore every row with them, in one transaction.
         Returns the policy and the rows whose score changed, with their old score."""
         policy = Policy(Rubric.parse(rubric_text, origin), hashlib.sha256(rubric_text.encode()).hexdigest(), origin,
-                        cli_deadline)
+                        cli_deadline, rubric_text)
         roster = self.roster()
         changed = []
         with self.transaction() as db:
@@ -359,9 +376,10 @@ class Gradebook:
                        " rubric_sha256 = excluded.rubric_sha256, deadline = excluded.deadline,"
                        " updated_at = excluded.updated_at", (exercise, policy.rubric_sha256, iso(cli_deadline), now()))
             for row in self.rows(exercise, current_only=False):
-                result = policy.result(row, roster)
-                if result is None:
+                record = self.record_of(row)
+                if record is None:
                     continue
+                result = policy.score(record, row, roster)
                 db.execute("UPDATE submissions SET score = ?, max_score = ?, late_penalty = ?, days_late = ?"
                            " WHERE id = ?", (result.score, result.max_score, result.late_penalty, result.days_late,
                                              row.id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,9 @@ from .notebook import (InvalidNotebook, inject_parameters, inject_probes, inject
 from .results import CellDiagnostic, CheckOutcome, Diagnostics, GradingResult, RunRecord
 from .rubric import Rubric
 from .runners.base import Runner, RunJob, RunLimits, SessionError
+from .source import bound_names
 from .submission import Submission
+from .text import clip
 
 
 @dataclass
@@ -33,6 +36,41 @@ class GradeOptions:
     public_only: bool = False  # what `autograder check` runs
     limits: RunLimits | None = None  # None: the exercise's own limits
     extra_parameters: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # intra-op threads of the grader and of each student process; None: default_threads
+
+
+def default_threads(profile: str, jobs: int = 1) -> int:
+    """Intra-op threads for the grader process and for each student process (they take turns, so each gets
+    the same share): OMP_NUM_THREADS when it is set; one on the tiny stand-ins, whose operations are too
+    small to split (on 2 cores a tokenizer submission took 0.45 s with one thread, 0.53-0.60 s with two);
+    else the cores' share of each of ``jobs`` graders."""
+    setting = os.environ.get("OMP_NUM_THREADS", "")
+    if setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    if profile == "tiny":
+        return 1
+    return max(1, len(os.sched_getaffinity(0)) // jobs)
+
+
+GRADER_MEMORY_SETTING = "AUTOGRADER_GRADER_MEMORY_GIB"
+GRADER_MEMORY_HEADROOM_GIB = 4.0
+
+
+def limit_grader_memory(device: str) -> None:
+    """Give this grader process a memory budget of its own: what it holds now plus a headroom
+    ($AUTOGRADER_GRADER_MEMORY_GIB, default 4 GiB). A check whose work on a student's answer would go past it
+    gets a MemoryError, which is that check's error outcome: the submission's row is still written, and the
+    machine keeps its memory. Not on CUDA, whose driver maps memory this limit would count."""
+    if device.startswith("cuda"):
+        return
+    import resource
+
+    from .runners.warm_worker import vm_data_bytes
+
+    headroom = float(os.environ.get(GRADER_MEMORY_SETTING) or GRADER_MEMORY_HEADROOM_GIB) * 2**30
+    limit = vm_data_bytes() + int(headroom)
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
 
 
 def default_device() -> str:
@@ -76,6 +114,7 @@ class Grader:
         self.checks = collect_checks(exercise, self.options.public_only, cuda=self.device.startswith("cuda"))
         self.dtype = "float16" if self.device.startswith("cuda") else "float32"
         self.probes = exercise.probes_source
+        self.probe_names = frozenset(bound_names(self.probes or ""))
         spec = exercise.spec
         gpu_gib = spec.limits.gpu_memory(self.store.profile) if self.device.startswith("cuda") else None
         self.limits = self.options.limits or RunLimits(
@@ -85,11 +124,17 @@ class Grader:
             gpu_memory_bytes=int(gpu_gib * 2**30) if gpu_gib else None,
         )
         self.readable = tuple(p for p in (self.store.hub_cache, self.store.datasets_dir) if p.is_dir())
+        self.threads = self.options.threads or default_threads(self.store.profile)
+        import torch
+
+        torch.set_num_threads(self.threads)
         # e.g. the warm runner's imports and first process, while the checks load here
         self.options.runner.prepare(self._job(new_notebook()))
 
     def _job(self, notebook: nbformat.NotebookNode) -> RunJob:
-        return RunJob(notebook, env=self.store.env(), limits=self.limits, readable=self.readable)
+        threads = str(self.threads)
+        env = {**self.store.env(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        return RunJob(notebook, env=env, limits=self.limits, readable=self.readable)
 
     def close(self) -> None:
         """End the long-lived processes of the runner this grader made (also done at exit)."""
@@ -151,14 +196,15 @@ class Grader:
             diagnostics.notebook_time = round(sum(c.duration for c in session.cells), 3)
             checks_started = time.monotonic()
             ctx = GradingContext(self.exercise, self.store, self.device, self.dtype, parameters)
-            submission = Submission(session, self.limits, parameters)
+            submission = Submission(session, self.limits, parameters, self.probe_names)
             record.outcomes = run_checks(ctx, submission, self.options.public_only)
             if observe is not None:
                 observe(submission)
             diagnostics.checks_time = round(time.monotonic() - checks_started, 3)
             diagnostics.student_call_time = round(submission.student_seconds, 3)
             diagnostics.problem_cells = [
-                CellDiagnostic(index=c.index, number=c.number, status=c.status, error=c.error, duration=round(c.duration, 3))
+                CellDiagnostic(index=c.index, number=c.number, status=c.status, error=c.error and clip(c.error),
+                               duration=round(c.duration, 3))
                 for c in session.cells if c.failed
             ]
             if session.died:

@@ -13,6 +13,12 @@ An LMS file belongs to the roster student whose ``lms_id`` is the number in its 
 whose name matches; without a match its student id is that number (and, with a roster, it is flagged).
 The submitted-at time is the entry's timestamp in a zip (LMS downloads write the upload time there)
 or the file's modification time in a folder.
+
+Every file becomes a ``Found``, however broken: one that cannot be taken as a submission carries a
+``problem`` (the row's status and a sentence) and is never read further. The grader never follows a
+symbolic link (it could point at another student's file or at the course's solutions), reads each
+file through a size cap while hashing it (a zip bomb stops at the cap, in constant memory), and
+takes names as NFC (a macOS NFD ``josé`` is the roster's ``josé``).
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
+import stat
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,6 +42,16 @@ from .errors import UserError
 MOODLE = re.compile(r"^(?P<name>[^_]+)_(?P<id>\d+)_assignsubmission_[a-z]+_(?P<file>.*)$")
 CANVAS = re.compile(r"^(?P<name>[^_]+)_(?P<late>LATE_)?(?P<id>\d+)_\d+_(?P<file>.+)$")
 IGNORED_PARTS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__"}
+MiB = 1 << 20
+# The largest file taken as a submission (``grade --max-file-mib``): far above any notebook of the
+# course, far below what would strain the grader.
+DEFAULT_MAX_BYTES = 64 * MiB
+WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+CHUNK = 1 << 20
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def local_time(value: datetime) -> datetime:
@@ -96,14 +115,14 @@ class Roster:
         students, seen = [], set()
         for line, row in enumerate(rows, start=2):
             row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            sid = row["student_id"]
+            sid = nfc(row["student_id"])
             if not sid:
                 raise UserError(f"The roster {path} has no student_id on line {line}; fill it in or remove the line.")
             if sid in seen:
                 raise UserError(f"The roster {path} lists student {sid} twice (line {line}); keep one line per student.")
             seen.add(sid)
             deadline = parse_time(row["deadline"], f"The roster's deadline for {sid}") if row.get("deadline") else None
-            students.append(Student(sid, row.get("name", ""), row.get("lms_id", ""), deadline))
+            students.append(Student(nfc(sid), nfc(row.get("name", "")), row.get("lms_id", ""), deadline))
         return cls(students)
 
     def resolve(self, found: Found) -> tuple[str, str]:
@@ -111,7 +130,11 @@ class Roster:
         if found.layout == "folder":
             student = self.students.get(found.key)
             return found.key, student.name if student else ""
-        student = self._by_lms.get(found.key) or self._by_name.get(name_key(found.name))
+        student = self._by_lms.get(found.key)
+        if student is None:
+            # By name only a student the roster gives no LMS number: two LMS users are two students.
+            by_name = self._by_name.get(name_key(found.name))
+            student = by_name if by_name is not None and not by_name.lms_id else None
         return (student.student_id, student.name or found.name) if student else (found.key, found.name)
 
 
@@ -125,68 +148,192 @@ class Found:
     layout: str  # folder | moodle | canvas
     submitted_at: datetime
     submitted_at_from: str  # zip (the entry's timestamp) | mtime (the file's modification time)
-    read: Callable[[], bytes] = field(repr=False)
+    opener: Callable[[], io.BufferedIOBase] | None = field(default=None, repr=False)
     sha256: str = ""
     size: int = 0
     flags: tuple[str, ...] = ()  # lms_late: the LMS marked it late
+    max_bytes: int = DEFAULT_MAX_BYTES
+    problem: tuple[str, str] | None = None  # (row status, sentence): not a submission the grader can take
 
     @property
     def is_notebook(self) -> bool:
         return self.source.lower().endswith(".ipynb")
 
+    def read(self) -> bytes:
+        """The file's bytes, at most max_bytes (TooLarge beyond); OSError and zip errors pass through."""
+        assert self.opener is not None and self.problem is None
+        return _read_capped(self.opener, self.max_bytes, hashlib.sha256())[0]
 
-def discover(source: Path) -> list[Found]:
-    """Every submission file in a folder or a zip, with its layout, student key, time and content hash."""
+
+class TooLarge(Exception):
+    pass
+
+
+def discover(source: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Found]:
+    """Every submission file in a folder or a zip, with its layout, student key, time and content hash;
+    a file that cannot be a submission is listed with its problem (see the module docstring)."""
     if source.is_dir():
         entries = _folder_entries(source)
     elif source.is_file() and zipfile.is_zipfile(source):
-        entries = _zip_entries(source)
+        entries = _zip_entries(source, max_bytes)
     elif source.exists():
         raise UserError(f"{source} is neither a folder nor a zip file; give the folder or the LMS download (.zip).")
     else:
         raise UserError(f"No submissions at {source}; check the path.")
     found = []
-    for path, when, origin, read in entries:
-        parts = PurePosixPath(path).parts
-        if any(p in IGNORED_PARTS or p.startswith(".") for p in parts):
+    for entry in entries:
+        parts = PurePosixPath(entry.path).parts
+        if any(p in IGNORED_PARTS or p.startswith(".") and p != ".." for p in parts):  # ".." is refused below
             continue
-        item = _classify(path, parts, when, origin, read)
-        data = read()
-        item.sha256, item.size = hashlib.sha256(data).hexdigest(), len(data)
+        item = _classify(entry.path, parts, entry.when, entry.origin)
+        item.opener, item.max_bytes, item.problem = entry.opener, max_bytes, entry.problem
+        if item.problem is None:
+            item.problem = _digest(item)
+        if item.problem is not None:  # a content hash of its own, so that each such file is one row
+            item.sha256 = hashlib.sha256(f"{item.source}\0{item.problem[1]}".encode()).hexdigest()
         found.append(item)
     return sorted(found, key=lambda f: f.source)
 
 
-Entry = tuple[str, datetime, str, Callable[[], bytes]]
+def _digest(item: Found) -> tuple[str, str] | None:
+    """Hash the file as it streams through the cap; the problem, if reading it fails."""
+    what = f"The file {item.source}"
+    try:
+        item.sha256, item.size = _read_capped(item.opener, item.max_bytes, hashlib.sha256(), keep=False)[1:]
+    except TooLarge:
+        return _too_large(item.source, item.max_bytes)
+    except NotImplementedError:
+        return "invalid", (f"{what} is compressed with a method Python cannot read (e.g. Deflate64); make the zip "
+                           "again with ordinary Deflate compression.")
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        return "invalid", f"{what} is damaged in the zip ({exc}); download the submissions again."
+    except RuntimeError as exc:  # zipfile: an encrypted entry
+        return "invalid", f"{what} cannot be read from the zip ({exc}); make the zip again without a password."
+    except OSError as exc:
+        return "error", f"{what} could not be read ({exc.strerror or exc}); check the disk and run the batch again."
+    return None
 
 
-def _folder_entries(root: Path) -> Iterator[Entry]:
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            when = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
-            yield path.relative_to(root).as_posix(), when, "mtime", path.read_bytes
+def _too_large(source: str, max_bytes: int) -> tuple[str, str]:
+    return "invalid", (f"The file {source} is larger than {max_bytes / MiB:g} MiB, far more than a notebook of this "
+                       "course; submit the .ipynb file alone (clear large outputs first).")
 
 
-def _zip_entries(archive: Path) -> Iterator[Entry]:
+def _read_capped(opener: Callable[[], io.BufferedIOBase], max_bytes: int, digest,
+                 keep: bool = True) -> tuple[bytes, str, int]:
+    """(the bytes if ``keep``, their sha256, their size), reading at most max_bytes + 1 of them."""
+    chunks, size = [], 0
+    with opener() as stream:
+        while chunk := stream.read(min(CHUNK, max_bytes + 1 - size)):
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooLarge()
+            digest.update(chunk)
+            if keep:
+                chunks.append(chunk)
+    return b"".join(chunks), digest.hexdigest(), size
+
+
+@dataclass
+class _Entry:
+    path: str  # inside SUBMISSIONS, "/"-separated
+    when: datetime
+    origin: str  # zip | mtime
+    opener: Callable[[], io.BufferedIOBase] | None
+    problem: tuple[str, str] | None = None
+
+
+def _folder_entries(root: Path) -> Iterator[_Entry]:
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = Path(folder) / name
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue  # gone since the listing
+            if stat.S_ISDIR(info.st_mode):
+                continue  # walked into next
+            rel = path.relative_to(root).as_posix()
+            when = datetime.fromtimestamp(info.st_mtime, tz=timezone.utc)
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+                yield _Entry(shown, when, "mtime", None, ("invalid", (
+                    f"The file name {shown} is not UTF-8 (a zip made on Japanese Windows writes Shift-JIS names); "
+                    "unpack the zip with its encoding (e.g. unzip -O cp932) or rename the file.")))
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                yield _Entry(rel, when, "mtime", None, ("invalid", (
+                    f"{rel} is a symbolic link, which the grader does not follow (it may point at someone else's "
+                    "file); put the file itself in the submissions folder.")))
+            elif not stat.S_ISREG(info.st_mode):
+                yield _Entry(rel, when, "mtime", None, ("invalid", f"{rel} is not a regular file; remove it."))
+            else:
+                yield _Entry(rel, when, "mtime", lambda path=path: _open_regular(path))
+
+
+def _open_regular(path: Path) -> io.BufferedIOBase:
+    """Open a file that must still be the regular file listed: never through a link, never blocking on a pipe."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path.name} is no longer a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _zip_entries(archive: Path, max_bytes: int) -> Iterator[_Entry]:
     with zipfile.ZipFile(archive) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
     for info in infos:
-        def read(name: str = info.filename) -> bytes:
-            with zipfile.ZipFile(archive) as zf:
-                return zf.read(name)
-
         # Zip timestamps carry no zone: they are the local time of whoever wrote the archive.
-        yield info.filename, local_time(datetime(*info.date_time)), "zip", read
+        when = local_time(datetime(*info.date_time))
+        name = info.filename
+        if name.startswith("/") or WINDOWS_DRIVE.match(name) or ".." in PurePosixPath(name).parts:
+            yield _Entry(name, when, "zip", None, ("invalid", (
+                f"The zip entry {name} has an absolute path or leaves the archive, so whose it is cannot be told; "
+                "zip the submissions folder itself.")))
+            continue
+
+        if info.file_size > max_bytes:  # as declared; _read_capped holds a lying declaration to the cap too
+            yield _Entry(name, when, "zip", None, _too_large(name, max_bytes))
+            continue
+
+        def opener(info: zipfile.ZipInfo = info) -> io.BufferedIOBase:
+            zf = zipfile.ZipFile(archive)
+            try:
+                return _Closing(zf.open(info), zf)
+            except BaseException:
+                zf.close()
+                raise
+
+        yield _Entry(name, when, "zip", opener)
 
 
-def _classify(path: str, parts: tuple[str, ...], when: datetime, origin: str, read: Callable[[], bytes]) -> Found:
-    first = parts[0]
+class _Closing(io.BufferedIOBase):
+    """A zip member's stream that closes its archive with it."""
+
+    def __init__(self, member: io.BufferedIOBase, archive: zipfile.ZipFile) -> None:
+        self.member, self.archive = member, archive
+
+    def read(self, size: int = -1) -> bytes:
+        return self.member.read(size)
+
+    def close(self) -> None:
+        self.member.close()
+        self.archive.close()
+        super().close()
+
+
+def _classify(path: str, parts: tuple[str, ...], when: datetime, origin: str) -> Found:
+    first = nfc(parts[0])
     moodle = MOODLE.match(first)
     if moodle and (moodle["file"] or len(parts) > 1):
-        return Found(path, moodle["id"], moodle["name"], "moodle", when, origin, read)
+        return Found(path, moodle["id"], moodle["name"], "moodle", when, origin)
     canvas = CANVAS.match(first) if len(parts) == 1 else None
     if canvas:
         flags = ("lms_late",) if canvas["late"] else ()
-        return Found(path, canvas["id"], canvas["name"], "canvas", when, origin, read, flags=flags)
+        return Found(path, canvas["id"], canvas["name"], "canvas", when, origin, flags=flags)
     key = first if len(parts) > 1 else PurePosixPath(first).stem
-    return Found(path, key, "", "folder", when, origin, read)
+    return Found(path, key, "", "folder", when, origin)

@@ -15,6 +15,7 @@ INJECTED_TAG = "injected-parameters"
 SEED_TAG = "injected-seed"
 PROBES_TAG = "injected-probes"
 GRADER_CELL_TAGS = frozenset({INJECTED_TAG, SEED_TAG, PROBES_TAG})  # cells the grader adds: not the student's to count
+MAX_JSON_DEPTH = 100  # a real notebook nests about 6 levels; outputs of JSON data a few more
 EXERCISE_KEY = "autograder"  # notebook metadata: {"autograder": {"exercise": "<name>"}}
 
 
@@ -33,6 +34,11 @@ def read_notebook(data: bytes) -> nbformat.NotebookNode:
         raise InvalidNotebook(
             "The file is not a notebook (not valid JSON); submit the .ipynb file itself, not a copy of its text."
         ) from None
+    except RecursionError:
+        raw = None
+    if raw is None or _depth(raw) > MAX_JSON_DEPTH:
+        raise InvalidNotebook(f"The file's JSON is nested more than {MAX_JSON_DEPTH} levels deep, which no notebook "
+                              "is; submit the .ipynb file saved from Jupyter or Colab.")
     if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
         raise InvalidNotebook("The file is JSON but not a Jupyter notebook; submit the .ipynb file of the exercise.")
     version = raw.get("nbformat")
@@ -48,6 +54,18 @@ def read_notebook(data: bytes) -> nbformat.NotebookNode:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidNotebook(f"The notebook file is damaged ({first}); re-download the exercise and copy your answers in.") from None
     return nb
+
+
+def _depth(value: object) -> int:
+    """How deeply JSON containers nest in value (iteratively: no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def parameters_cell_index(nb: nbformat.NotebookNode) -> int:

@@ -87,10 +87,13 @@ class Rubric(BaseModel):
             where = ".".join(str(p) for p in err["loc"])
             raise UserError(f"The rubric {origin} is invalid at '{where}': {err['msg']}; fix it and run again.") from exc
 
-    def verify(self, check_ids: list[str], path: Path) -> None:
-        """Every check has points and every rubric entry names a real check (typos are caught here)."""
-        unknown = sorted(set(self.checks) - set(check_ids))
-        unpriced = [c for c in check_ids if c not in self.checks]
+    def verify(self, check_ids: list[str], path: Path, retired: set[str] = frozenset()) -> None:
+        """Every check has points and every rubric entry names a real check (typos are caught here).
+
+        ``retired``: checks removed from the exercise that stored outcomes still hold; a rubric may name them
+        or not (unnamed, they score nothing)."""
+        unknown = sorted(set(self.checks) - set(check_ids) - set(retired))
+        unpriced = [c for c in check_ids if c not in self.checks and c not in retired]
         if unknown:
             raise UserError(f"The rubric {path} names checks that do not exist: {', '.join(unknown)}; "
                             f"the checks are: {', '.join(check_ids)}.")
@@ -104,7 +107,8 @@ class Rubric(BaseModel):
         ``late_by`` is how long after the deadline the submission came (None or negative: on time);
         the ``[late]`` policy turns it into a penalty taken off the earned points.
         """
-        checks = [self._score_check(o) for o in record.outcomes]
+        # A stored outcome of a check this rubric does not name (removed from the exercise) scores nothing.
+        checks = [self._score_check(o) for o in record.outcomes if o.id in self.checks]
         ran = [c for c in checks if c.outcome != "not_run"]
         earned = sum(c.points for c in ran)
         penalty = earned * self.late.penalty_fraction(late_by)
@@ -118,9 +122,7 @@ class Rubric(BaseModel):
         )
 
     def _score_check(self, outcome: CheckOutcome) -> CheckResult:
-        rule = self.checks.get(outcome.id)
-        if rule is None:
-            raise UserError(f"The rubric has no entry for check '{outcome.id}'; run `autograder validate`.")
+        rule = self.checks[outcome.id]
         if outcome.outcome == "passed":
             earned = rule.points
         elif rule.partial and outcome.cases_total:

@@ -113,6 +113,12 @@ def definitions(cells: list[CellRecord]) -> dict[str, Definition]:
     return found
 
 
+def bound_names(source: str) -> set[str]:
+    """The names a piece of code binds at cell level (e.g. the probe functions the grader injects)."""
+    tree = _parse(source)
+    return set() if tree is None else {name for node in _top_level(tree) for name in _bound_names(node)}
+
+
 def _bound_names(node: ast.stmt) -> set[str]:
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return {node.name}

@@ -32,10 +32,12 @@ class Submission:
     as list/tuple/dict), never as the student's own objects, so no student method ever runs here.
     """
 
-    def __init__(self, session: StudentSession, limits: RunLimits, parameters: dict[str, Any]) -> None:
+    def __init__(self, session: StudentSession, limits: RunLimits, parameters: dict[str, Any],
+                 probes: frozenset[str] = frozenset()) -> None:
         self._session = session
         self._limits = limits
         self.parameters = parameters
+        self._probes = probes  # the grader's own functions in the student process (not the student's time)
         self._values: dict[str, Any] = {}  # every variable read, as data
         self._definitions: dict[str, Definition] | None = None
         self.first_results: dict[str, Any] = {}  # each called function's first result (validate copies these)
@@ -155,7 +157,7 @@ class Submission:
 
     def _result(self, name: str, answer: dict) -> Any:
         seconds = answer.get("seconds")
-        if type(seconds) is float and 0 <= seconds < 1e6:
+        if type(seconds) is float and 0 <= seconds < 1e6 and name not in self._probes:
             self.student_seconds += seconds
         status = answer.get("status")
         if status == "undefined":

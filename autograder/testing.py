@@ -54,12 +54,18 @@ def expect_close(actual: Any, expected: torch.Tensor, what: str, hint: str = "")
                              f"tolerance {atol:g} + {rtol:g}·|expected|)." + (f" {hint}" if hint else ""))
 
 
+MAX_IDS = 100_000  # far longer than any token sequence of the course; a longer one is not turned into a list
+
+
 def as_int_list(value: Any, what: str) -> list[int]:
     """A token-id sequence sent as a list or a 1-D / (1, n) tensor, as plain ints."""
     if isinstance(value, torch.Tensor):
         if value.is_floating_point() or value.dim() > 2 or (value.dim() == 2 and value.shape[0] != 1):
             raise StudentFailure(f"{what} should be a 1-D sequence of token ids, got a tensor of shape "
                                  f"{tuple(value.shape)} and dtype {value.dtype}.")
+        if value.numel() > MAX_IDS:
+            raise StudentFailure(f"{what} holds {value.numel():,} token ids, more than any sequence of this exercise "
+                                 f"({MAX_IDS:,}); return only the ids of the text asked for.")
         return [int(x) for x in value.reshape(-1).tolist()]
     if isinstance(value, (list, tuple)) and all(type(x) is int for x in value):
         return list(value)

@@ -112,10 +112,15 @@ def child_usual_one(profile: str, device: str, exercise: str, path: str) -> None
 
 
 def child_own_time(profile: str, notebook: str) -> None:
-    """The solution's own execution time, in a process that has imported everything and run it once."""
+    """The solution's own execution time, in a process that has imported everything and run it once, on the
+    threads the grader gives a student process."""
+    from autograder.grading import default_threads
     from autograder.models.provision import store_for
 
     os.environ.update(store_for(profile).require().env())  # before transformers reads it
+    import torch
+
+    torch.set_num_threads(default_threads(profile))
     import nbformat
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -268,14 +273,15 @@ def main() -> None:
     parser.add_argument("--profile", default="tiny", help="model profile (full: real sizes, for a GPU machine)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=None,
-                        help="OMP_NUM_THREADS for every process of every method (default: the libraries' own)")
+                        help="OMP_NUM_THREADS for every process of every method (default: the grader's default_threads "
+                             "for the project and the usual way, the libraries' own for otter)")
     parser.add_argument("--quick", action="store_true", help="4 submissions per exercise, 2 for the slow methods")
     args = parser.parse_args()
     if args.quick:
         args.per_exercise, args.slow_sample = 4, 2
 
     from autograder.exercise import Exercise, available
-    from autograder.grading import GradeOptions, Grader
+    from autograder.grading import GradeOptions, Grader, default_threads
     from autograder.models.provision import store_for
     from autograder.runners.kernel import KernelRunner
 
@@ -290,7 +296,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-runners-"))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; load average before: {load_before[0]:.2f}; "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+          f"threads per process: {default_threads(args.profile)} (OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')})")
     print(f"cohort: {args.per_exercise} submissions per exercise ({', '.join(exercises)}), profile {args.profile}, "
           f"device {args.device}; "
           f"usual way and otter on the first {slow} of each\n")

@@ -217,7 +217,7 @@ def synthetic_gradebook(path: Path, students: int = 24) -> Path:
                                              message="" if ok else rng.choice([
                                                  "`encoder_hidden` has shape (8, 512); expected (1, 8, 512).",
                                                  "The notebook's process died, so `translation` could not be read.",
-                                                 "<b>not</b> html & friends"])))
+                                                 "<b>not</b> html & friends<img src=x onerror=console.error('xss')>"])))
             wall = rng.uniform(6, 20)
             record = RunRecord(exercise=EXERCISE, submission=row.source, sha256=row.sha256, status=status,
                                message="" if status == "graded" else f"made-up {status}", outcomes=outcomes,

@@ -155,3 +155,43 @@ def test_call_each_reports_the_first_unsendable_result():
     with pytest.raises(StudentFailure, match="cannot read: value is too deeply nested or has too many items"):
         submission.call_each("pick", [((x,), {}) for x in range(5)])
     assert submission.call_each("pick", [((x,), {}) for x in (0, 1)]) == [0, 1]
+
+
+def test_a_tensor_sent_to_many_calls_travels_once_and_each_call_gets_its_own_copy():
+    """The grader's 400 sampler calls on one distribution send it once; a function that changes its argument in
+    place (zeroing tokens outside the top k, say) cannot change the input of the calls after it."""
+    probs = torch.softmax(torch.randn(64, generator=torch.Generator().manual_seed(0)), -1)
+    calls = [{"args": [probs], "kwargs": {"seed": seed}} for seed in range(100)]
+    request = agent.encode({"op": "call_each", "name": "f", "calls": calls})
+    assert len(request) < 2 * probs.numel() * probs.element_size() + 20_000  # one copy of the tensor, not 100
+
+    def zero_the_largest(p, seed):
+        largest = float(p.max())
+        p[p.argmax()] = 0.0
+        return largest
+
+    submission = Submission(InProcessSession({"f": zero_the_largest}), RunLimits(), {})
+    answers = submission.call_each("f", [((probs,), {"seed": seed}) for seed in range(100)])
+    assert answers == [float(probs.max())] * 100
+
+
+def test_a_fixture_that_reads_the_student_fails_the_check_rather_than_crashing_it(tmp_path):
+    """Checks may read a student value once per submission in a fixture (e.g. their figures); when the student's
+    work is missing there, every check using it *fails* with the student's message, as in the check body."""
+    from autograder.checking import _Plugin, _run_pytest
+
+    check_file = tmp_path / "test_fixture_reads.py"
+    check_file.write_text(
+        "import pytest\n\n"
+        "@pytest.fixture(scope='module')\n"
+        "def figures(submission):\n"
+        "    return submission.value('figures')\n\n"
+        "def test_one(figures):\n    assert figures\n\n"
+        "def test_two(figures):\n    assert figures\n\n"
+        "def test_other(submission):\n    raise RuntimeError('a bug in the check')\n")
+    plugin = _Plugin(None, Submission(InProcessSession({}), RunLimits(), {}), set())
+    _run_pytest([check_file], plugin, [])
+    outcomes = {o.id: o for o in plugin.outcomes()}
+    assert {i: o.outcome for i, o in outcomes.items()} == {"test_one": "failed", "test_two": "failed",
+                                                          "test_other": "error"}
+    assert "`figures` is not defined" in outcomes["test_one"].message

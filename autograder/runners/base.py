@@ -125,7 +125,7 @@ class Runner(ABC):
 
 def student_env(extra: dict[str, str], workdir: Path) -> dict[str, str]:
     """A small environment for the student process: nothing of the grader's secrets leaks."""
-    keep = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    keep = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     # A fixed hash seed: set and dict orders of strings, and so the grade, do not vary between runs.
     env.update(HOME=str(workdir), TMPDIR=str(workdir / "tmp"), PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg",

@@ -231,14 +231,18 @@ class _RunGroup:
     def remove(self) -> None:
         for folder in dict.fromkeys(self.folders.values()):
             self._kill(folder)
-            for _ in range(20):
+            pause = 0.001
+            while True:  # its last processes are still exiting: usually a few ms, so wait in short, growing steps
                 try:
                     folder.rmdir()
                     break
                 except FileNotFoundError:
                     break
-                except OSError:  # its last processes are still exiting
-                    time.sleep(0.05)
+                except OSError:
+                    if pause > 0.5:  # about 1 s in all: leave it (the next run of this slot removes it first)
+                        break
+                    time.sleep(pause)
+                    pause *= 2
 
 
 def _uid_cpu_seconds(uid: int) -> float:

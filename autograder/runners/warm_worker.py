@@ -450,12 +450,13 @@ def _set_limits(limits: dict) -> None:
 
     for name, value in limits.items():
         if name == "data":  # on top of what the pre-imported libraries already hold (shared with the zygote)
-            value += _vm_data_bytes()
+            value += vm_data_bytes()
         which = getattr(resource, RLIMITS[name])
         resource.setrlimit(which, (int(value), int(value)))
 
 
-def _vm_data_bytes() -> int:
+def vm_data_bytes() -> int:
+    """What this process holds of the memory RLIMIT_DATA counts."""
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmData:"):

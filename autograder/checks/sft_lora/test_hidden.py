@@ -4,6 +4,7 @@ model and data, and the grader's own rebuild of the student's adapter on that ba
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 
 import pytest
@@ -86,6 +87,21 @@ def fetch_base_weight(submission, name: str, like: torch.Tensor) -> torch.Tensor
     return torch.cat([fetch_parameter(submission, name, start, start + rows) for start in range(0, len(like), rows)])
 
 
+def checked_lora_settings(settings: dict, config) -> dict:
+    """The student's LoRA settings, checked before the grader builds anything from them: a rank of 8,000,000
+    would take the grader's memory, a target pattern its time."""
+    r, alpha, targets = settings.get("r"), settings.get("lora_alpha"), settings.get("target_modules")
+    width = config.hidden_size
+    expect(type(r) is int and 1 <= r <= width, f"The LoRA rank of `model` is {str(r)[:40]}; a rank is a whole "
+           f"number from 1 to the model's hidden size ({width}): use LORA_R.")
+    expect(type(alpha) in (int, float) and 0 < alpha <= 1e6, f"The lora_alpha of `model` is {str(alpha)[:40]}; "
+           "it should be a positive number: use LORA_ALPHA.")
+    expect(isinstance(targets, list) and 0 < len(targets) <= 64
+           and all(isinstance(t, str) and re.fullmatch(r"[A-Za-z_][\w.]{0,199}", t) for t in targets),
+           "The target_modules of `model` should be a list of module names, such as ['q_proj', 'v_proj'].")
+    return settings
+
+
 def rebuild(submission, reference, exercise):
     """The grader's base model with the student's LoRA settings and trained LoRA weights."""
     from peft import LoraConfig, get_peft_model
@@ -94,13 +110,14 @@ def rebuild(submission, reference, exercise):
     lora_names = [n for n in student_parameters(submission) if ".lora_" in n]
     expect(isinstance(settings, dict) and lora_names,
            f"`model` has no LoRA weights, so the grader cannot rebuild your fine-tuned model: {KEEP_WRAPPED}.")
+    settings = checked_lora_settings(settings, reference.config(exercise.parameters["MODEL_ID"]))
     try:
         config = LoraConfig(r=settings["r"], lora_alpha=settings["lora_alpha"],
                             target_modules=settings["target_modules"], use_rslora=bool(settings.get("use_rslora")),
                             task_type="CAUSAL_LM")
-    except (KeyError, TypeError, ValueError) as exc:
+        model = get_peft_model(reference.fresh_model(exercise.parameters["MODEL_ID"]), config).eval()
+    except (KeyError, TypeError, ValueError) as exc:  # e.g. a target module the model does not have
         raise StudentFailure(f"The LoRA settings of `model` could not be used to rebuild it: {exc}.") from None
-    model = get_peft_model(reference.fresh_model(exercise.parameters["MODEL_ID"]), config).eval()
     expected = {n for n, _ in model.named_parameters() if ".lora_" in n}
     expect(expected == set(lora_names), "The LoRA weights of `model` do not match its own LoRA settings.")
     with torch.no_grad():

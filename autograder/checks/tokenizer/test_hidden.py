@@ -50,12 +50,16 @@ def llama(reference, exercise):
 
 
 @pytest.fixture(scope="module")
-def last_logits(exercise, llama) -> torch.Tensor:
+def last_logits(reference, exercise, llama) -> torch.Tensor:
     """The grader's logits at the last position of PROMPT, as float32 on the CPU."""
     tokenizer, model = llama
-    ids = tokenizer(exercise.parameters["PROMPT"], return_tensors="pt").input_ids.to(model.device)
-    with torch.no_grad():
-        return model(ids).logits[0, -1].float().cpu()
+    prompt = exercise.parameters["PROMPT"]
+
+    def compute() -> torch.Tensor:
+        ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model.device)
+        with torch.no_grad():
+            return model(ids).logits[0, -1].float().cpu()
+    return reference.memo(("last logits", exercise.parameters["MODEL_ID"], prompt), compute)
 
 
 @pytest.fixture(scope="module")
@@ -311,20 +315,25 @@ def test_special_tokens(submission, exercise, llama):
            "special_ids with skip_special_tokens=True.")
 
 
-def _axes(submission) -> list[dict]:
-    """Every axes of every figure the notebook left open, as data."""
+@pytest.fixture(scope="module")
+def axes(submission) -> list[dict]:
+    """Every axes of every figure the notebook left open, as data (read once per submission)."""
     figures = submission.call("grading_figures")
     expect(isinstance(figures, list), "The grader could not read your figures; leave them open (no plt.close()).")
     return [ax for figure in figures if isinstance(figure, list) for ax in figure if isinstance(ax, dict)]
 
 
 @pytest.fixture(scope="module")
-def device_probs(exercise, llama) -> torch.Tensor:
+def device_probs(reference, exercise, llama) -> torch.Tensor:
     """The next-token distribution after PROMPT on the model's own device, as the notebook draws from it."""
     tokenizer, model = llama
-    ids = tokenizer(exercise.parameters["PROMPT"], return_tensors="pt").input_ids.to(model.device)
-    with torch.no_grad():
-        return torch.softmax(model(ids).logits[0, -1].float(), dim=-1)
+    prompt = exercise.parameters["PROMPT"]
+
+    def compute() -> torch.Tensor:
+        ids = tokenizer(prompt, return_tensors="pt").input_ids.to(model.device)
+        with torch.no_grad():
+            return torch.softmax(model(ids).logits[0, -1].float(), dim=-1)
+    return reference.memo(("device probs", exercise.parameters["MODEL_ID"], prompt), compute)
 
 
 def test_seeded_sample(submission, exercise, device_probs):
@@ -342,11 +351,11 @@ def test_seeded_sample(submission, exercise, device_probs):
            "probabilities with SAMPLE_SEED.")
 
 
-def test_top10_bar_chart(submission, next_probs, prob_tolerance, llama):
+def test_top10_bar_chart(next_probs, prob_tolerance, llama, axes):
     """A bar chart shows the ten probabilities of the most probable next tokens, labelled with their text."""
     expected_probs, expected_ids = next_probs.topk(10)
     tokens = [llama[0].decode([i]).strip() for i in expected_ids.tolist()]
-    charts = [ax for ax in _axes(submission) if len(ax.get("bars", [])) == 10]
+    charts = [ax for ax in axes if len(ax.get("bars", [])) == 10]
     expect(charts, "No figure has a chart with ten bars: draw top10_probs with ax.bar (or plt.bar) and leave the "
            "figure open.")
     heights_ok = [ax for ax in charts if torch.allclose(torch.tensor(ax["bars"], dtype=torch.float64),
@@ -375,7 +384,7 @@ def test_word_similarity(submission, word_vectors):
                  "It is cosine_similarity_matrix(embed_words(WORDS)), with WORDS from the parameters cell.")
 
 
-def test_pca_of_word_vectors(submission, exercise, word_vectors):
+def test_pca_of_word_vectors(submission, exercise, word_vectors, axes):
     """pca_coords are WORDS' vectors on their two principal components (each axis up to its sign), drawn as a
     scatter plot labelled with the words."""
     centered = word_vectors.double() - word_vectors.double().mean(0)
@@ -388,7 +397,7 @@ def test_pca_of_word_vectors(submission, exercise, word_vectors):
     expect_close(got / float(scale), expected * signs / scale, "`pca_coords` (scaled to the largest coordinate)",
                  "Centre the vectors (subtract their mean) and project them on the top two right singular vectors.")
     words = exercise.parameters["WORDS"]
-    plotted = [ax for ax in _axes(submission) if len(ax.get("points", [])) == len(words)]
+    plotted = [ax for ax in axes if len(ax.get("points", [])) == len(words)]
     expect(any(torch.allclose(torch.tensor(ax["points"], dtype=torch.float64), got.double(), atol=1e-3 * float(scale))
                for ax in plotted), "No scatter plot shows the points of pca_coords: draw them with ax.scatter.")
     expect(any(sorted(t.strip() for t in ax.get("texts", [])) == sorted(words) for ax in plotted),
