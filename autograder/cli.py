@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -36,6 +37,14 @@ OUTCOME_STYLE = {"passed": "green", "failed": "red", "error": "magenta", "not_ru
 def escape(text: str) -> str:
     """Text for the terminal: no rich markup, no control characters (a file name may hold ESC sequences)."""
     return escape_markup(printable(text))
+
+
+@app.callback()
+def _course(course: Annotated[Optional[Path], typer.Option("--course", help="The course folder (assignments/, solutions/, rubrics/, hidden_checks/): every command reads and writes there. Default: $AUTOGRADER_COURSE_DIR, else this repository's bundled course.")] = None) -> None:
+    if course is not None:
+        from .paths import COURSE_SETTING
+
+        os.environ[COURSE_SETTING] = str(course.resolve())  # the option form of the variable, for workers too
 
 
 def main() -> None:
@@ -411,19 +420,39 @@ def regrade(
 @app.command()
 def export(
     exercise: Annotated[str, typer.Argument(help="Exercise name.")],
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the grades CSV here (one line per student: id, per-check points, penalty, total, status).")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the grades CSV here, in the layout --format names.")] = None,
     gradescope: Annotated[Optional[Path], typer.Option("--gradescope", help="Write <DIR>/<student_id>/results.json (Gradescope's format).")] = None,
+    layout: Annotated[Literal["generic", "canvas", "moodle"], typer.Option("--format", help="generic: id, per-check points, penalty, total, status; canvas: Canvas's gradebook import (needs the roster's Canvas IDs); moodle: Moodle's grade import with a feedback text.")] = "generic",
+    assignment_name: Annotated[Optional[str], typer.Option("--assignment-name", help="The assignment's name in the LMS; default: [lms] assignment_name in exercise.toml, else the exercise's title.")] = None,
+    assignment_id: Annotated[Optional[str], typer.Option("--assignment-id", help="Canvas's assignment id (the number in its address), so the import fills that assignment; default: [lms] canvas_assignment_id.")] = None,
+    match_on: Annotated[Literal["idnumber", "email"], typer.Option("--match-on", help="moodle: the identifier Moodle matches users on (the roster's student id as ID number, or its email).")] = "idnumber",
+    missing: Annotated[Literal["empty", "zero"], typer.Option("--missing", help="canvas, moodle: what a student with nothing graded gets.")] = "empty",
     gradebook: GradebookOpt = None,
 ) -> None:
     """Export grades from the gradebook for the LMS (CSV) or Gradescope (results.json per student)."""
-    from .exports import export_csv, export_gradescope
+    from .exercise import Exercise
+    from .exports import LMS_DECIMALS, export_canvas, export_csv, export_gradescope, export_moodle
 
     if not csv_path and not gradescope:
         raise _fail("Say what to export: --csv grades.csv and/or --gradescope DIR.")
     try:
         with _gradebook(gradebook) as book:
-            if csv_path:
+            if csv_path and layout == "generic":
                 console.print(f"{export_csv(book, exercise, csv_path)} students written to {csv_path}")
+            elif csv_path:
+                lms = Exercise(exercise).spec.lms
+                name = assignment_name or lms.assignment_name or Exercise(exercise).spec.title
+                if layout == "canvas":
+                    written, left_out = export_canvas(book, exercise, csv_path, name,
+                                                      assignment_id or lms.canvas_assignment_id, missing)
+                    why = "they have no Canvas ID (lms_id) in the roster"
+                else:
+                    written, left_out = export_moodle(book, exercise, csv_path, name, match_on, missing)
+                    why = "they have no email in the roster" if match_on == "email" else "they have no student id"
+                console.print(f"{written} students written to {csv_path} ({layout}; scores after the late penalty, "
+                              f"rounded to {LMS_DECIMALS} decimals)")
+                if left_out:
+                    console.print(f"[yellow]Not in the file, as {why}:[/yellow] {escape(', '.join(left_out))}")
             if gradescope:
                 console.print(f"{len(export_gradescope(book, exercise, gradescope))} results.json files written under {gradescope}")
             console.print(f"Scored with the rubric in force: {escape(book.policy(exercise).origin)}")

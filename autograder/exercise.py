@@ -25,6 +25,14 @@ class Limits(BaseModel):
         return self.gpu_memory_gib.get(profile) or (self.gpu_memory_gib.get("full") if profile == "hub" else None)
 
 
+class Lms(BaseModel):
+    """How the LMS knows the exercise (``[lms]``): the defaults of ``export --format canvas|moodle``."""
+
+    model_config = ConfigDict(extra="forbid")
+    assignment_name: str | None = None  # default: the exercise's title
+    canvas_assignment_id: str | None = None  # the number in the assignment's Canvas address
+
+
 class ExerciseSpec(BaseModel):
     """``assignments/<name>/exercise.toml``."""
 
@@ -42,6 +50,7 @@ class ExerciseSpec(BaseModel):
     # A Python file beside exercise.toml whose functions the grader appends as the notebook's last cell, for checks
     # that need to look at objects (a model's parameters, files on disk) through plain data. Students may read it.
     probes: str | None = None
+    lms: Lms = Lms()
 
 
 class Exercise:
@@ -90,7 +99,7 @@ class Exercise:
 
     @property
     def hidden_check_files(self) -> list[Path]:
-        return sorted(checks_dir(self.name).glob("test_*.py"))
+        return sorted(checks_dir(self.name, self.root).glob("test_*.py"))
 
     def check_files(self, public_only: bool = False) -> list[Path]:
         return self.public_check_files if public_only else self.public_check_files + self.hidden_check_files

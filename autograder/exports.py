@@ -1,8 +1,14 @@
-"""Grades out of the gradebook: a CSV an LMS imports, and Gradescope ``results.json`` files.
+"""Grades out of the gradebook: CSV files an LMS imports, and Gradescope ``results.json`` files.
 
-The CSV has one line per student (their current submission), the student id first: Moodle's
-"Import grades: CSV file" maps ``student_id`` to the user's ID number (or username) and ``total`` to
-the assignment; any LMS that imports a CSV by column mapping takes it the same way.
+Three CSV layouts, one line per student (their current submission), scores after the late penalty:
+
+- generic (``export_csv``): the student id first, per-check points, penalty, total, status;
+- Canvas (``export_canvas``): the layout of Canvas's own gradebook export, which its gradebook import
+  reads back, keyed by the Canvas user ID;
+- Moodle (``export_moodle``): an identifier column Moodle's "Import grades: CSV file" maps to the
+  users' ID number or email address, the grade, and a feedback text.
+
+Cells made from student text never start a formula (``text.spreadsheet_cell``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import re
 from pathlib import Path
 
 from .build import write_atomic
-from .gradebook import Gradebook
+from .gradebook import Gradebook, Row
+from .results import GradingResult
 from .text import spreadsheet_cell
 
 FIXED_COLUMNS = ["student_id", "name", "status", "submitted_at", "days_late", "score_before_penalty",
@@ -76,3 +83,88 @@ def export_gradescope(gradebook: Gradebook, exercise: str, out_dir: Path) -> lis
         write_atomic(target, json.dumps(result.gradescope(), indent=2, ensure_ascii=False))
         written.append(target)
     return written
+
+
+# --- the LMS's own import formats ---------------------------------------------------------------------------------
+
+LMS_DECIMALS = 2  # scores in the LMS files are rounded to 2 decimals (half to even, as Python rounds)
+MOODLE_IDENTIFIERS = {"idnumber": "ID number", "email": "Email address"}
+
+
+def lms_points(value: float) -> str:
+    """A score as an LMS cell: at most LMS_DECIMALS decimals, no exponent, no trailing zeros."""
+    text = f"{round(value, LMS_DECIMALS):.{LMS_DECIMALS}f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _grade_cell(result: GradingResult | None, missing: str) -> str:
+    if result is not None:
+        return lms_points(result.score)
+    return "0" if missing == "zero" else ""
+
+
+def _points_possible(gradebook: Gradebook, exercise: str, entries: list[tuple[Row, GradingResult | None]]) -> float:
+    """The assignment's maximum: what graded submissions could get here (CUDA-only checks left out on a CPU
+    runner), else the rubric's total."""
+    graded = [result.max_score for _, result in entries if result is not None]
+    return max(graded) if graded else sum(c.points for c in gradebook.policy(exercise).rubric.checks.values())
+
+
+def export_canvas(gradebook: Gradebook, exercise: str, path: Path, assignment: str,
+                  assignment_id: str | None = None, missing: str = "empty") -> tuple[int, list[str]]:
+    """Canvas's gradebook CSV; returns (students written, ids of students left out for want of a Canvas ID)."""
+    _, entries = gradebook.results(exercise)
+    roster = gradebook.roster()
+    title = f"{assignment} ({assignment_id})" if assignment_id else assignment
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", title])
+    writer.writerow(["Points Possible", "", "", "", "", lms_points(_points_possible(gradebook, exercise, entries))])
+    written, left_out = 0, []
+    for row, result in entries:
+        student = roster.students.get(row.student_id)
+        if student is None or not student.lms_id:
+            left_out.append(row.student_id)
+            continue
+        name = student.name or row.student_name or row.student_id  # Canvas matches on the ID, not the name
+        writer.writerow([spreadsheet_cell(v) for v in (name, student.lms_id, student.sis_user_id,
+                                                        student.sis_login_id, student.section)]
+                        + [_grade_cell(result, missing)])
+        written += 1
+    write_atomic(path, out.getvalue())
+    return written, left_out
+
+
+def export_moodle(gradebook: Gradebook, exercise: str, path: Path, assignment: str, match_on: str = "idnumber",
+                  missing: str = "empty") -> tuple[int, list[str]]:
+    """Moodle's grade-import CSV; returns (students written, ids of students left out for want of the
+    identifier ``match_on``: the roster's student id as Moodle's ID number, or its email)."""
+    _, entries = gradebook.results(exercise)
+    roster = gradebook.roster()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([MOODLE_IDENTIFIERS[match_on], assignment, "Feedback"])
+    written, left_out = 0, []
+    for row, result in entries:
+        student = roster.students.get(row.student_id)
+        key = row.student_id if match_on == "idnumber" else (student.email if student else "")
+        if not key:
+            left_out.append(row.student_id)
+            continue
+        writer.writerow([spreadsheet_cell(key), _grade_cell(result, missing), spreadsheet_cell(_summary(row, result))])
+        written += 1
+    write_atomic(path, out.getvalue())
+    return written, left_out
+
+
+def _summary(row: Row, result: GradingResult | None) -> str:
+    """A short feedback text: the failed checks, or why nothing was graded (the LMS export is the release)."""
+    if result is None:
+        return row.message
+    failed = [c.title for c in result.checks if c.outcome in ("failed", "error")]
+    late = f" {lms_points(result.late_penalty)} point(s) off for lateness." if result.late_penalty else ""
+    if row.status not in ("graded", "timeout", "crashed"):
+        return (row.message + late).strip()
+    if not failed:
+        return ("All checks passed." + late).strip()
+    return (f"{len(failed)} check(s) failed: " + "; ".join(failed) + "." + late)[:1000]

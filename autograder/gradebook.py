@@ -86,6 +86,13 @@ MIGRATIONS = [
     CREATE UNIQUE INDEX one_current_row ON submissions (exercise, student_id) WHERE current = 1;
     CREATE INDEX by_status ON submissions (exercise, status);
     """,
+    # 2: the roster's LMS columns (for the Canvas and Moodle exports).
+    """
+    ALTER TABLE roster ADD COLUMN sis_user_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE roster ADD COLUMN sis_login_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE roster ADD COLUMN section TEXT NOT NULL DEFAULT '';
+    ALTER TABLE roster ADD COLUMN email TEXT NOT NULL DEFAULT '';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -240,11 +247,14 @@ class Gradebook:
     def set_roster(self, roster: Roster) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM roster")
-            db.executemany("INSERT INTO roster VALUES (?, ?, ?, ?)",
-                           [(s.student_id, s.name, s.lms_id, iso(s.deadline)) for s in roster.students.values()])
+            db.executemany("INSERT INTO roster (student_id, name, lms_id, deadline, sis_user_id, sis_login_id, section,"
+                           " email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(s.student_id, s.name, s.lms_id, iso(s.deadline), s.sis_user_id, s.sis_login_id, s.section,
+                             s.email) for s in roster.students.values()])
 
     def roster(self) -> Roster:
-        return Roster([Student(r["student_id"], r["name"], r["lms_id"], from_iso(r["deadline"]))
+        return Roster([Student(r["student_id"], r["name"], r["lms_id"], from_iso(r["deadline"]), r["sis_user_id"],
+                               r["sis_login_id"], r["section"], r["email"])
                        for r in self.db.execute("SELECT * FROM roster ORDER BY student_id")])
 
     # rows -------------------------------------------------------------------------------

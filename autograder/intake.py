@@ -71,8 +71,31 @@ def parse_time(text: str, what: str) -> datetime:
 class Student:
     student_id: str
     name: str = ""
-    lms_id: str = ""
+    lms_id: str = ""  # the number Moodle or Canvas puts in bulk-download file names (Canvas: the user's ID)
     deadline: datetime | None = None  # a personal extension; None: the exercise's deadline
+    sis_user_id: str = ""  # Canvas's SIS User ID
+    sis_login_id: str = ""  # Canvas's SIS Login ID
+    section: str = ""
+    email: str = ""
+
+
+# The roster's own columns, and the headers of the LMS files a roster may be given as:
+# Canvas's gradebook export (Student, ID, SIS User ID, SIS Login ID, Section, then a Points Possible
+# row) and Moodle's participants or grades export (First name, Last name or Surname, ID number,
+# Email address). Each value is the list of headers (case-folded) a roster field is read from.
+ROSTER_COLUMNS = {
+    "student_id": ["student_id"],
+    "name": ["name", "student", "full name"],
+    "lms_id": ["lms_id", "id"],
+    "deadline": ["deadline"],
+    "sis_user_id": ["sis_user_id", "sis user id"],
+    "sis_login_id": ["sis_login_id", "sis login id"],
+    "section": ["section", "sections"],
+    "email": ["email", "email address"],
+    "idnumber": ["id number", "idnumber"],
+    "first": ["first name", "firstname"],
+    "last": ["last name", "surname", "lastname"],
+}
 
 
 def name_key(name: str) -> str:
@@ -106,23 +129,37 @@ class Roster:
 
     @classmethod
     def load(cls, path: Path) -> Roster:
+        """A roster CSV: this project's columns (``student_id`` required), or Canvas's gradebook export or
+        Moodle's participants export as downloaded (see ROSTER_COLUMNS); whose id is the student id: our
+        ``student_id``, else Canvas's SIS User ID (or its ID), else Moodle's ID number (or email address)."""
         if not path.is_file():
             raise UserError(f"No roster at {path}; give a CSV file with a student_id column.")
-        rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
-        fields = {(k or "").strip().lower() for k in (rows[0].keys() if rows else [])}
-        if "student_id" not in fields:
-            raise UserError(f"The roster {path} has no student_id column; its header must name one.")
+        reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))
+        headers = {(h or "").strip().casefold(): h for h in reader.fieldnames or []}
+        column = {f: next((headers[n] for n in names if n in headers), None) for f, names in ROSTER_COLUMNS.items()}
+        id_columns = [c for c in (column["student_id"], column["sis_user_id"], column["idnumber"], column["lms_id"],
+                                  column["email"]) if c]
+        if not id_columns:
+            raise UserError(f"The roster {path} has no student_id column (nor a Canvas or Moodle export's ID "
+                            "columns); its header must name one.")
         students, seen = [], set()
-        for line, row in enumerate(rows, start=2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            sid = nfc(row["student_id"])
+        for line, raw in enumerate(reader, start=2):
+            row = {f: nfc((raw.get(c) or "").strip()) if c else "" for f, c in column.items()}
+            if "points possible" in row["name"].casefold() and not row["lms_id"]:
+                continue  # the second row of a Canvas export
+            sid = next((nfc((raw.get(c) or "").strip()) for c in id_columns if (raw.get(c) or "").strip()), "")
             if not sid:
-                raise UserError(f"The roster {path} has no student_id on line {line}; fill it in or remove the line.")
+                raise UserError(f"The roster {path} has no student id on line {line}; fill it in or remove the line.")
             if sid in seen:
                 raise UserError(f"The roster {path} lists student {sid} twice (line {line}); keep one line per student.")
             seen.add(sid)
-            deadline = parse_time(row["deadline"], f"The roster's deadline for {sid}") if row.get("deadline") else None
-            students.append(Student(nfc(sid), nfc(row.get("name", "")), row.get("lms_id", ""), deadline))
+            deadline = parse_time(row["deadline"], f"The roster's deadline for {sid}") if row["deadline"] else None
+            name = row["name"] or " ".join(p for p in (row["first"], row["last"]) if p)
+            if "," in name and column["name"] == headers.get("student"):  # Canvas writes "Last, First"
+                last, _, first = name.partition(",")
+                name = f"{first.strip()} {last.strip()}"
+            students.append(Student(sid, name, row["lms_id"], deadline, row["sis_user_id"], row["sis_login_id"],
+                                    row["section"], row["email"]))
         return cls(students)
 
     def resolve(self, found: Found) -> tuple[str, str]:

@@ -1,15 +1,36 @@
-"""Where the course lives on disk: exercises, solutions, rubrics, caches."""
+"""Where the course lives on disk: exercises, solutions, rubrics, hidden checks, caches.
+
+A course is a folder of its own (``--course DIR`` or ``$AUTOGRADER_COURSE_DIR``) holding
+``assignments/``, ``solutions/``, ``rubrics/`` and ``hidden_checks/<exercise>/``; every command
+reads and writes there, and nothing is written into the installed package. Without one, the course
+is this repository (the bundled course), which keeps its hidden checks in ``autograder/checks/``.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from .errors import UserError
+
+COURSE_SETTING = "AUTOGRADER_COURSE_DIR"
+PACKAGE = Path(__file__).resolve().parent
+BUNDLED_COURSE = PACKAGE.parent  # a checkout of this repository; in an installed package, site-packages
+
 
 def course_dir() -> Path:
-    """The folder holding assignments/, solutions/, rubrics/ (the repository root by default)."""
-    env = os.environ.get("AUTOGRADER_COURSE_DIR")
-    return Path(env).resolve() if env else Path(__file__).resolve().parents[1]
+    """The course folder; one sentence if there is none."""
+    env = os.environ.get(COURSE_SETTING)
+    if env:
+        root = Path(env).resolve()
+        if not root.is_dir():
+            raise UserError(f"The course folder {root} does not exist; create it (`autograder --course {root} new "
+                            "NAME` starts one) or fix --course / $AUTOGRADER_COURSE_DIR.")
+        return root
+    if not (BUNDLED_COURSE / "assignments").is_dir():  # installed: site-packages is no course
+        raise UserError("No course folder: pass --course DIR (or set $AUTOGRADER_COURSE_DIR) to the folder holding "
+                        "assignments/, solutions/ and rubrics/; `autograder --course DIR new NAME` starts one.")
+    return BUNDLED_COURSE
 
 
 def cache_dir() -> Path:
@@ -18,6 +39,8 @@ def cache_dir() -> Path:
     return Path(env).resolve() if env else course_dir() / ".cache"
 
 
-def checks_dir(exercise: str) -> Path:
-    """Hidden checks of one exercise (they ship with the grader, never with the student)."""
-    return Path(__file__).resolve().parent / "checks" / exercise
+def checks_dir(exercise: str, root: Path | None = None) -> Path:
+    """Hidden checks of one exercise (never in what students get): ``hidden_checks/<exercise>/`` of the course
+    folder; the bundled course keeps them in the package, ``autograder/checks/<exercise>/``."""
+    root = (root or course_dir()).resolve()
+    return PACKAGE / "checks" / exercise if root == BUNDLED_COURSE else root / "hidden_checks" / exercise

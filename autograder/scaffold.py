@@ -130,7 +130,7 @@ def scaffold(name: str) -> list[Path]:
     files = {
         root / "assignments" / name / "exercise.toml": EXERCISE_TOML.format(name=name),
         root / "assignments" / name / "checks" / "test_public.py": PUBLIC_CHECKS.format(name=name),
-        checks_dir(name) / "test_hidden.py": HIDDEN_CHECKS.format(name=name),
+        checks_dir(name, root) / "test_hidden.py": HIDDEN_CHECKS.format(name=name),
         root / "rubrics" / f"{name}.toml": RUBRIC,
         root / "solutions" / name / f"{name}.ipynb": nbformat.writes(_solution_notebook(name)) + "\n",
         root / "solutions" / name / "answers.toml": ANSWERS,

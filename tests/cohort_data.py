@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 
 from autograder.runners.base import Runner, RunJob, SessionError, StudentSession
-from conftest import ROOT, mutate, solution_path, with_cells_appended, wrong_answers
+from conftest import ROOT, copy_hidden_checks, mutate, solution_path, with_cells_appended, wrong_answers
 
 EXERCISE = "t5_decoding"
 WRONG = wrong_answers("t5_decoding")
@@ -91,8 +91,9 @@ def personal(data: bytes, who: str) -> bytes:
 
 
 def make_course(target: Path) -> Path:
-    """A course folder with the t5_decoding exercise and short limits (the checks ship with the package)."""
+    """A course folder with the t5_decoding exercise (its hidden checks included) and short limits."""
     shutil.copytree(ROOT / "assignments" / EXERCISE, target / "assignments" / EXERCISE)
+    copy_hidden_checks(EXERCISE, target)
     (target / "rubrics").mkdir(parents=True)
     shutil.copy(ROOT / "rubrics" / f"{EXERCISE}.toml", target / "rubrics" / f"{EXERCISE}.toml")
     spec = target / "assignments" / EXERCISE / "exercise.toml"

@@ -83,11 +83,19 @@ def to_json(result) -> str:
     return json.dumps(result.gradescope(), indent=2)
 
 
+def copy_hidden_checks(exercise: str, course: Path) -> None:
+    """The bundled hidden checks of `exercise` into another course folder, where that course keeps them."""
+    shutil.copytree(ROOT / "autograder" / "checks" / exercise, course / "hidden_checks" / exercise,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
+
 @pytest.fixture
 def course_copy(tmp_path, monkeypatch):
     """A copy of the course folder the test may break (the real one stays intact)."""
     for part in ("assignments", "solutions", "rubrics"):
         shutil.copytree(ROOT / part, tmp_path / part)
+    for exercise in (ROOT / "assignments").iterdir():  # a course folder keeps its hidden checks in hidden_checks/
+        copy_hidden_checks(exercise.name, tmp_path)
     monkeypatch.setenv("AUTOGRADER_COURSE_DIR", str(tmp_path))
     monkeypatch.setenv("AUTOGRADER_CACHE", str(ROOT / ".cache"))
     return tmp_path

@@ -90,8 +90,6 @@ def test_every_exercise_has_a_randomness_sensitive_answer_where_it_samples():
 
 def test_a_new_exercise_passes_validate_with_its_matrix(tmp_path, monkeypatch):
     """`autograder new` scaffolds an exercise whose declared answers, copy proof and kill matrix all hold."""
-    import autograder.exercise
-    import autograder.scaffold
     from conftest import ROOT
     from typer.testing import CliRunner
 
@@ -99,11 +97,10 @@ def test_a_new_exercise_passes_validate_with_its_matrix(tmp_path, monkeypatch):
 
     monkeypatch.setenv("AUTOGRADER_COURSE_DIR", str(tmp_path))
     monkeypatch.setenv("AUTOGRADER_CACHE", str(ROOT / ".cache"))
-    hidden = tmp_path / "hidden"  # keep the scaffold's hidden checks out of the installed package
-    for module in (autograder.exercise, autograder.scaffold):
-        monkeypatch.setattr(module, "checks_dir", lambda name: hidden / name)
     runner = CliRunner()
     assert runner.invoke(app, ["new", "squares_demo"]).exit_code == 0
+    assert (tmp_path / "hidden_checks" / "squares_demo" / "test_hidden.py").is_file()
+    assert not (ROOT / "autograder" / "checks" / "squares_demo").exists()  # nothing written into the package
     result = runner.invoke(app, ["validate", "squares_demo"])
     assert result.exit_code == 0, result.output
     assert "W3" in result.output and "scale adds the factor" in result.output

@@ -360,15 +360,18 @@ class Sandbox:
                     "or pass --no-sandbox.")
 
     def _interpreter_roots(self) -> list[Path]:
-        """The folders the interpreter needs (its environment and the installation it was made from)."""
-        code = "import json, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]))"
+        """The folders the interpreter needs: its environment, the installation it was made from, and package
+        folders a .pth file adds (only folders named site-packages or dist-packages: never a project's own tree)."""
+        code = ("import json, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]"
+                " + [p for p in sys.path if p.endswith(('/site-packages', '/dist-packages'))]))")
         try:
             out = subprocess.run([str(self.python), "-I", "-c", code], capture_output=True, text=True, timeout=60,
                                  check=True).stdout
         except (OSError, subprocess.SubprocessError) as exc:
             raise SandboxUnavailable(f"The sandbox's Python {self.python} does not run ({exc}); set {PYTHON_SETTING} "
                                      "to a Python with ipykernel installed, or pass --no-sandbox.") from None
-        return list(dict.fromkeys(Path(p) for p in json.loads(out)))
+        roots = list(dict.fromkeys(Path(p) for p in json.loads(out)))
+        return [r for r in roots if not any(r != o and r.is_relative_to(o) for o in roots)]  # no folder twice
 
     def _probe_fork_cage(self) -> None:
         """Enter the cage in a throwaway process exactly as a forked run does, and import ipykernel there."""
