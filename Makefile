@@ -23,11 +23,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the project uses: bubblewrap (the sandbox), chromium (report tests).
-# Installed when missing and when we may (root); otherwise the tests that need them skip.
+# Debian packages the project uses: bubblewrap (the sandbox), chromium (report tests), a Japanese
+# font (pages and plots draw Japanese with it). Installed when missing and when we may (root);
+# otherwise the tests that need them skip.
 system-deps:
 	@missing=""; command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	fc-list :lang=ja 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	elif [ -n "$$missing" ]; then echo "not root: cannot install$$missing (their tests will skip)"; fi

@@ -13,6 +13,7 @@ from rich.markup import escape as escape_markup
 from rich.table import Table
 
 from .errors import UserError
+from .paths import course_relative
 from .text import printable
 
 app = typer.Typer(
@@ -407,7 +408,7 @@ def regrade(
                 table.add_row(escape(row.student_id), escape(row.source or ""), "—" if old is None else f"{old:g}",
                               f"{book.row(row.id).score:g}")
             console.print(table)
-            console.print(f"Scored with {escape(policy.origin)}"
+            console.print(f"Scored with {escape(course_relative(policy.origin))}"
                           + (f", deadline {policy.deadline.isoformat()}" if policy.deadline else ", no deadline") + ".")
             if retired:
                 console.print(f"Stored outcomes of checks the exercise no longer has ({escape(', '.join(sorted(retired)))})"
@@ -455,7 +456,7 @@ def export(
                     console.print(f"[yellow]Not in the file, as {why}:[/yellow] {escape(', '.join(left_out))}")
             if gradescope:
                 console.print(f"{len(export_gradescope(book, exercise, gradescope))} results.json files written under {gradescope}")
-            console.print(f"Scored with the rubric in force: {escape(book.policy(exercise).origin)}")
+            console.print(f"Scored with the rubric in force: {escape(course_relative(book.policy(exercise).origin))}")
             _refuse_damaged(book)
     except UserError as exc:
         raise _fail(str(exc)) from None

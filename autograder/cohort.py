@@ -30,6 +30,7 @@ from .exercise import Exercise
 from .gradebook import Gradebook, Policy, Row, iso
 from .grading import GradeOptions, Grader, default_threads, limit_grader_memory, unrun_outcomes
 from .intake import DEFAULT_MAX_BYTES, Found, Roster, TooLarge, discover, parse_time
+from .paths import course_relative
 from .results import CheckOutcome, Diagnostics, RunRecord
 from .rubric import Rubric
 from .runners.base import RunLimits
@@ -147,7 +148,7 @@ def grade_cohort(
         in_force = gradebook.policy(exercise.name)
         if in_force is not None and in_force.origin != str(exercise.rubric_file):  # set by `regrade --rubric`
             rubric_text, origin = in_force.rubric_text, in_force.origin
-            notes.append(f"Scored with the rubric in force, {origin} (from `regrade --rubric`); `autograder regrade "
+            notes.append(f"Scored with the rubric in force, {course_relative(origin)} (from `regrade --rubric`); `autograder regrade "
                          f"{exercise.name}` goes back to the exercise's own rubric.")
         else:
             rubric_text, origin = exercise.rubric_file.read_text(), str(exercise.rubric_file)

@@ -106,13 +106,13 @@ def feedback_html(title: str, row: Row, result: GradingResult | None, visibility
         for c in result.checks:
             if visibility.shows(c):
                 points = "" if c.outcome == "not_run" else f"{c.points:g} / {c.max_points:g}"
-                rows.append(f'<tr><td>{e(c.title)}</td><td class="{c.outcome}">{e(OUTCOME_TEXT[c.outcome])}</td>'
+                rows.append(f'<tr><td>{e(c.title)}</td><td class="word {c.outcome}">{e(OUTCOME_TEXT[c.outcome])}</td>'
                             f'<td class="num">{points}</td><td class="msg">{e(c.message)}</td></tr>')
             else:
-                rows.append(f'<tr><td>{e(c.title)}</td><td class="hidden">hidden</td><td class="num"></td>'
+                rows.append(f'<tr><td>{e(c.title)}</td><td class="word hidden">hidden</td><td class="num"></td>'
                             '<td class="msg">Released after grading.</td></tr>')
-        parts.append('<h2>Checks</h2><table><thead><tr><th>check</th><th>result</th><th class="num">points</th>'
-                     f'<th>message</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+        parts.append('<h2>Checks</h2><div class="table"><table><thead><tr><th>check</th><th>result</th>'
+                     f'<th class="num">points</th><th>message</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
     found = hints(row, result)
     if found:
         parts.append('<h2>What to look at</h2><ul class="hints">'

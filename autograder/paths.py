@@ -44,3 +44,13 @@ def checks_dir(exercise: str, root: Path | None = None) -> Path:
     folder; the bundled course keeps them in the package, ``autograder/checks/<exercise>/``."""
     root = (root or course_dir()).resolve()
     return PACKAGE / "checks" / exercise if root == BUNDLED_COURSE else root / "hidden_checks" / exercise
+
+
+def course_relative(path: str | Path) -> str:
+    """A course file as a student or TA should read it: relative to the course folder (``rubrics/t5.toml``), or
+    just its name when it lies elsewhere; never an absolute path of the grading machine."""
+    path = Path(path)
+    try:
+        return path.resolve().relative_to(course_dir()).as_posix()
+    except (ValueError, UserError):
+        return path.name

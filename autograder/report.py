@@ -9,6 +9,7 @@ submissions whose notebook ran (an invalid file fails every check and says nothi
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 from collections import Counter, defaultdict
@@ -19,10 +20,12 @@ from .build import write_atomic
 from .exports import flags_of
 from .feedback import exercise_title, render_page
 from .gradebook import Gradebook, Row
+from .paths import course_relative
 
 RAN = ("graded", "timeout", "crashed")
 NEEDS_A_LOOK = ("error", "timeout", "crashed", "invalid")
 TOP_MESSAGES = 15
+JAPANESE_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "TakaoPGothic")
 
 
 def _png(fig) -> str:
@@ -32,23 +35,49 @@ def _png(fig) -> str:
 
 
 def _figure(alt: str, caption: str, draw, size: tuple[float, float] = (7, 3)) -> str:
+    import matplotlib
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=size, layout="constrained")
-    draw(fig.subplots())
+    with matplotlib.rc_context({"font.family": plot_fonts()}):
+        fig = Figure(figsize=size, layout="constrained")
+        draw(fig.subplots())
+        png = _png(fig)
     e = html.escape
-    return (f'<figure><img alt="{e(alt)}" src="data:image/png;base64,{_png(fig)}">'
+    return (f'<figure><img alt="{e(alt)}" src="data:image/png;base64,{png}">'
             f"<figcaption>{e(caption)}</figcaption></figure>")
 
 
-def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), words: set[int] = frozenset()) -> str:
+    """A table; ``numeric`` columns are right-aligned, ``words`` columns (statuses) never break inside a word."""
     if not rows:
         return "<p>None.</p>"
     e = html.escape
-    cls = [' class="num"' if i in numeric else "" for i in range(len(head))]
-    th = "".join(f"<th{cls[i]}>{e(h)}</th>" for i, h in enumerate(head))
+    num = ' class="num"'
+    cls = [num if i in numeric else ' class="word"' if i in words else "" for i in range(len(head))]
+    th = "".join(f"<th{num if i in numeric else ''}>{e(h)}</th>" for i, h in enumerate(head))
     body = "".join("<tr>" + "".join(f"<td{cls[i]}>{e(str(v))}</td>" for i, v in enumerate(r)) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table"><table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+@functools.cache
+def plot_fonts() -> list[str]:
+    """Matplotlib's font list for the plots: its own, then a Japanese one where installed (glyph by glyph fallback),
+    so a Japanese check title or label is drawn, not boxes. Matplotlib's font cache does not see fonts installed
+    after it was written (`make system-deps` may come later), so the system's CJK font files are added here."""
+    from matplotlib import font_manager
+
+    def known() -> list[str]:
+        names = {f.name for f in font_manager.fontManager.ttflist}
+        return [name for name in JAPANESE_FONTS if name in names]
+
+    if not known():
+        for path in font_manager.findSystemFonts():
+            if any(mark in Path(path).name for mark in ("CJK", "JP", "Gothic")):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError):  # a font file matplotlib cannot read
+                    continue
+    return ["DejaVu Sans", *known()]
 
 
 def _card(label: str, value: str) -> str:
@@ -65,7 +94,7 @@ def build_report(gradebook: Gradebook, exercise: str) -> str:
     full = sum(r.points for r in policy.rubric.checks.values())
     max_score = max((result.max_score for _, result in scored), default=full)
     parts = [f"<h1>{html.escape(exercise_title(exercise))}: cohort report</h1>",
-             f'<p class="meta">{len(entries)} students · rubric {html.escape(policy.origin)}'
+             f'<p class="meta">{len(entries)} students · rubric {html.escape(course_relative(policy.origin))}'
              + (f" · deadline {policy.deadline.isoformat()}" if policy.deadline else "") + "</p>"]
 
     cards = [_card("students", str(len(entries)))]
@@ -131,7 +160,7 @@ def build_report(gradebook: Gradebook, exercise: str) -> str:
     parts.append("<h2>Submissions that need a look</h2>")
     parts.append(_table(["student", "status", "message", "file"],
                         [[row.student_id, row.status, row.message, row.source or ""]
-                         for row, _ in entries if row.status in NEEDS_A_LOOK]))
+                         for row, _ in entries if row.status in NEEDS_A_LOOK], words={1}))
     parts.append("<h2>Late submissions</h2>")
     parts.append(_table(["student", "submitted at", "days late", "points off"],
                         [[row.student_id, row.submitted_at, result.days_late, f"{result.late_penalty:g}"]

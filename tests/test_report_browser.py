@@ -178,3 +178,71 @@ def test_feedback_page_renders(browser, pages):
     assert browser.problems() == []
     assert browser.evaluate("document.querySelectorAll('tbody tr').length") == len(points())  # one row per check
     assert "u001" in browser.evaluate("document.title")
+
+
+JAPANESE_FONT = subprocess.run(["fc-list", ":lang=ja"], capture_output=True, text=True).stdout.strip() if shutil.which(
+    "fc-list") else ""
+
+
+def _text_shot(browser, text: str) -> str:
+    """A screenshot (PNG, base64) of `text` drawn alone at the page's top-left in the page's own font."""
+    rect = browser.evaluate(f"""(() => {{
+        const span = document.createElement('span');
+        span.id = 'probe';
+        span.textContent = {json.dumps(text)};
+        span.style.cssText = 'position:fixed;left:0;top:0;font-size:40px;background:#fff;color:#000;z-index:9';
+        document.body.appendChild(span);
+        const r = span.getBoundingClientRect();
+        return {{x: r.x, y: r.y, width: r.width, height: r.height}};
+    }})()""")
+    shot = browser.call("Page.captureScreenshot", session=browser.session, format="png",
+                        clip={**rect, "scale": 1})["data"]
+    browser.evaluate("document.getElementById('probe').remove() ?? true")
+    return shot
+
+
+@pytest.mark.skipif(not JAPANESE_FONT, reason="no Japanese font (make system-deps installs fonts-noto-cjk)")
+def test_japanese_titles_are_drawn_not_boxes(browser, pages):
+    """A string of missing glyphs draws the same box for every character, so it looks the same in any order;
+    real glyphs do not. The Japanese characters of each page's title, forwards and backwards, must differ."""
+    report, feedback = pages
+    for page in (report, feedback[1]):
+        browser.open(page.as_uri())
+        japanese = browser.evaluate("[...document.querySelector('h1').textContent].filter(c => c >= '\\u3040')"
+                                    ".join('')")
+        assert len(set(japanese)) >= 3, japanese  # e.g. を一歩ずつ from the exercise's bilingual title
+        assert _text_shot(browser, japanese) != _text_shot(browser, japanese[::-1]), f"{page.name}: boxes"
+        # the control: characters no font has really are drawn as identical boxes
+        assert _text_shot(browser, "\U000f0001\U000f0002\U000f0003") == _text_shot(browser, "\U000f0003\U000f0002\U000f0001")
+
+
+LAYOUT = """(() => {
+    const oneLine = el => { const r = document.createRange(); r.selectNodeContents(el);
+                            return r.getClientRects().length <= 1; };
+    const words = [...document.querySelectorAll('td.word, th')];
+    return {pageFits: document.documentElement.scrollWidth <= window.innerWidth,
+            broken: words.filter(el => el.textContent.trim() && !oneLine(el)).map(el => el.textContent),
+            words: words.length};
+})()"""
+
+
+@pytest.mark.parametrize("width", [1000, 390], ids=["desktop", "phone"])
+def test_pages_fit_the_window_and_status_words_stay_whole(browser, pages, width):
+    report, feedback = pages
+    browser.call("Emulation.setDeviceMetricsOverride", session=browser.session, width=width, height=900,
+                 deviceScaleFactor=1, mobile=width < 500)
+    try:
+        for page in (report, feedback[1]):
+            browser.open(page.as_uri())
+            layout = browser.evaluate(LAYOUT)
+            assert layout["pageFits"], f"{page.name} is wider than a {width}-pixel window"
+            assert layout["words"] and layout["broken"] == [], f"{page.name} at {width} px breaks {layout['broken']}"
+    finally:
+        browser.call("Emulation.clearDeviceMetricsOverride", session=browser.session)
+
+
+def test_no_path_of_the_grading_machine_on_pages(pages):
+    report, feedback = pages
+    for page in (report, *feedback):
+        text = page.read_text()
+        assert str(Path.home()) not in text and "/work/" not in text and "/tmp/" not in text, page.name
