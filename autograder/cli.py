@@ -298,6 +298,7 @@ def models_prepare(profile: ProfileOpt = "tiny", force: Annotated[bool, typer.Op
 # cohort grading: a batch into the gradebook, and what comes out of it -----------------------------
 
 GradebookOpt = Annotated[Optional[Path], typer.Option("--gradebook", help="The gradebook (SQLite file); default: $AUTOGRADER_GRADEBOOK, else out/gradebook.sqlite in the course folder.")]
+LangOpt = Annotated[Optional[Literal["en", "ja"]], typer.Option("--lang", help="Language of the pages: ja or en; default: language in the exercise's exercise.toml, else in the course's course.toml, else en.")]
 DeadlineOpt = Annotated[Optional[str], typer.Option("--deadline", help="Deadline, ISO 8601 (2026-05-01T23:59:00+09:00; no offset: local time); 'none' clears it. Default: the last one given, else the rubric's [late] deadline.")]
 
 
@@ -467,6 +468,7 @@ def feedback(
     exercise: Annotated[str, typer.Argument(help="Exercise name.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for <student_id>.html and .md.")],
     release: Annotated[bool, typer.Option("--release", help="Show every check; otherwise checks not 'visible' in the rubric stay hidden (after_due_date ones show once the deadline has passed).")] = False,
+    lang: LangOpt = None,
     gradebook: GradebookOpt = None,
 ) -> None:
     """Write one feedback page per student (HTML and Markdown): each check, points, message, what to look at."""
@@ -474,7 +476,7 @@ def feedback(
 
     try:
         with _gradebook(gradebook) as book:
-            pages = write_feedback(book, exercise, out, release=release)
+            pages = write_feedback(book, exercise, out, release=release, lang=lang)
             _refuse_damaged(book)
     except UserError as exc:
         raise _fail(str(exc)) from None
@@ -485,6 +487,7 @@ def feedback(
 def report(
     exercise: Annotated[str, typer.Argument(help="Exercise name.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for report.html.")],
+    lang: LangOpt = None,
     gradebook: GradebookOpt = None,
 ) -> None:
     """Write the cohort report: one self-contained HTML page with score, pass-rate and runtime plots."""
@@ -492,7 +495,7 @@ def report(
 
     try:
         with _gradebook(gradebook) as book:
-            target = write_report(book, exercise, out)
+            target = write_report(book, exercise, out, lang=lang)
             _refuse_damaged(book)
     except UserError as exc:
         raise _fail(str(exc)) from None

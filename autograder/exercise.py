@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 
@@ -51,6 +52,8 @@ class ExerciseSpec(BaseModel):
     # that need to look at objects (a model's parameters, files on disk) through plain data. Students may read it.
     probes: str | None = None
     lms: Lms = Lms()
+    # The language of the pages written for this exercise (feedback, report); default: course.toml's, else English.
+    language: Literal["en", "ja"] | None = None
 
 
 class Exercise:

@@ -10,6 +10,7 @@ of the visible checks only, since the total would reveal the rest.
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from string import Template
@@ -20,21 +21,25 @@ from .exercise import Exercise
 from .exports import safe_name
 from .gradebook import Gradebook, Row
 from .results import CheckResult, GradingResult
+from .i18n import N_, Language, language_of, translations
 from .text import markdown_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-OUTCOME_TEXT = {"passed": "passed", "failed": "failed", "error": "error in the check", "not_run": "not run"}
+OUTCOME_TEXT = {"passed": N_("passed"), "failed": N_("failed"), "error": N_("error in the check"),
+                "not_run": N_("not run")}
 STATUS_TEXT = {
-    "graded": "graded",
-    "timeout": "graded, but the notebook hit its time limit",
-    "crashed": "graded, but the notebook's process died",
-    "invalid": "not gradable",
-    "error": "the grader could not run it",
-    "missing": "no submission received",
+    "graded": N_("graded"),
+    "timeout": N_("graded, but the notebook hit its time limit"),
+    "crashed": N_("graded, but the notebook's process died"),
+    "invalid": N_("not gradable"),
+    "error": N_("the grader could not run it"),
+    "missing": N_("no submission received"),
 }
+CELL_ENDING = {"error": N_("an error"), "timeout": N_("its time limit"), "died": N_("its process dying"),
+               "memory": N_("running out of memory"), "output_limit": N_("too much output")}
 
 
-def render_page(title: str, body: str, lang: str = "en") -> str:
+def render_page(title: str, body: str, lang: Language = "en") -> str:
     """A self-contained HTML page: the shared template and style sheet, no external resources."""
     page = Template((TEMPLATES / "page.html").read_text())
     return page.substitute(title=html.escape(title), body=body, lang=lang,
@@ -65,93 +70,136 @@ def who(row: Row) -> str:
     return f"{row.student_name} ({row.student_id})" if row.student_name else row.student_id
 
 
-def hints(row: Row, result: GradingResult | None) -> list[str]:
+@dataclass
+class CheckLine:
+    title: str
+    outcome: str  # passed | failed | error | not_run | hidden (the CSS class)
+    result: str  # the outcome in words
+    points: str
+    message: str
+
+
+@dataclass
+class FeedbackPage:
+    """What one student's page says, in its language, before it is written as HTML or Markdown."""
+
+    lang: Language
+    title: str
+    student: str
+    submitted: str  # "submitted <when> · <file>", or ""
+    status: str  # the row's status (the CSS class)
+    status_text: str
+    score: str | None  # None: nothing was scored
+    headers: list[str]
+    checks: list[CheckLine] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
+    words: dict[str, str] = field(default_factory=dict)  # headings and labels
+
+
+def feedback_page(title: str, row: Row, result: GradingResult | None, visibility: Visibility,
+                  lang: Language = "en") -> FeedbackPage:
+    _ = translations(lang).gettext
+    submitted = _("submitted {when} · {file}").format(when=row.submitted_at, file=row.source or "") \
+        if row.submitted_at else ""
+    page = FeedbackPage(lang, title, who(row), submitted, row.status, _(STATUS_TEXT.get(row.status, row.status)),
+                        None, [_("check"), _("result"), _("points"), _("message")],
+                        words={"status": _("Status"), "checks": _("Checks"), "hints": _("What to look at")})
+    if result is not None:
+        visible = [c for c in result.checks if visibility.shows(c)]
+        withheld = [c for c in result.checks if not visibility.shows(c)]
+        page.score = _score_line(result, visible, withheld, _)
+        for c in result.checks:
+            if visibility.shows(c):
+                points = "" if c.outcome == "not_run" else f"{c.points:g} / {c.max_points:g}"
+                page.checks.append(CheckLine(c.title, c.outcome, _(OUTCOME_TEXT[c.outcome]), points, c.message))
+            else:
+                page.checks.append(CheckLine(c.title, "hidden", _("hidden"), "", _("Released after grading.")))
+    page.hints = hints(row, result, _)
+    return page
+
+
+def hints(row: Row, result: GradingResult | None, _=translations("en").gettext) -> list[str]:
     """What to look at, in the order a student should."""
     out = []
+    # Stored messages are English; those the catalog knows (fixed sentences) are shown in the page's language.
     if row.status in ("invalid", "error", "missing") or result is None:
-        out.append(row.message or STATUS_TEXT.get(row.status, row.status))
+        out.append(_(row.message) if row.message else _(STATUS_TEXT.get(row.status, row.status)))
         return out
     if result.message:
-        out.append(result.message)
+        out.append(_(result.message))
     for cell in result.diagnostics.problem_cells:
-        out.append(f"{cell.label.capitalize()} ended with {cell.status}: {cell.error or 'no message'}.")
+        where = _("Code cell {number}").format(number=cell.number) if cell.number else _("A cell the grader added")
+        ending = _(CELL_ENDING[cell.status]) if cell.status in CELL_ENDING else cell.status
+        out.append(_("{cell} ended with {ending}: {error}").format(cell=where, ending=ending,
+                                                                  error=cell.error or _("no message")))
     if any(c.public and c.outcome in ("failed", "error") for c in result.checks):
-        out.append("Public checks failed: run `autograder check` on your notebook to see them before resubmitting.")
+        out.append(_("Public checks failed: run `autograder check` on your notebook to see them before resubmitting."))
     if result.days_late:
-        cost = f": {result.late_penalty:g} point(s) off" if result.late_penalty else ""
-        out.append(f"Submitted {result.days_late} day(s) after the deadline{cost}.")
+        if result.late_penalty:
+            out.append(_("Submitted {days} day(s) after the deadline: {points} point(s) off.").format(
+                days=result.days_late, points=f"{result.late_penalty:g}"))
+        else:
+            out.append(_("Submitted {days} day(s) after the deadline.").format(days=result.days_late))
     return out
 
 
-def _score_line(result: GradingResult, visible: list[CheckResult], withheld: list[CheckResult]) -> str:
+def _score_line(result: GradingResult, visible: list[CheckResult], withheld: list[CheckResult], _) -> str:
     if withheld:
         got = sum(c.points for c in visible if c.outcome != "not_run")
         of = sum(c.max_points for c in visible if c.outcome != "not_run")
-        return f"Visible checks: {got:g} / {of:g} points; your total is released later."
-    late = f" (after {result.late_penalty:g} point(s) off for lateness)" if result.late_penalty else ""
-    return f"Score: {result.score:g} / {result.max_score:g}{late}"
+        return _("Visible checks: {got} / {of} points; your total is released later.").format(got=f"{got:g}",
+                                                                                              of=f"{of:g}")
+    if result.late_penalty:
+        return _("Score: {score} / {max} (after {penalty} point(s) off for lateness)").format(
+            score=f"{result.score:g}", max=f"{result.max_score:g}", penalty=f"{result.late_penalty:g}")
+    return _("Score: {score} / {max}").format(score=f"{result.score:g}", max=f"{result.max_score:g}")
 
 
-def feedback_html(title: str, row: Row, result: GradingResult | None, visibility: Visibility) -> str:
+def feedback_html(page: FeedbackPage) -> str:
     e = html.escape
-    parts = [f"<h1>{e(title)}</h1>",
-             f'<p class="meta">{e(who(row))}'
-             + (f" · submitted {e(row.submitted_at)} · {e(row.source or '')}" if row.submitted_at else "") + "</p>",
-             f'<p>Status: <span class="{e(row.status)}">{e(STATUS_TEXT.get(row.status, row.status))}</span></p>']
-    if result is not None:
-        visible = [c for c in result.checks if visibility.shows(c)]
-        withheld = [c for c in result.checks if not visibility.shows(c)]
-        parts.append(f'<p class="score">{e(_score_line(result, visible, withheld))}</p>')
-        rows = []
-        for c in result.checks:
-            if visibility.shows(c):
-                points = "" if c.outcome == "not_run" else f"{c.points:g} / {c.max_points:g}"
-                rows.append(f'<tr><td>{e(c.title)}</td><td class="word {c.outcome}">{e(OUTCOME_TEXT[c.outcome])}</td>'
-                            f'<td class="num">{points}</td><td class="msg">{e(c.message)}</td></tr>')
-            else:
-                rows.append(f'<tr><td>{e(c.title)}</td><td class="word hidden">hidden</td><td class="num"></td>'
-                            '<td class="msg">Released after grading.</td></tr>')
-        parts.append('<h2>Checks</h2><div class="table"><table><thead><tr><th>check</th><th>result</th>'
-                     f'<th class="num">points</th><th>message</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
-    found = hints(row, result)
-    if found:
-        parts.append('<h2>What to look at</h2><ul class="hints">'
-                     + "".join(f"<li>{e(h)}</li>" for h in found) + "</ul>")
-    return render_page(f"{title} — {row.student_id}", "\n".join(parts))
+    parts = [f"<h1>{e(page.title)}</h1>",
+             f'<p class="meta">{e(page.student)}' + (f" · {e(page.submitted)}" if page.submitted else "") + "</p>",
+             f'<p>{e(page.words["status"])}: <span class="{e(page.status)}">{e(page.status_text)}</span></p>']
+    if page.score is not None:
+        parts.append(f'<p class="score">{e(page.score)}</p>')
+        rows = "".join(f'<tr><td>{e(c.title)}</td><td class="word {c.outcome}">{e(c.result)}</td>'
+                       f'<td class="num">{e(c.points)}</td><td class="msg">{e(c.message)}</td></tr>' for c in page.checks)
+        cls = ['', '', ' class="num"', '']  # the points column
+        head = "".join(f"<th{cls[i]}>{e(h)}</th>" for i, h in enumerate(page.headers))
+        parts.append(f'<h2>{e(page.words["checks"])}</h2><div class="table"><table><thead><tr>{head}</tr></thead>'
+                     f"<tbody>{rows}</tbody></table></div>")
+    if page.hints:
+        parts.append(f'<h2>{e(page.words["hints"])}</h2><ul class="hints">'
+                     + "".join(f"<li>{e(h)}</li>" for h in page.hints) + "</ul>")
+    return render_page(f"{page.title} — {page.student}", "\n".join(parts), page.lang)
 
 
-def feedback_markdown(title: str, row: Row, result: GradingResult | None, visibility: Visibility) -> str:
-    _md = markdown_text  # every interpolated text, the student's and ours alike
-    lines = [f"# {_md(title)}", "", _md(who(row))
-             + (f", submitted {_md(row.submitted_at)} ({_md(row.source or '')})" if row.submitted_at else ""), "",
-             f"Status: {_md(STATUS_TEXT.get(row.status, row.status))}", ""]
-    if result is not None:
-        visible = [c for c in result.checks if visibility.shows(c)]
-        withheld = [c for c in result.checks if not visibility.shows(c)]
-        lines += [f"**{_md(_score_line(result, visible, withheld))}**", "", "| check | result | points | message |",
-                  "|---|---|---|---|"]
-        for c in result.checks:
-            if visibility.shows(c):
-                points = "" if c.outcome == "not_run" else f"{c.points:g} / {c.max_points:g}"
-                lines.append(f"| {_md(c.title)} | {OUTCOME_TEXT[c.outcome]} | {points} | {_md(c.message)} |")
-            else:
-                lines.append(f"| {_md(c.title)} | hidden | | Released after grading. |")
+def feedback_markdown(page: FeedbackPage) -> str:
+    md = markdown_text  # every interpolated text, the student's and ours alike
+    lines = [f"# {md(page.title)}", "", md(page.student) + (f" · {md(page.submitted)}" if page.submitted else ""), "",
+             f"{md(page.words['status'])}: {md(page.status_text)}", ""]
+    if page.score is not None:
+        lines += [f"**{md(page.score)}**", "", "| " + " | ".join(md(h) for h in page.headers) + " |", "|---|---|---|---|"]
+        lines += [f"| {md(c.title)} | {md(c.result)} | {md(c.points)} | {md(c.message)} |" for c in page.checks]
         lines.append("")
-    found = hints(row, result)
-    if found:
-        lines += ["## What to look at", ""] + [f"- {_md(h)}" for h in found] + [""]
+    if page.hints:
+        lines += [f"## {md(page.words['hints'])}", ""] + [f"- {md(h)}" for h in page.hints] + [""]
     return "\n".join(lines)
 
 
-def write_feedback(gradebook: Gradebook, exercise: str, out_dir: Path, release: bool = False) -> list[Path]:
-    """``DIR/<student_id>.html`` and ``.md`` for every student of the exercise; returns the HTML pages."""
+def write_feedback(gradebook: Gradebook, exercise: str, out_dir: Path, release: bool = False,
+                   lang: Language | None = None) -> list[Path]:
+    """``DIR/<student_id>.html`` and ``.md`` for every student of the exercise, in ``lang`` (default: the
+    exercise's or course's language); returns the HTML pages."""
     policy, entries = gradebook.results(exercise)
     visibility = Visibility(release, policy.deadline)
     title = exercise_title(exercise)
+    language = language_of(exercise, lang)
     pages = []
     for row, result in entries:
-        page = out_dir / f"{safe_name(row.student_id)}.html"
-        write_atomic(page, feedback_html(title, row, result, visibility))
-        write_atomic(page.with_suffix(".md"), feedback_markdown(title, row, result, visibility))
-        pages.append(page)
+        target = out_dir / f"{safe_name(row.student_id)}.html"
+        page = feedback_page(title, row, result, visibility, language)
+        write_atomic(target, feedback_html(page))
+        write_atomic(target.with_suffix(".md"), feedback_markdown(page))
+        pages.append(target)
     return pages

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .errors import UserError
+from .i18n import N_
 from .intake import Roster, Student, local_time
 from .paths import course_dir
 from .results import GradingResult, RunRecord
@@ -95,6 +96,7 @@ MIGRATIONS = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+NO_SUBMISSION = N_("No submission was received.")  # stored in English; pages show it in their language
 
 
 def default_path() -> Path:
@@ -285,8 +287,9 @@ class Gradebook:
                                               (exercise,))}
             db.executemany(
                 "INSERT INTO submissions (exercise, student_id, student_name, registered_at, status, message)"
-                " VALUES (?, ?, ?, ?, 'missing', 'No submission was received.')",
-                [(exercise, s.student_id, s.name, stamp) for s in roster.students.values() if s.student_id not in known])
+                " VALUES (?, ?, ?, ?, 'missing', ?)",
+                [(exercise, s.student_id, s.name, stamp, NO_SUBMISSION) for s in roster.students.values()
+                 if s.student_id not in known])
             added = db.total_changes - before
             self._choose_current(db, exercise)
         return added

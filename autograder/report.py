@@ -20,9 +20,12 @@ from .build import write_atomic
 from .exports import flags_of
 from .feedback import exercise_title, render_page
 from .gradebook import Gradebook, Row
+from .i18n import N_, Language, language_of, translations
 from .paths import course_relative
 
 RAN = ("graded", "timeout", "crashed")
+STATUS_WORDS = {"graded": N_("graded"), "timeout": N_("timeout"), "crashed": N_("crashed"), "invalid": N_("invalid"),
+                "error": N_("error"), "missing": N_("missing"), "pending": N_("pending")}
 NEEDS_A_LOOK = ("error", "timeout", "crashed", "invalid")
 TOP_MESSAGES = 15
 JAPANESE_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "TakaoPGothic")
@@ -47,10 +50,12 @@ def _figure(alt: str, caption: str, draw, size: tuple[float, float] = (7, 3)) ->
             f"<figcaption>{e(caption)}</figcaption></figure>")
 
 
-def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), words: set[int] = frozenset()) -> str:
-    """A table; ``numeric`` columns are right-aligned, ``words`` columns (statuses) never break inside a word."""
+def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset(), words: set[int] = frozenset(),
+           none: str = "None.") -> str:
+    """A table (``none`` when it has no rows); ``numeric`` columns are right-aligned, ``words`` columns (statuses)
+    never break inside a word."""
     if not rows:
-        return "<p>None.</p>"
+        return f"<p>{html.escape(none)}</p>"
     e = html.escape
     num = ' class="num"'
     cls = [num if i in numeric else ' class="word"' if i in words else "" for i in range(len(head))]
@@ -80,44 +85,58 @@ def plot_fonts() -> list[str]:
     return ["DejaVu Sans", *known()]
 
 
+def _h2(text: str) -> str:
+    return f"<h2>{html.escape(text)}</h2>"
+
+
+def _p(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
+
+
 def _card(label: str, value: str) -> str:
     return f'<div class="card"><b>{html.escape(value)}</b>{html.escape(label)}</div>'
 
 
-def build_report(gradebook: Gradebook, exercise: str) -> str:
+def build_report(gradebook: Gradebook, exercise: str, lang: Language = "en") -> str:
+    _ = translations(lang).gettext
     policy, entries = gradebook.results(exercise)
     roster = gradebook.roster()
     scored = [(row, result) for row, result in entries if result is not None]
     ran = [(row, result) for row, result in scored if row.status in RAN]
-    statuses = Counter(row.status for row, _ in entries)
-    scores = [result.score for _, result in scored]
+    statuses = Counter(row.status for row, _result in entries)
+    scores = [result.score for _row, result in scored]
     full = sum(r.points for r in policy.rubric.checks.values())
-    max_score = max((result.max_score for _, result in scored), default=full)
-    parts = [f"<h1>{html.escape(exercise_title(exercise))}: cohort report</h1>",
-             f'<p class="meta">{len(entries)} students · rubric {html.escape(course_relative(policy.origin))}'
-             + (f" · deadline {policy.deadline.isoformat()}" if policy.deadline else "") + "</p>"]
+    max_score = max((result.max_score for _row, result in scored), default=full)
+    e = html.escape
+    meta = _("{students} students · rubric {rubric}").format(students=len(entries),
+                                                             rubric=course_relative(policy.origin))
+    if policy.deadline:
+        meta += " · " + _("deadline {when}").format(when=policy.deadline.isoformat())
+    heading = _("{title}: cohort report").format(title=exercise_title(exercise))
+    parts = [f"<h1>{e(heading)}</h1>", f'<p class="meta">{e(meta)}</p>']
 
-    cards = [_card("students", str(len(entries)))]
-    cards += [_card(status, str(n)) for status, n in sorted(statuses.items())]
+    cards = [_card(_("students"), str(len(entries)))]
+    cards += [_card(_(STATUS_WORDS.get(status, status)), str(n)) for status, n in sorted(statuses.items())]
     if scores:
-        cards += [_card("mean score", f"{mean(scores):.2f} / {max_score:g}"), _card("median", f"{median(scores):g}")]
+        cards += [_card(_("mean score"), f"{mean(scores):.2f} / {max_score:g}"), _card(_("median"), f"{median(scores):g}")]
     parts.append('<div class="cards">' + "".join(cards) + "</div>")
 
-    parts.append("<h2>Score distribution</h2>")
+    parts.append(_h2(_("Score distribution")))
     if scores:
         def draw_scores(ax):
             ax.hist(scores, bins=[b - 0.5 for b in range(int(max_score) + 2)], color="#4c78a8", edgecolor="white")
-            ax.set_xlabel("score (after late penalties)")
-            ax.set_ylabel("students")
-        parts.append(_figure("Histogram of scores", f"{len(scores)} scored submissions; maximum {max_score:g}.",
+            ax.set_xlabel(_("score (after late penalties)"))
+            ax.set_ylabel(_("students"))
+        parts.append(_figure(_("Histogram of scores"),
+                             _("{n} scored submissions; maximum {max}.").format(n=len(scores), max=f"{max_score:g}"),
                              draw_scores))
     else:
-        parts.append("<p>No scored submissions yet.</p>")
+        parts.append(_p(_("No scored submissions yet.")))
 
-    parts.append("<h2>Pass rate per check</h2>")
+    parts.append(_h2(_("Pass rate per check")))
     per_check: dict[str, Counter] = defaultdict(Counter)
     titles: dict[str, str] = {}
-    for _, result in ran:
+    for _row, result in ran:
         for c in result.checks:
             per_check[c.id][c.outcome] += 1
             titles[c.id] = c.title
@@ -128,51 +147,55 @@ def build_report(gradebook: Gradebook, exercise: str) -> str:
             ids = list(rates)[::-1]
             ax.barh(ids, [100 * rates[i] for i in ids], color="#54a24b")
             ax.set_xlim(0, 100)
-            ax.set_xlabel("% of submissions that ran")
-        parts.append(_figure("Bar chart of the pass rate of each check", f"Over {len(ran)} submissions that ran.",
+            ax.set_xlabel(_("% of submissions that ran"))
+        parts.append(_figure(_("Bar chart of the pass rate of each check"),
+                             _("Over {n} submissions that ran.").format(n=len(ran)),
                              draw_rates, size=(7, 0.45 * len(rates) + 1)))
     parts.append(_table(
-        ["check", "title", "points", "passed", "failed", "error", "not run", "pass rate"],
+        [_("check"), _("title"), _("points"), _("passed"), _("failed"), _("error"), _("not run"), _("pass rate")],
         [[cid, titles[cid], f"{policy.rubric.checks[cid].points:g}" if cid in policy.rubric.checks else "",
           n["passed"], n["failed"], n["error"], n["not_run"], f"{100 * rates[cid]:.0f}%" if cid in rates else "—"]
-         for cid, n in per_check.items()], numeric={2, 3, 4, 5, 6, 7}))
+         for cid, n in per_check.items()], numeric={2, 3, 4, 5, 6, 7}, none=_("None.")))
 
-    parts.append("<h2>Commonest failure messages</h2>")
+    parts.append(_h2(_("Commonest failure messages")))
     messages = Counter((c.id, (c.message.strip().splitlines() or [""])[0][:200])
-                       for _, result in ran for c in result.checks if c.outcome in ("failed", "error"))
-    parts.append(_table(["check", "message", "submissions"],
-                        [[cid, msg, n] for (cid, msg), n in messages.most_common(TOP_MESSAGES)], numeric={2}))
+                       for _row, result in ran for c in result.checks if c.outcome in ("failed", "error"))
+    parts.append(_table([_("check"), _("message"), _("submissions")],
+                        [[cid, msg, n] for (cid, msg), n in messages.most_common(TOP_MESSAGES)], numeric={2},
+                        none=_("None.")))
 
-    parts.append("<h2>Runtime</h2>")
-    walls = [result.diagnostics.wall_time for _, result in ran]
-    notebook = [result.diagnostics.notebook_time for _, result in ran]
+    parts.append(_h2(_("Runtime")))
+    walls = [result.diagnostics.wall_time for _row, result in ran]
+    notebook = [result.diagnostics.notebook_time for _row, result in ran]
     if walls:
         def draw_runtime(ax):
-            ax.hist([walls, notebook], bins=15, label=["whole grading", "notebook cells"],
+            ax.hist([walls, notebook], bins=15, label=[_("whole grading"), _("notebook cells")],
                     color=["#4c78a8", "#f58518"])
-            ax.set_xlabel("seconds per submission")
-            ax.set_ylabel("submissions")
+            ax.set_xlabel(_("seconds per submission"))
+            ax.set_ylabel(_("submissions"))
             ax.legend()
-        parts.append(_figure("Histogram of grading time per submission",
-                             f"Median {median(walls):.1f} s per submission, of which {median(notebook):.1f} s "
-                             f"in the notebook's own cells; slowest {max(walls):.1f} s.", draw_runtime))
+        parts.append(_figure(_("Histogram of grading time per submission"),
+                             _("Median {median} s per submission, of which {notebook} s in the notebook's own cells; "
+                               "slowest {slowest} s.").format(median=f"{median(walls):.1f}",
+                                                              notebook=f"{median(notebook):.1f}",
+                                                              slowest=f"{max(walls):.1f}"), draw_runtime))
 
-    parts.append("<h2>Submissions that need a look</h2>")
-    parts.append(_table(["student", "status", "message", "file"],
-                        [[row.student_id, row.status, row.message, row.source or ""]
-                         for row, _ in entries if row.status in NEEDS_A_LOOK], words={1}))
-    parts.append("<h2>Late submissions</h2>")
-    parts.append(_table(["student", "submitted at", "days late", "points off"],
+    parts.append(_h2(_("Submissions that need a look")))
+    parts.append(_table([_("student"), _("status"), _("message"), _("file")],
+                        [[row.student_id, _(STATUS_WORDS.get(row.status, row.status)), row.message, row.source or ""]
+                         for row, _result in entries if row.status in NEEDS_A_LOOK], words={1}, none=_("None.")))
+    parts.append(_h2(_("Late submissions")))
+    parts.append(_table([_("student"), _("submitted at"), _("days late"), _("points off")],
                         [[row.student_id, row.submitted_at, result.days_late, f"{result.late_penalty:g}"]
-                         for row, result in scored if result.days_late], numeric={2, 3}))
-    parts.append("<h2>Roster</h2>")
-    parts.append("<p>Missing (in the roster, no submission): "
-                 + html.escape(", ".join(r.student_id for r, _ in entries if r.status == "missing") or "none") + "</p>")
-    parts.append("<p>Not in the roster: " + html.escape(
-        ", ".join(r.student_id for r, _ in entries if "not_in_roster" in flags_of(r, roster)) or "none") + "</p>")
-    parts.append("<h2>Identical files from several students</h2>")
-    parts.append(_table(["students", "sha256"], _identical([row for row, _ in entries])))
-    return render_page(f"{exercise} cohort report", "\n".join(parts))
+                         for row, result in scored if result.days_late], numeric={2, 3}, none=_("None.")))
+    parts.append(_h2(_("Roster")))
+    missing = ", ".join(r.student_id for r, _result in entries if r.status == "missing") or _("none")
+    outsiders = ", ".join(r.student_id for r, _result in entries if "not_in_roster" in flags_of(r, roster)) or _("none")
+    parts.append(_p(_("Missing (in the roster, no submission): {ids}").format(ids=missing)))
+    parts.append(_p(_("Not in the roster: {ids}").format(ids=outsiders)))
+    parts.append(_h2(_("Identical files from several students")))
+    parts.append(_table([_("students"), "sha256"], _identical([row for row, _result in entries]), none=_("None.")))
+    return render_page(_("{exercise} cohort report").format(exercise=exercise), "\n".join(parts), lang)
 
 
 def _identical(rows: list[Row]) -> list[list[str]]:
@@ -183,8 +206,9 @@ def _identical(rows: list[Row]) -> list[list[str]]:
     return [[", ".join(students), sha[:16]] for sha, students in by_hash.items() if len(students) > 1]
 
 
-def write_report(gradebook: Gradebook, exercise: str, out_dir: Path) -> Path:
+def write_report(gradebook: Gradebook, exercise: str, out_dir: Path, lang: Language | None = None) -> Path:
+    """``DIR/report.html`` in ``lang`` (default: the exercise's or course's language)."""
     target = out_dir / "report.html"
-    write_atomic(target, build_report(gradebook, exercise))
+    write_atomic(target, build_report(gradebook, exercise, language_of(exercise, lang)))
     return target
 

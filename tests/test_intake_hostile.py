@@ -214,7 +214,7 @@ def test_markdown_feedback_shows_student_text_as_text_in_common_renderers(tmp_pa
     import mistune
     from markdown_it import MarkdownIt
 
-    from autograder.feedback import Visibility, feedback_markdown
+    from autograder.feedback import Visibility, feedback_markdown, feedback_page
 
     book_path = synthetic_gradebook(tmp_path / "book.sqlite", students=2)
     with Gradebook(book_path) as book:
@@ -222,7 +222,7 @@ def test_markdown_feedback_shows_student_text_as_text_in_common_renderers(tmp_pa
     row, result = next((r, res) for r, res in entries if res is not None)
     row.student_name = PAYLOADS[0]
     result.checks[0].message = "\n".join(PAYLOADS)
-    text = feedback_markdown("T5 <b>", row, result, Visibility(True, None))
+    text = feedback_markdown(feedback_page("T5 <b>", row, result, Visibility(True, None)))
     for rendered in (MarkdownIt("commonmark", {"html": True}).render(text), mistune.html(text)):
         lowered = rendered.lower()
         assert "<script" not in lowered and "<img" not in lowered and "<b>" not in lowered

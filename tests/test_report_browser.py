@@ -8,6 +8,7 @@ console error and a broken image proves the harness would notice.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import select
@@ -142,7 +143,9 @@ def pages(tmp_path_factory):
     with Gradebook(book) as gb:
         report = write_report(gb, EXERCISE, root / "report")
         feedback = write_feedback(gb, EXERCISE, root / "feedback", release=True)
-    return report, feedback
+        ja_report = write_report(gb, EXERCISE, root / "ja-report", lang="ja")
+        ja_feedback = write_feedback(gb, EXERCISE, root / "ja-feedback", release=True, lang="ja")
+    return report, feedback, ja_report, ja_feedback
 
 
 def test_the_harness_catches_console_errors_and_broken_images(browser, tmp_path):
@@ -157,7 +160,7 @@ def test_the_harness_catches_console_errors_and_broken_images(browser, tmp_path)
 
 
 def test_report_renders_with_images_and_no_console_errors(browser, pages, tmp_path):
-    report, _ = pages
+    report, *_ = pages
     browser.open(report.as_uri())
     assert browser.problems() == []
     images = browser.evaluate(IMAGES)
@@ -173,7 +176,7 @@ def test_report_renders_with_images_and_no_console_errors(browser, pages, tmp_pa
 
 
 def test_feedback_page_renders(browser, pages):
-    _, feedback = pages
+    _, feedback, *_ = pages
     browser.open(feedback[1].as_uri())
     assert browser.problems() == []
     assert browser.evaluate("document.querySelectorAll('tbody tr').length") == len(points())  # one row per check
@@ -202,18 +205,24 @@ def _text_shot(browser, text: str) -> str:
 
 
 @pytest.mark.skipif(not JAPANESE_FONT, reason="no Japanese font (make system-deps installs fonts-noto-cjk)")
-def test_japanese_titles_are_drawn_not_boxes(browser, pages):
+def test_japanese_titles_are_drawn_not_boxes(browser, pages, tmp_path_factory):
     """A string of missing glyphs draws the same box for every character, so it looks the same in any order;
-    real glyphs do not. The Japanese characters of each page's title, forwards and backwards, must differ."""
-    report, feedback = pages
-    for page in (report, feedback[1]):
+    real glyphs do not. The Japanese characters of each page's headings (the exercise's bilingual title; on the
+    Japanese pages the catalog's words too), forwards and backwards, must differ. Screenshots are kept as test
+    artefacts in pytest's temporary folder."""
+    report, feedback, ja_report, ja_feedback = pages
+    shots = tmp_path_factory.mktemp("screenshots")
+    for page in (report, feedback[1], ja_report, ja_feedback[1]):
         browser.open(page.as_uri())
-        japanese = browser.evaluate("[...document.querySelector('h1').textContent].filter(c => c >= '\\u3040')"
-                                    ".join('')")
+        japanese = browser.evaluate("[...[...document.querySelectorAll('h1, h2')].map(h => h.textContent).join('')]"
+                                    ".filter(c => c >= '\\u3040').join('')")
         assert len(set(japanese)) >= 3, japanese  # e.g. を一歩ずつ from the exercise's bilingual title
         assert _text_shot(browser, japanese) != _text_shot(browser, japanese[::-1]), f"{page.name}: boxes"
+        shot = browser.call("Page.captureScreenshot", session=browser.session, format="png")["data"]
+        (shots / f"{page.parent.name}-{page.stem}.png").write_bytes(base64.b64decode(shot))
         # the control: characters no font has really are drawn as identical boxes
         assert _text_shot(browser, "\U000f0001\U000f0002\U000f0003") == _text_shot(browser, "\U000f0003\U000f0002\U000f0001")
+    assert len(ja_report.read_text().split("得点分布")) == 2  # the Japanese page is in Japanese
 
 
 LAYOUT = """(() => {
@@ -228,11 +237,11 @@ LAYOUT = """(() => {
 
 @pytest.mark.parametrize("width", [1000, 390], ids=["desktop", "phone"])
 def test_pages_fit_the_window_and_status_words_stay_whole(browser, pages, width):
-    report, feedback = pages
+    report, feedback, ja_report, ja_feedback = pages
     browser.call("Emulation.setDeviceMetricsOverride", session=browser.session, width=width, height=900,
                  deviceScaleFactor=1, mobile=width < 500)
     try:
-        for page in (report, feedback[1]):
+        for page in (report, feedback[1], ja_report, ja_feedback[1]):
             browser.open(page.as_uri())
             layout = browser.evaluate(LAYOUT)
             assert layout["pageFits"], f"{page.name} is wider than a {width}-pixel window"
@@ -242,7 +251,7 @@ def test_pages_fit_the_window_and_status_words_stay_whole(browser, pages, width)
 
 
 def test_no_path_of_the_grading_machine_on_pages(pages):
-    report, feedback = pages
-    for page in (report, *feedback):
+    report, feedback, ja_report, ja_feedback = pages
+    for page in (report, *feedback, ja_report, *ja_feedback):
         text = page.read_text()
         assert str(Path.home()) not in text and "/work/" not in text and "/tmp/" not in text, page.name

@@ -32,7 +32,7 @@ from .base import (
     cell_text_output,
     student_env,
 )
-from .confine import Sandbox, classify_limits
+from .confine import Budget, Lease, RunClock, Sandbox, classify_limits
 
 TIMEOUT_ENAME = "CellTimeout"
 _MONITOR_NUMBERS = itertools.count()
@@ -63,6 +63,29 @@ class _LimitedClient(NotebookClient):
     async def _async_handle_timeout(self, timeout, cell=None):
         self.timed_out.add(self.current_index)
         return await super()._async_handle_timeout(timeout, cell)
+
+    # Where the run's CPU time can be measured, a cell's limit is CPU time (a busy machine never times a student
+    # out) and nbclient's own wall-clock timeout is only the backstop, as in the warm runner.
+    cpu_budget: Budget | None = None  # set per cell by the session
+
+    async def _watch_cpu(self, cell_index: int, budget: Budget) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            if budget.remaining() <= 0:
+                self.timed_out.add(cell_index)
+                await self.km.interrupt_kernel()
+                return
+
+    async def async_execute_cell(self, cell, cell_index, *args, **kw):
+        budget, self.cpu_budget = self.cpu_budget, None
+        watcher = asyncio.ensure_future(self._watch_cpu(cell_index, budget)) if budget else None
+        try:
+            return await super().async_execute_cell(cell, cell_index, *args, **kw)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    execute_cell = run_sync(async_execute_cell)
 
 
 def _stream(text: str):
@@ -136,16 +159,20 @@ class KernelSession(StudentSession):
 
     def _execute_cells(self) -> list[CellRecord]:
         records = CellRecord.for_code_cells(self.client.nb)
-        deadline = time.monotonic() + self.limits.notebook_timeout
+        clock = RunClock(self._lease())
+        notebook = clock.budget(self.limits.notebook_timeout)
         for record in records:
-            remaining = deadline - time.monotonic()
+            remaining = notebook.remaining()
             if remaining <= 0:
                 self.notebook_timed_out = True
                 break
             if not record.source.strip():
                 record.status = "ok"
                 continue
-            self.client.timeout = max(1, int(min(self.limits.cell_timeout, remaining)))
+            limit = max(1, int(min(self.limits.cell_timeout, remaining)))
+            budget = clock.budget(limit)
+            self.client.timeout = max(1, int(budget.wall_seconds))  # the backstop, when the limit is CPU time
+            self.client.cpu_budget = budget if clock.counts_cpu else None
             self.client.current_index = record.index
             started = time.monotonic()
             try:
@@ -160,7 +187,7 @@ class KernelSession(StudentSession):
             errors = [o for o in cell.outputs if o.get("output_type") == "error"]
             if record.index in self.client.timed_out:
                 record.status = "timeout"
-                record.error = f"stopped after {self.client.timeout} s (cell time limit)"
+                record.error = clock.stopped_after(limit)
                 if remaining <= self.limits.cell_timeout:  # the notebook's budget, not the cell's, ran out
                     self.notebook_timed_out = True
                 if not self._still_responsive():
@@ -172,6 +199,10 @@ class KernelSession(StudentSession):
             else:
                 record.status = "ok"
         return records
+
+    def _lease(self) -> Lease | None:
+        """The run's uid and cgroups, whose CPU time the cell limits count; none without the cage."""
+        return None
 
     def _still_responsive(self) -> bool:
         """After an interrupted cell: is the kernel idle again, or is the code ignoring interrupts?"""
@@ -374,6 +405,9 @@ class ConfinedKernelSession(KernelSession):
 
     def _owner(self) -> tuple[int, int] | None:
         return (self.lease.uid, self.lease.gid) if self.sandbox.as_root else None
+
+    def _lease(self) -> Lease | None:
+        return self.lease
 
     def _kernel_manager(self) -> AsyncKernelManager:
         os.chmod(self.workdir, 0o711)  # the run's uid may pass through to the channel, not list or write
