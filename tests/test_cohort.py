@@ -332,8 +332,8 @@ def test_feedback_hides_unreleased_checks_until_release(graded, tmp_path):
     shown, hidden = messages["test_encoder_output_shape"], messages["test_encoder_output_values"]
     assert shown and hidden and shown != hidden
     assert html.escape(shown) in held and html.escape(hidden) not in held and html.escape(hidden) in released
-    assert held.count('class="hidden"') == 8 and "your total is released later" in held
-    assert 'class="hidden"' not in released and "Score: 8 / 16" in released
+    assert held.count('class="word hidden"') == 8 and "your total is released later" in held
+    assert 'class="word hidden"' not in released and "Score: 8 / 16" in released
     invalid = (tmp_path / "released" / "s22.html").read_text()
     assert "not valid JSON" in invalid
     assert "No submission was received." in (tmp_path / "released" / "m01.html").read_text()
