@@ -168,7 +168,7 @@ def decode(blob: bytes, max_bytes: int, private_copies: bool = False) -> Any:
     try:
         tensors = load(blob)
         structure = json.loads(metadata["value"])
-    except (Exception, RecursionError) as exc:  # safetensors raises its own error types
+    except Exception as exc:  # safetensors raises its own error types; RecursionError is one too
         raise WireError(f"answer could not be read: {exc}") from exc
     count = [0]
     used: set[str] = set()
