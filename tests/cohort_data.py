@@ -151,8 +151,10 @@ def make_cohort(root: Path, deadline: datetime) -> Cohort:
     deaf = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
     student("s20", "s20.ipynb", personal(with_cells_appended(SOLUTION, deaf), "s20"), "crashed", set(ALL_CHECKS))
     # past the notebook's time limit after its answers exist: checks still judge what it computed
-    sleepy = with_cells_appended(SOLUTION, *["import time\ntime.sleep(9)"] * (NOTEBOOK_TIMEOUT // 9 + 1))
-    student("s21", "s21.ipynb", personal(sleepy, "s21"), "timeout", set())
+    # (busy cells: limits count the run's CPU time, so sleeping cells would only meet the wall backstop)
+    busy = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 9:\n    pass"
+    slow = with_cells_appended(SOLUTION, *[busy] * (NOTEBOOK_TIMEOUT // 9 + 1))
+    student("s21", "s21.ipynb", personal(slow, "s21"), "timeout", set())
     # invalid
     nb3 = json.dumps({"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [{"cells": []}]}).encode()
     no_parameters = nbformat.reads(solution.decode(), as_version=4)

@@ -451,6 +451,19 @@ def test_a_cell_that_sleeps_forever(quick_grader):
     assert (result.status, result.score) == ("graded", FULL)
 
 
+def test_a_lost_interrupt_is_sent_again(quick_grader):
+    # As when an interrupt lands between the kernel's handlers (where it is ignored): the first one does
+    # nothing, and the runner must keep interrupting, not call the notebook dead.
+    result = quick_grader.grade_bytes(hostile(SOLUTION, """
+        import signal, time
+        signal.signal(signal.SIGINT, lambda *_: signal.signal(signal.SIGINT, signal.default_int_handler))
+        time.sleep(10**9)
+        """), "lost-interrupt")
+    [(status, error)] = appended(result, SOLUTION)
+    assert status == "timeout" and "time limit" in error
+    assert (result.status, result.score) == ("graded", FULL)
+
+
 @pytest.mark.slow
 def test_a_cell_that_ignores_interrupts(quick_grader):
     result = quick_grader.grade_bytes(hostile(SOLUTION, """

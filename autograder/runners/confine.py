@@ -16,7 +16,8 @@ Every run, whichever way its notebook executes, gets the same cage:
   made), processes and threads (cgroup ``pids.max``, else RLIMIT_NPROC of the run's uid), file size,
   disk (the size of the private tmpfs), open files, printed output (the cell is stopped past a hard
   cap); a CPU share of its own (cgroup ``cpu.weight`` / ``cpu.shares``), and time limits counted in
-  the CPU time the run used (``Lease.cpu_seconds``), so a busy neighbour never times it out.
+  the CPU time the run used (``Lease.cpu_seconds``; its process tree where the cage has no cgroup
+  or uid to count), so a busy neighbour never times it out.
 
 ``Sandbox.mounts`` is the view of the filesystem as a list of operations; ``bwrap_command`` turns
 it into a bubblewrap command line (the fresh-kernel runner execs one), ``cage_order`` into the
@@ -36,6 +37,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from ..errors import UserError
 
@@ -560,18 +563,50 @@ def mounts_home(mounts: list[tuple]) -> str:
 # --- what limits did to a run ---------------------------------------------------------------
 
 WALL_BACKSTOP = 3.0  # a run counted in CPU time is still stopped after this many times its limit in wall-clock time
+# After an interrupt: the run time (on the run's clock) a cell or call has to stop and answer, and how often
+# the interrupt is sent again meanwhile (one that lands between the kernel's handlers is ignored by it).
+INTERRUPT_GRACE = 10.0
+REINTERRUPT_SECONDS = 1.0
+
+
+class ProcessTree:
+    """CPU time of a process and its descendants (the live ones, and those they waited for): what a run
+    without a cgroup or a uid of its own is charged."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def cpu_seconds(self) -> float | None:
+        try:
+            root = psutil.Process(self.pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return None
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue  # it ended while we counted
+            total += times.user + times.system + times.children_user + times.children_system
+        return total
+
+
+def run_meter(lease: Lease | None, pid: int) -> Lease | ProcessTree:
+    """What counts a run's CPU time: its cage's cgroup or uid where they can, else its process tree."""
+    return lease if lease is not None and lease.cpu_seconds() is not None else ProcessTree(pid)
 
 
 class RunClock:
-    """Time charged to a run: the CPU time its processes used where the cage can measure it (so a busy
+    """Time charged to a run: the CPU time its processes used where that can be measured (so a busy
     neighbour costs it nothing), else wall-clock time."""
 
-    def __init__(self, lease: Lease | None) -> None:
-        self.lease = lease
-        self.counts_cpu = lease is not None and lease.cpu_seconds() is not None
+    def __init__(self, meter: Lease | ProcessTree | None) -> None:
+        self.meter = meter
+        self.counts_cpu = meter is not None and meter.cpu_seconds() is not None
 
     def now(self) -> float:
-        used = self.lease.cpu_seconds() if self.counts_cpu else None
+        used = self.meter.cpu_seconds() if self.counts_cpu else None
         return used if used is not None else time.monotonic()
 
     def budget(self, seconds: float) -> Budget:

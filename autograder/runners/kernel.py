@@ -32,7 +32,7 @@ from .base import (
     cell_text_output,
     student_env,
 )
-from .confine import Budget, Lease, RunClock, Sandbox, classify_limits
+from .confine import INTERRUPT_GRACE, REINTERRUPT_SECONDS, Budget, Lease, ProcessTree, RunClock, Sandbox, classify_limits, run_meter
 
 TIMEOUT_ENAME = "CellTimeout"
 _MONITOR_NUMBERS = itertools.count()
@@ -69,12 +69,12 @@ class _LimitedClient(NotebookClient):
     cpu_budget: Budget | None = None  # set per cell by the session
 
     async def _watch_cpu(self, cell_index: int, budget: Budget) -> None:
-        while True:
+        while budget.remaining() > 0:
             await asyncio.sleep(0.2)
-            if budget.remaining() <= 0:
-                self.timed_out.add(cell_index)
-                await self.km.interrupt_kernel()
-                return
+        self.timed_out.add(cell_index)
+        while True:  # until the cell ends (this task is cancelled then): an interrupt can be lost
+            await self.km.interrupt_kernel()
+            await asyncio.sleep(REINTERRUPT_SECONDS)
 
     async def async_execute_cell(self, cell, cell_index, *args, **kw):
         budget, self.cpu_budget = self.cpu_budget, None
@@ -135,9 +135,10 @@ class KernelSession(StudentSession):
             # cleanup_kc: shut the kernel down on close even though we own its manager, not nbclient.
             self._stack.enter_context(self.client.setup_kernel(**self._launch_options(job), cleanup_kc=True))
             self._kernel_started()
+            self._clock = RunClock(self._meter())
             self.cells = self._execute_cells()
             if not self.died:
-                self._execute(_bootstrap_code(self.channel / "agent.py"), timeout=60)
+                self._execute(_bootstrap_code(self.channel / "agent.py"), self._clock.budget(60))
         except BaseException:
             self.close()
             raise
@@ -159,7 +160,7 @@ class KernelSession(StudentSession):
 
     def _execute_cells(self) -> list[CellRecord]:
         records = CellRecord.for_code_cells(self.client.nb)
-        clock = RunClock(self._lease())
+        clock = self._clock
         notebook = clock.budget(self.limits.notebook_timeout)
         for record in records:
             remaining = notebook.remaining()
@@ -200,47 +201,50 @@ class KernelSession(StudentSession):
                 record.status = "ok"
         return records
 
-    def _lease(self) -> Lease | None:
-        """The run's uid and cgroups, whose CPU time the cell limits count; none without the cage."""
-        return None
+    def _meter(self) -> Lease | ProcessTree:
+        """What counts the run's CPU time for its limits: without a cage, the kernel's process tree."""
+        return ProcessTree(self.client.km.provisioner.process.pid)
 
     def _still_responsive(self) -> bool:
-        """After an interrupted cell: is the kernel idle again, or is the code ignoring interrupts?"""
+        """After an interrupted cell: does the kernel answer again, or does its code ignore interrupts?"""
         try:
-            self._execute("pass", timeout=10)
+            # After a second, interrupted again and again until it answers: the cell's own interrupt may
+            # have been lost (ipykernel ignores one that lands outside its handlers).
+            self._execute("pass", self._clock.budget(REINTERRUPT_SECONDS))
             return True
         except SessionError:
             return False
 
-    def _execute(self, code: str, timeout: float) -> dict:
-        return run_sync(self._async_execute)(code, timeout)
+    def _execute(self, code: str, budget: Budget) -> tuple[dict, bool]:
+        return run_sync(self._async_execute)(code, budget)
 
-    async def _async_execute(self, code: str, timeout: float) -> dict:
+    async def _async_execute(self, code: str, budget: Budget) -> tuple[dict, bool]:
+        """The kernel's reply to `code`, and whether it had to be interrupted first. Past the budget the
+        kernel is interrupted every second until it answers, for INTERRUPT_GRACE more of the run's time."""
         kc = self.client.kc
         if kc is None:
             raise SessionError("the notebook's process is not running")
         msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)
-        deadline = time.monotonic() + timeout
-        interrupted = False
+        grace: Budget | None = None
+        last_interrupt = 0.0
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                if interrupted:
-                    raise SessionError(f"did not finish within {timeout:.0f} s")
-                await self.client.km.interrupt_kernel()
-                interrupted, deadline = True, time.monotonic() + 5
-                continue
             try:
-                msg = await kc.get_shell_msg(timeout=min(remaining, 1.0))
+                msg = await kc.get_shell_msg(timeout=0.2)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return msg["content"], grace is not None
             except Empty:
                 if not await kc.is_alive():
                     self.died = True
                     raise SessionError("the notebook's process died") from None
-                continue
-            if msg["parent_header"].get("msg_id") == msg_id:
-                if interrupted:
-                    raise SessionError(f"did not finish within {timeout:.0f} s")
-                return msg["content"]
+            # The clock is read only while waiting: a quick answer costs no measurement.
+            if grace is None and budget.remaining() <= 0:
+                grace = self._clock.budget(INTERRUPT_GRACE)
+            if grace is not None:
+                if grace.remaining() <= 0:
+                    raise SessionError("it kept running after being interrupted")
+                if time.monotonic() - last_interrupt >= REINTERRUPT_SECONDS:
+                    await self.client.km.interrupt_kernel()
+                    last_interrupt = time.monotonic()
 
     def request(self, payload: bytes, timeout: float) -> bytes:
         if self.died:
@@ -250,8 +254,11 @@ class KernelSession(StudentSession):
         resp = self.channel / f"answer-{self._requests}.bin"
         req.write_bytes(payload)
         self._prepare_exchange(req, resp)
-        reply = self._execute(f"__autograder_agent.serve_file({str(req)!r}, {str(resp)!r})", timeout)
+        reply, interrupted = self._execute(f"__autograder_agent.serve_file({str(req)!r}, {str(resp)!r})",
+                                           self._clock.budget(timeout))
         try:
+            if interrupted:
+                raise SessionError(f"did not finish within {timeout:.0f} s")
             if reply.get("status") != "ok" or not resp.is_file():
                 raise SessionError("the notebook's process did not answer")
             with resp.open("rb") as f:  # read at most the limit: the file may still be growing
@@ -406,8 +413,8 @@ class ConfinedKernelSession(KernelSession):
     def _owner(self) -> tuple[int, int] | None:
         return (self.lease.uid, self.lease.gid) if self.sandbox.as_root else None
 
-    def _lease(self) -> Lease | None:
-        return self.lease
+    def _meter(self) -> Lease | ProcessTree:
+        return run_meter(self.lease, self._km.provisioner.process.pid)
 
     def _kernel_manager(self) -> AsyncKernelManager:
         os.chmod(self.workdir, 0o711)  # the run's uid may pass through to the channel, not list or write

@@ -46,13 +46,12 @@ from pathlib import Path
 import nbformat
 
 from .base import AGENT_FILE, CellRecord, Runner, RunJob, SessionError, StudentSession, student_env
-from .confine import Budget, Lease, RunClock, Sandbox, classify_limits
+from .confine import INTERRUPT_GRACE, REINTERRUPT_SECONDS, Budget, Lease, RunClock, Sandbox, classify_limits, run_meter
 from .warm_worker import ANSWER, CELL, FRAME, REPLY, REQUEST
 
 WORKER_FILE = Path(__file__).resolve().with_name("warm_worker.py")
 ZYGOTE_READY_TIMEOUT = 300.0  # importing the libraries on a busy 2-core machine
 CHILD_READY_TIMEOUT = 60.0
-INTERRUPT_GRACE = 5.0  # after SIGINT, how long a cell or call has to stop before its process is killed
 SEND_TIMEOUT = 30.0
 POLL_SECONDS = 0.25  # how often a waiting runner reads the run's CPU clock
 _BOOT = (
@@ -344,7 +343,7 @@ class WarmSession(StudentSession):
         self.limits = job.limits
         self.sandbox = sandbox
         self._child = child
-        self._clock = RunClock(child.lease)
+        self._clock = RunClock(run_meter(child.lease, child.pid))
         self._stuck: str | None = None
         self.cells = []
         try:
@@ -376,11 +375,11 @@ class WarmSession(StudentSession):
                 job = {"source": record.source, "output_bytes": self.limits.output_bytes, "stop_bytes": stop_bytes}
                 self._child.send(CELL, json.dumps(job).encode())
                 timed_out = not self._wait_for_reply(self._clock.budget(limit))
-                if timed_out:
-                    self._child.signal_group(signal.SIGINT)
                 try:
-                    reply = self._child.recv(INTERRUPT_GRACE if timed_out else SEND_TIMEOUT, (REPLY,), reply_size)
-                except _Timeout:  # the cell ignores interrupts (or, not timed out, stopped halfway through its reply)
+                    if timed_out and not self._interrupt_until_reply():
+                        raise _Timeout()
+                    reply = self._child.recv(SEND_TIMEOUT, (REPLY,), reply_size)
+                except _Timeout:  # the cell ignores interrupts (or stopped halfway through its reply)
                     self._child.signal_group(signal.SIGKILL)
                     record.status, record.error = "timeout", self._clock.stopped_after(limit)
                     self.notebook_timed_out = remaining <= self.limits.cell_timeout
@@ -414,6 +413,16 @@ class WarmSession(StudentSession):
                 return False
         return True
 
+    def _interrupt_until_reply(self) -> bool:
+        """Interrupt the child, again every second (one that lands just before its code starts is ignored),
+        until it starts replying (True) or INTERRUPT_GRACE of the run's time is spent (False)."""
+        grace = self._clock.budget(INTERRUPT_GRACE)
+        while grace.remaining() > 0:
+            self._child.signal_group(signal.SIGINT)
+            if self._wait_for_reply(self._clock.budget(min(REINTERRUPT_SECONDS, grace.remaining()))):
+                return True
+        return False
+
     def request(self, payload: bytes, timeout: float) -> bytes:
         if self.died:
             raise SessionError("the notebook's process is no longer running")
@@ -427,9 +436,10 @@ class WarmSession(StudentSession):
                     raise _Timeout()
                 return self._child.recv(SEND_TIMEOUT, (ANSWER,), limit)[1]
             except _Timeout:
-                self._child.signal_group(signal.SIGINT)
                 try:
-                    self._child.recv(INTERRUPT_GRACE, (ANSWER,), limit)  # the interrupted answer: dropped
+                    if not self._interrupt_until_reply():
+                        raise _Timeout()
+                    self._child.recv(SEND_TIMEOUT, (ANSWER,), limit)  # the interrupted answer: dropped
                 except _Timeout:
                     self._child.signal_group(signal.SIGKILL)
                     self._stuck = f"it stopped answering after a call ran past {timeout:.0f} s"
