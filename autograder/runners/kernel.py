@@ -236,7 +236,7 @@ class KernelSession(StudentSession):
                 if not await kc.is_alive():
                     self.died = True
                     raise SessionError("the notebook's process died") from None
-            # The clock is read only while waiting: a quick answer costs no measurement.
+            # Past the budget's start, the clock is read only while waiting: a quick answer costs one reading.
             if grace is None and budget.remaining() <= 0:
                 grace = self._clock.budget(INTERRUPT_GRACE)
             if grace is not None:
