@@ -9,6 +9,7 @@ parametrised check are folded into one outcome).
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +20,15 @@ import torch
 
 from .errors import UserError
 from .exercise import Exercise
+from .i18n import LANGUAGES, L_, Text, check_translations, render
 from .models.provision import ModelStore
 from .reference import Reference
-from .results import CheckOutcome
+from .results import CheckOutcome, CheckWords
 from .submission import StudentFailure, Submission
 from .text import clip
 
 PYTEST_INI = Path(__file__).resolve().parent / "checks" / "pytest.ini"
-NO_CUDA = "this check needs a CUDA GPU and this runner has none"
+NO_CUDA = L_("this check needs a CUDA GPU and this runner has none")
 
 
 @dataclass
@@ -47,7 +49,7 @@ class GradingContext:
 @dataclass
 class _Case:
     outcome: str
-    message: str
+    message: Text | str
     duration: float
 
 
@@ -62,10 +64,12 @@ class _Check:
 
 
 class _Plugin:
-    def __init__(self, ctx: GradingContext | None, submission: Submission | None, public_files: set[Path]) -> None:
+    def __init__(self, ctx: GradingContext | None, submission: Submission | None, public_files: set[Path],
+                 locales: Path | None = None) -> None:
         self.ctx = ctx
         self._submission = submission
         self.public_files = public_files
+        self.locales = locales  # the exercise's catalog of check sentences
         self.checks: dict[str, _Check] = {}
         self.collect_errors: list[str] = []
         self._reference: Reference | None = None
@@ -102,8 +106,7 @@ class _Plugin:
                 self.collect_errors.append(f"two check files define '{check_id}' ({origin}, {item.fspath}); "
                                            "every check needs a unique name")
             if check_id not in self.checks:
-                doc = (getattr(item, "function", None).__doc__ or "").strip()
-                title = " ".join(doc.split("\n\n")[0].split()) or check_id  # the docstring's first paragraph
+                title = check_title(getattr(item, "function", None).__doc__, check_id)
                 constant = item.get_closest_marker("constant")
                 self.checks[check_id] = _Check(check_id, title, Path(item.fspath).resolve() in self.public_files,
                                                item.get_closest_marker("cuda") is not None,
@@ -111,7 +114,7 @@ class _Plugin:
 
     def pytest_runtest_setup(self, item) -> None:
         if item.get_closest_marker("cuda") and not (self.ctx and self.ctx.cuda):
-            pytest.skip(NO_CUDA)
+            pytest.skip(str(NO_CUDA))
         # The grader's own random draws (a check that trains a model) repeat exactly, whatever ran before.
         seed = zlib.crc32(item.name.encode())
         random.seed(seed)
@@ -128,36 +131,64 @@ class _Plugin:
         check = self.checks[getattr(item, "originalname", item.name)]
         case_name = item.name
         if call.when == "setup" and report.skipped:
-            check.cases.append(_Case("not_run", NO_CUDA if item.get_closest_marker("cuda") else "skipped", 0.0))
+            check.cases.append(_Case("not_run", NO_CUDA if item.get_closest_marker("cuda") else L_("skipped"), 0.0))
         elif call.when == "setup" and report.failed and isinstance(call.excinfo.value, StudentFailure):
             # A fixture that reads the student's work (e.g. their figures, once per submission) failed on it.
-            message = str(call.excinfo.value).strip()
-            check.cases.append(_Case("failed", _label(case_name, item, message), call.duration))
+            check.cases.append(_Case("failed", _label(item, _failure_text(call.excinfo.value)), call.duration))
         elif call.when == "setup" and report.failed:
-            check.cases.append(_Case("error", f"the check could not start: {_exc_text(call.excinfo)}", call.duration))
+            check.cases.append(_Case("error", L_("the check could not start: {error}").format(
+                error=_exc_text(call.excinfo)), call.duration))
         elif call.when == "call":
             if report.passed:
                 check.cases.append(_Case("passed", "", call.duration))
             elif isinstance(call.excinfo.value, AssertionError):
-                message = str(call.excinfo.value).strip() or "the check failed"
-                check.cases.append(_Case("failed", _label(case_name, item, message), call.duration))
+                message = _failure_text(call.excinfo.value) or L_("the check failed")
+                check.cases.append(_Case("failed", _label(item, message), call.duration))
             else:
-                check.cases.append(_Case("error", _label(case_name, item, f"the check crashed: {_exc_text(call.excinfo)}"),
-                                         call.duration))
+                check.cases.append(_Case("error", _label(item, L_("the check crashed: {error}").format(
+                    error=_exc_text(call.excinfo))), call.duration))
 
     def outcomes(self) -> list[CheckOutcome]:
-        return [_fold(check) for check in self.checks.values()]
+        return [_fold(check, self.locales) for check in self.checks.values()]
 
 
-def _label(case_name: str, item, message: str) -> str:
-    return f"[{item.callspec.id}] {message}" if hasattr(item, "callspec") else message
+def check_title(doc: str | None, check_id: str) -> str:
+    """A check's title: its docstring's first paragraph on one line, else its id."""
+    return " ".join(re.split(r"\n\s*\n", (doc or "").strip(), maxsplit=1)[0].split()) or check_id
+
+
+def _label(item, message: Text | str) -> Text | str:
+    """A parametrised check's message names the case it is about."""
+    return Text("[{case}] {message}", None).format(case=item.callspec.id, message=message) \
+        if hasattr(item, "callspec") else message
+
+
+def _failure_text(exc: AssertionError) -> Text | str:
+    """What a failed assertion says: its Text (a sentence in every language), else its plain message."""
+    message = exc.args[0] if exc.args else ""
+    return message if isinstance(message, Text) else str(exc).strip()
 
 
 def _exc_text(excinfo) -> str:
     return f"{type(excinfo.value).__name__}: {excinfo.value}"
 
 
-def _fold(check: _Check) -> CheckOutcome:
+def worded(title: str, messages: list[Text | str], locales: Path | None) -> dict[str, Any]:
+    """A check's title and messages in every language: English as ``title`` and ``message``, each other language
+    in ``translations`` where it reads differently. A message may echo a student's value: each is clipped, so that
+    a 10 MB string stays out of every output."""
+    words = {}
+    for language in LANGUAGES:
+        catalog = check_translations(locales, language)
+        rendered = (render(m, language, catalog) for m in messages)
+        words[language] = CheckWords(title=catalog.gettext(title),
+                                     message=clip("\n".join(dict.fromkeys(rendered))))
+    english = words.pop("en")
+    return {"title": english.title, "message": english.message,
+            "translations": {language: w for language, w in words.items() if w != english}}
+
+
+def _fold(check: _Check, locales: Path | None) -> CheckOutcome:
     cases = check.cases
     kinds = {c.outcome for c in cases}
     if not cases:
@@ -172,13 +203,12 @@ def _fold(check: _Check) -> CheckOutcome:
         outcome = "not_run"
     else:  # some passed, the rest could not run here
         outcome = "not_run"
-    messages = [c.message for c in cases if c.outcome != "passed" and c.message]
+    messages = [c.message for c in cases if c.outcome != "passed" and c.message] if cases \
+        else [L_("the check did not run")]
     return CheckOutcome(
         id=check.id,
-        title=check.title,
         outcome=outcome,
-        # A message may echo a student's value: bounded, so that a 10 MB string stays out of every output.
-        message=clip("\n".join(dict.fromkeys(messages))) if cases else "the check did not run",
+        **worded(check.title, messages, locales),
         duration=round(sum(c.duration for c in cases), 4),
         public=check.public,
         cases_passed=sum(c.outcome == "passed" for c in cases),
@@ -203,7 +233,7 @@ def _run_pytest(files: list[Path], plugin: _Plugin, extra: list[str]) -> None:
 
 
 def _collect(exercise: Exercise, public_only: bool) -> _Plugin:
-    plugin = _Plugin(None, None, {f.resolve() for f in exercise.public_check_files})
+    plugin = _Plugin(None, None, {f.resolve() for f in exercise.public_check_files}, exercise.catalog_dir)
     _run_pytest(exercise.check_files(public_only), plugin, ["--collect-only"])
     return plugin
 
@@ -218,8 +248,8 @@ def collect_checks(exercise: Exercise, public_only: bool = False, cuda: bool = F
     needs CUDA and ``cuda`` is false."""
     plugin = _collect(exercise, public_only)
     return [
-        CheckOutcome(id=c.id, title=c.title, public=c.public,
-                     **({"outcome": "not_run", "message": NO_CUDA} if c.needs_cuda and not cuda else {"outcome": "failed"}))
+        CheckOutcome(id=c.id, public=c.public, outcome="not_run" if c.needs_cuda and not cuda else "failed",
+                     **worded(c.title, [NO_CUDA] if c.needs_cuda and not cuda else [], plugin.locales))
         for c in plugin.checks.values()
     ]
 
@@ -227,6 +257,6 @@ def collect_checks(exercise: Exercise, public_only: bool = False, cuda: bool = F
 def run_checks(ctx: GradingContext, submission: Submission, public_only: bool = False) -> list[CheckOutcome]:
     """Run the checks against a finished student process; one outcome per check id."""
     files = ctx.exercise.check_files(public_only)
-    plugin = _Plugin(ctx, submission, {f.resolve() for f in ctx.exercise.public_check_files})
+    plugin = _Plugin(ctx, submission, {f.resolve() for f in ctx.exercise.public_check_files}, ctx.exercise.catalog_dir)
     _run_pytest(files, plugin, [])
     return plugin.outcomes()

@@ -13,6 +13,7 @@ from rich.markup import escape as escape_markup
 from rich.table import Table
 
 from .errors import UserError
+from .i18n import Language, language_of
 from .paths import course_relative
 from .text import printable
 
@@ -31,6 +32,7 @@ ProfileOpt = Annotated[str, typer.Option("--profile", help="Model profile: tiny 
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda; default: cuda when available.")]
 RunnerOpt = Annotated[Optional[str], typer.Option("--runner", help="How notebooks execute: warm (a process forked from a pre-imported one; the default) or kernel (a fresh Jupyter kernel, the reference). Either is confined unless --no-sandbox.")]
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run notebooks unconfined (where the sandbox cannot run): only for notebooks you trust.")]
+LangOpt = Annotated[Optional[Literal["en", "ja"]], typer.Option("--lang", help="Language of the pages and results.json: ja or en; default: language in the exercise's exercise.toml, else in the course's course.toml, else en.")]
 
 OUTCOME_STYLE = {"passed": "green", "failed": "red", "error": "magenta", "not_run": "yellow"}
 
@@ -100,26 +102,31 @@ def _runner(name: str | None, untrusted: bool, no_sandbox: bool):
     return get_runner(name, confined=untrusted and not no_sandbox)
 
 
-def _print_result(result, student_view: bool = False) -> None:
+def _print_result(result, language: Language, student_view: bool = False) -> None:
+    from .i18n import translations
+    from .results import OUTCOME_TEXT
+
+    _ = translations(language).gettext
     if result.status == "invalid":
-        console.print(f"[red]{escape(Path(result.submission).name)} could not be graded:[/red] {escape(result.message)}")
+        console.print("[red]" + escape(_("{file} could not be graded:").format(file=Path(result.submission).name))
+                      + f"[/red] {escape(_(result.message))}")
         return
     table = Table(title=escape(f"{result.exercise} — {Path(result.submission).name}"), show_lines=False)
-    table.add_column("check")
-    table.add_column("result")
+    table.add_column(_("check"))
+    table.add_column(_("result"))
     if not student_view:
-        table.add_column("points", justify="right")
-    table.add_column("message", overflow="fold")
+        table.add_column(_("points"), justify="right")
+    table.add_column(_("message"), overflow="fold")
     for c in result.checks:
         style = OUTCOME_STYLE[c.outcome]
-        outcome = "not run" if c.outcome == "not_run" else c.outcome
-        row = [escape(c.title), f"[{style}]{outcome}[/{style}]"]
+        words = c.words(language)
+        row = [escape(words.title), f"[{style}]{escape(_(OUTCOME_TEXT[c.outcome]))}[/{style}]"]
         if not student_view:
             row.append(f"{c.points:g}/{c.max_points:g}")
-        table.add_row(*row, escape(c.message))
+        table.add_row(*row, escape(words.message))
     console.print(table)
     if result.message:
-        console.print(f"[yellow]{escape(result.message)}[/yellow]")
+        console.print(f"[yellow]{escape(_(result.message))}[/yellow]")
     for cell in result.diagnostics.problem_cells:
         console.print(f"  {cell.label}: {cell.status} — {escape(cell.error or '')}")
 
@@ -134,6 +141,7 @@ def run(
     device: DeviceOpt = None,
     runner: RunnerOpt = None,
     no_sandbox: NoSandboxOpt = False,
+    lang: LangOpt = None,
 ) -> None:
     """Grade submissions of one exercise: each check's outcome, the student's message, points, total."""
     from .build import write_atomic
@@ -147,13 +155,14 @@ def run(
             raise UserError(f"No submission at {', '.join(missing)}; check the path.")
         grader = _grader(exercise, profile, device, runner=runner, untrusted=True, no_sandbox=no_sandbox)
         limit_grader_memory(grader.device)
+        language = language_of(exercise, lang)
         for path in submissions:
             result = grader.grade_file(path)
-            _print_result(result)
+            _print_result(result, language)
             console.print(f"[bold]{escape(path.name)}: {result.score:g} / {result.max_score:g}[/bold] (status: {result.status})\n")
             target = json_out or (out_dir / f"{path.stem}.results.json" if out_dir else None)
             if target:
-                write_atomic(target, json.dumps(result.gradescope(), indent=2, ensure_ascii=False))
+                write_atomic(target, json.dumps(result.gradescope(language), indent=2, ensure_ascii=False))
     except UserError as exc:
         raise _fail(str(exc)) from None
 
@@ -165,6 +174,7 @@ def check(
     profile: ProfileOpt = "tiny",
     device: DeviceOpt = None,
     runner: RunnerOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """Before you submit: run your notebook and the public checks, with hints for what fails."""
     from .notebook import InvalidNotebook, exercise_of, read_notebook
@@ -182,10 +192,15 @@ def check(
         result = _grader(exercise, profile, device, public_only=True, runner=runner).grade_file(notebook)
     except UserError as exc:
         raise _fail(str(exc)) from None
-    _print_result(result, student_view=True)
+    from .i18n import translations
+
+    language = language_of(exercise, lang)
+    _print_result(result, language, student_view=True)
     passed = sum(c.outcome == "passed" for c in result.checks)
     ran = sum(c.outcome != "not_run" for c in result.checks)
-    console.print(f"[bold]{passed} of {ran} public checks pass.[/bold] Hidden checks run when your work is graded.")
+    _ = translations(language).gettext
+    console.print("[bold]" + escape(_("{passed} of {ran} public checks pass.").format(passed=passed, ran=ran))
+                  + "[/bold] " + escape(_("Hidden checks run when your work is graded.")))
     raise typer.Exit(0 if passed == ran and result.status == "graded" else 1)
 
 
@@ -235,6 +250,23 @@ def validate(
     except UserError as exc:
         raise _fail(str(exc)) from None
     raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def catalog(
+    exercise: Annotated[str, typer.Argument(help="Exercise name.")],
+) -> None:
+    """Collect the check files' sentences (_("...")) and titles into the exercise's catalog for translating; existing
+    translations are kept, sentences no longer used are dropped."""
+    from .check_catalog import write_catalogs
+    from .exercise import Exercise
+
+    try:
+        for language, (path, untranslated) in write_catalogs(Exercise(exercise)).items():
+            todo = f"{untranslated} to translate" if untranslated else "all translated"
+            console.print(f"{escape(course_relative(path))} ({language}): {todo}")
+    except UserError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _share(lost: float | None) -> str:
@@ -298,7 +330,6 @@ def models_prepare(profile: ProfileOpt = "tiny", force: Annotated[bool, typer.Op
 # cohort grading: a batch into the gradebook, and what comes out of it -----------------------------
 
 GradebookOpt = Annotated[Optional[Path], typer.Option("--gradebook", help="The gradebook (SQLite file); default: $AUTOGRADER_GRADEBOOK, else out/gradebook.sqlite in the course folder.")]
-LangOpt = Annotated[Optional[Literal["en", "ja"]], typer.Option("--lang", help="Language of the pages: ja or en; default: language in the exercise's exercise.toml, else in the course's course.toml, else en.")]
 DeadlineOpt = Annotated[Optional[str], typer.Option("--deadline", help="Deadline, ISO 8601 (2026-05-01T23:59:00+09:00; no offset: local time); 'none' clears it. Default: the last one given, else the rubric's [late] deadline.")]
 
 
@@ -430,6 +461,7 @@ def export(
     match_on: Annotated[Literal["idnumber", "email"], typer.Option("--match-on", help="moodle: the identifier Moodle matches users on (the roster's student id as ID number, or its email).")] = "idnumber",
     missing: Annotated[Literal["empty", "zero"], typer.Option("--missing", help="canvas, moodle: what a student with nothing graded gets.")] = "empty",
     gradebook: GradebookOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """Export grades from the gradebook for the LMS (CSV) or Gradescope (results.json per student)."""
     from .exercise import Exercise
@@ -456,7 +488,7 @@ def export(
                 if left_out:
                     console.print(f"[yellow]Not in the file, as {why}:[/yellow] {escape(', '.join(left_out))}")
             if gradescope:
-                console.print(f"{len(export_gradescope(book, exercise, gradescope))} results.json files written under {gradescope}")
+                console.print(f"{len(export_gradescope(book, exercise, gradescope, language_of(exercise, lang)))} results.json files written under {gradescope}")
             console.print(f"Scored with the rubric in force: {escape(course_relative(book.policy(exercise).origin))}")
             _refuse_damaged(book)
     except UserError as exc:

@@ -104,6 +104,11 @@ class Exercise:
     def hidden_check_files(self) -> list[Path]:
         return sorted(checks_dir(self.name, self.root).glob("test_*.py"))
 
+    @property
+    def catalog_dir(self) -> Path:
+        """The translations of the check files' sentences and titles (``autograder catalog`` writes them)."""
+        return checks_dir(self.name, self.root) / "locales"
+
     def check_files(self, public_only: bool = False) -> list[Path]:
         return self.public_check_files if public_only else self.public_check_files + self.hidden_check_files
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .build import write_atomic
 from .gradebook import Gradebook, Row
+from .i18n import Language
 from .results import GradingResult
 from .text import spreadsheet_cell
 
@@ -72,15 +73,15 @@ def export_csv(gradebook: Gradebook, exercise: str, path: Path) -> int:
     return len(entries)
 
 
-def export_gradescope(gradebook: Gradebook, exercise: str, out_dir: Path) -> list[Path]:
-    """``DIR/<student_id>/results.json`` for each student with a graded submission."""
+def export_gradescope(gradebook: Gradebook, exercise: str, out_dir: Path, language: Language = "en") -> list[Path]:
+    """``DIR/<student_id>/results.json`` for each student with a graded submission, its words in ``language``."""
     _, entries = gradebook.results(exercise)
     written = []
     for row, result in entries:
         if result is None:
             continue
         target = out_dir / safe_name(row.student_id) / "results.json"
-        write_atomic(target, json.dumps(result.gradescope(), indent=2, ensure_ascii=False))
+        write_atomic(target, json.dumps(result.gradescope(language), indent=2, ensure_ascii=False))
         written.append(target)
     return written
 

@@ -20,13 +20,11 @@ from .errors import UserError
 from .exercise import Exercise
 from .exports import safe_name
 from .gradebook import Gradebook, Row
-from .results import CheckResult, GradingResult
 from .i18n import N_, Language, language_of, translations
+from .results import OUTCOME_TEXT, CheckResult, GradingResult
 from .text import markdown_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-OUTCOME_TEXT = {"passed": N_("passed"), "failed": N_("failed"), "error": N_("error in the check"),
-                "not_run": N_("not run")}
 STATUS_TEXT = {
     "graded": N_("graded"),
     "timeout": N_("graded, but the notebook hit its time limit"),
@@ -111,9 +109,11 @@ def feedback_page(title: str, row: Row, result: GradingResult | None, visibility
         for c in result.checks:
             if visibility.shows(c):
                 points = "" if c.outcome == "not_run" else f"{c.points:g} / {c.max_points:g}"
-                page.checks.append(CheckLine(c.title, c.outcome, _(OUTCOME_TEXT[c.outcome]), points, c.message))
+                words = c.words(lang)
+                page.checks.append(CheckLine(words.title, c.outcome, _(OUTCOME_TEXT[c.outcome]), points, words.message))
             else:
-                page.checks.append(CheckLine(c.title, "hidden", _("hidden"), "", _("Released after grading.")))
+                page.checks.append(CheckLine(c.words(lang).title, "hidden", _("hidden"), "",
+                                             _("Released after grading.")))
     page.hints = hints(row, result, _)
     return page
 

@@ -139,7 +139,7 @@ def build_report(gradebook: Gradebook, exercise: str, lang: Language = "en") -> 
     for _row, result in ran:
         for c in result.checks:
             per_check[c.id][c.outcome] += 1
-            titles[c.id] = c.title
+            titles[c.id] = c.words(lang).title
     rates = {cid: n["passed"] / (n["passed"] + n["failed"] + n["error"])
              for cid, n in per_check.items() if n["passed"] + n["failed"] + n["error"]}
     if rates:
@@ -158,7 +158,7 @@ def build_report(gradebook: Gradebook, exercise: str, lang: Language = "en") -> 
          for cid, n in per_check.items()], numeric={2, 3, 4, 5, 6, 7}, none=_("None.")))
 
     parts.append(_h2(_("Commonest failure messages")))
-    messages = Counter((c.id, (c.message.strip().splitlines() or [""])[0][:200])
+    messages = Counter((c.id, (c.words(lang).message.strip().splitlines() or [""])[0][:200])
                        for _row, result in ran for c in result.checks if c.outcome in ("failed", "error"))
     parts.append(_table([_("check"), _("message"), _("submissions")],
                         [[cid, msg, n] for (cid, msg), n in messages.most_common(TOP_MESSAGES)], numeric={2},

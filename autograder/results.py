@@ -6,21 +6,35 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from .i18n import N_, Language, translations
+
 Outcome = Literal["passed", "failed", "error", "not_run"]
+OUTCOME_TEXT = {"passed": N_("passed"), "failed": N_("failed"), "error": N_("error in the check"),
+                "not_run": N_("not run")}
 # graded: the notebook ran to its end; timeout: it hit the notebook time limit; crashed: its
 # process died; invalid: not a gradable notebook; error: the grader could not run it.
 Status = Literal["graded", "timeout", "crashed", "invalid", "error"]
 
 
+class CheckWords(BaseModel):
+    title: str
+    message: str = ""
+
+
 class CheckOutcome(BaseModel):
     id: str
-    title: str
+    title: str  # English; other languages in `translations`
     outcome: Outcome
     message: str = ""
     duration: float = 0.0
     public: bool = False
     cases_passed: int = 0
     cases_total: int = 0
+    translations: dict[str, CheckWords] = {}  # by language, where it reads differently from the English
+
+    def words(self, language: str) -> CheckWords:
+        """The title and message in a language (English where the check has no translation)."""
+        return self.translations.get(language) or CheckWords(title=self.title, message=self.message)
 
 
 class CellDiagnostic(BaseModel):
@@ -71,19 +85,20 @@ class GradingResult(RunRecord):
     late_penalty: float = 0.0  # points taken off for lateness (the rubric's [late] policy)
     days_late: int = 0  # started days after the deadline, beyond the grace period
 
-    def gradescope(self) -> dict:
-        """Gradescope's results.json layout."""
+    def gradescope(self, language: Language = "en") -> dict:
+        """Gradescope's results.json layout, the checks' words in ``language``."""
+        _ = translations(language).gettext
         tests = []
         for c in self.checks:
-            status_text = {"passed": "passed", "failed": "failed", "error": "error in the check",
-                           "not_run": "not run"}[c.outcome]
+            status_text = _(OUTCOME_TEXT[c.outcome])
+            words = c.words(language)
             test = {
-                "name": c.title,
+                "name": words.title,
                 "name_format": "text",
                 "number": c.id,
                 "score": c.points if c.outcome != "not_run" else 0,
                 "max_score": c.max_points if c.outcome != "not_run" else 0,
-                "output": f"{status_text}: {c.message}" if c.message else status_text,
+                "output": f"{status_text}: {words.message}" if words.message else status_text,
                 "visibility": c.visibility,
             }
             # Gradescope knows only passed / failed; a check that did not run is neither, so it has no status.

@@ -9,6 +9,7 @@ import nbformat
 from .build import build, write_atomic
 from .errors import UserError
 from .exercise import Exercise
+from .i18n import CHECKS_DOMAIN, catalog_path
 from .paths import checks_dir, course_dir
 
 EXERCISE_TOML = '''title = "{name}"
@@ -38,13 +39,13 @@ HIDDEN_CHECKS = '''"""Hidden checks of {name}: expected values are computed here
 import pytest
 import torch
 
-from autograder.testing import expect, expect_close
+from autograder.testing import _, expect, expect_close
 
 
 def test_squares_values(submission, exercise):
     """`squares` holds 0², 1², ..., (N-1)²."""
     expected = torch.arange(exercise.parameters["N"]) ** 2
-    expect(submission.tensor("squares").tolist() == expected.tolist(), "`squares` should hold k**2 for k below N.")
+    expect(submission.tensor("squares").tolist() == expected.tolist(), _("`squares` should hold k**2 for k below N."))
 
 
 @pytest.mark.parametrize("factor", [0.5, -2.0, 3.0])
@@ -52,6 +53,20 @@ def test_scale_on_hidden_inputs(submission, factor):
     """`scale(values, factor)` multiplies every value (called on inputs the grader chooses)."""
     values = torch.linspace(-1, 1, 5)
     expect_close(submission.call("scale", values, factor), values * factor, f"scale(values, {{factor}})")
+'''
+
+# The Japanese of the check sentences and titles above; `autograder catalog NAME` adds new ones to translate.
+CATALOG_JA = '''msgid "`squares` holds one value per number below N."
+msgstr "`squares` が N 未満の数 1 つにつき値を 1 つ持っている。"
+
+msgid "`squares` holds 0², 1², ..., (N-1)²."
+msgstr "`squares` が 0², 1², ..., (N-1)² を持っている。"
+
+msgid "`squares` should hold k**2 for k below N."
+msgstr "`squares` には N 未満の k について k**2 を入れてください。"
+
+msgid "`scale(values, factor)` multiplies every value (called on inputs the grader chooses)."
+msgstr "`scale(values, factor)` がすべての値を掛け算している（採点側が選んだ入力で呼び出す）。"
 '''
 
 RUBRIC = '''# Points per check id (test function name); see README "Writing an exercise".
@@ -131,6 +146,7 @@ def scaffold(name: str) -> list[Path]:
         root / "assignments" / name / "exercise.toml": EXERCISE_TOML.format(name=name),
         root / "assignments" / name / "checks" / "test_public.py": PUBLIC_CHECKS.format(name=name),
         checks_dir(name, root) / "test_hidden.py": HIDDEN_CHECKS.format(name=name),
+        catalog_path(checks_dir(name, root) / "locales", "ja", CHECKS_DOMAIN): CATALOG_JA,
         root / "rubrics" / f"{name}.toml": RUBRIC,
         root / "solutions" / name / f"{name}.ipynb": nbformat.writes(_solution_notebook(name)) + "\n",
         root / "solutions" / name / "answers.toml": ANSWERS,

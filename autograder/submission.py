@@ -5,21 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from . import agent
+from .i18n import L_, Text, joined
 from .runners.base import CellRecord, RunLimits, SessionError, StudentSession
 from .source import Definition, definitions
 
 
 class StudentFailure(AssertionError):
-    """A check failed because of the student's work; the message is shown to the student."""
+    """A check failed because of the student's work; the message (a str or a Text) is shown to the student."""
 
 
 class StudentRaised(StudentFailure):
     """A student function raised when the grader called it."""
 
-    def __init__(self, function: str, type_name: str, message: str) -> None:
-        super().__init__(f"`{function}(...)` raised {type_name}: {message}")
+    def __init__(self, function: str, type_name: str, message: str, hint: Text | str = "") -> None:
+        super().__init__(joined(L_("`{function}(...)` raised {type}: {message}").format(
+            function=function, type=type_name, message=message), hint))
         self.type_name = type_name
         self.error_message = message
+
+
+def cell_name(cell: CellRecord, start: bool = False) -> Text:
+    """How a sentence names a cell: the student's "code cell N", or a cell the grader added."""
+    if cell.number:
+        return (L_("Code cell {number}") if start else L_("code cell {number}")).format(number=cell.number)
+    return L_("A cell the grader added") if start else L_("a cell the grader added")
 
 
 _MISSING = object()
@@ -68,17 +77,20 @@ class Submission:
     def _ask(self, request: dict, what: str) -> dict:
         if self._session.died:
             failed = next((c for c in self.cells if c.status == "died"), None)
-            where = f" in {failed.label}" if failed else ""
-            raise StudentFailure(f"The notebook's process died{where}, so {what} could not be read.")
+            if failed:
+                raise StudentFailure(L_("The notebook's process died in {cell}, so {what} could not be read.").format(
+                    cell=cell_name(failed), what=what))
+            raise StudentFailure(L_("The notebook's process died, so {what} could not be read.").format(what=what))
         try:
             blob = self._session.request(agent.encode(request), timeout=self._limits.call_timeout)
             answer = agent.decode(blob, max_bytes=self._limits.answer_bytes)
         except SessionError as exc:
             raise StudentFailure(f"{what}: {exc}.") from None
         except agent.WireError as exc:
-            raise StudentFailure(f"{what} sent something the grader cannot read ({exc}).") from None
+            raise StudentFailure(L_("{what} sent something the grader cannot read ({problem}).").format(
+                what=what, problem=str(exc))) from None
         if not isinstance(answer, dict) or not isinstance(answer.get("status"), str):
-            raise StudentFailure(f"{what} sent something the grader cannot read.")
+            raise StudentFailure(L_("{what} sent something the grader cannot read.").format(what=what))
         return answer
 
     def value(self, name: str) -> Any:
@@ -89,22 +101,23 @@ class Submission:
         answer = self._ask({"op": "get", "name": name}, f"`{name}`")
         status = answer["status"]
         if status == "undefined":
-            raise StudentFailure(f"`{name}` is not defined: write the code that sets it and run every cell from the top."
-                                 + self._failed_cell_hint(name))
+            raise StudentFailure(joined(L_("`{name}` is not defined: write the code that sets it and run every cell "
+                                           "from the top.").format(name=name), self._failed_cell_hint(name)))
         if status == "unsendable":
-            raise StudentFailure(f"`{name}` could not be read: {answer.get('message')}.")
+            raise StudentFailure(L_("`{name}` could not be read: {problem}.").format(
+                name=name, problem=str(answer.get("message"))))
         if status != "ok":
-            raise StudentFailure(f"`{name}` could not be read.")
+            raise StudentFailure(L_("`{name}` could not be read.").format(name=name))
         value = answer.get("value")
         if isinstance(value, agent.Unsupported):
             if value.type_name == "ellipsis":
-                raise StudentFailure(f"`{name}` is still `...`: replace it with your answer.")
-            raise StudentFailure(f"`{name}` is a {value.type_name} object; the grader reads tensors, numbers, "
-                                 "strings, lists and dicts only.")
+                raise StudentFailure(L_("`{name}` is still `...`: replace it with your answer.").format(name=name))
+            raise StudentFailure(L_("`{name}` is a {type} object; the grader reads tensors, numbers, strings, lists "
+                                    "and dicts only.").format(name=name, type=value.type_name))
         self._values[name] = value
         return value
 
-    def _failed_cell_hint(self, name: str, anywhere: bool = False) -> str:
+    def _failed_cell_hint(self, name: str, anywhere: bool = False) -> Text | str:
         """Where the trouble began: the first cell that stopped with an error, up to the one that sets ``name``
         (``anywhere``: in the whole notebook, for a function that raised NameError).
 
@@ -115,8 +128,10 @@ class Submission:
         if failed is None:
             return ""
         if setters and failed is setters[-1]:
-            return f" The cell that sets it ({failed.label}) stopped with: {failed.error}"
-        return f" {failed.label.capitalize()} stopped earlier with {failed.error}; fix that first."
+            return L_("The cell that sets it ({cell}) stopped with: {error}").format(cell=cell_name(failed),
+                                                                                     error=failed.error)
+        return L_("{cell} stopped earlier with {error}; fix that first.").format(cell=cell_name(failed, start=True),
+                                                                                error=failed.error)
 
     def tensor(self, name: str) -> Any:
         """A variable that must be a tensor (or NumPy array), returned as a plain torch.Tensor."""
@@ -124,7 +139,8 @@ class Submission:
 
         value = self.value(name)
         if not isinstance(value, torch.Tensor):
-            raise StudentFailure(f"`{name}` should be a tensor, but it is a {type(value).__name__}.")
+            raise StudentFailure(L_("{what} should be a tensor, but it is a {type}.").format(
+                what=f"`{name}`", type=type(value).__name__))
         return value
 
     def has(self, name: str) -> bool:
@@ -146,13 +162,14 @@ class Submission:
         a round trip per call would cost far more than the function. Fails on the first call
         that fails, with the message ``call`` would give."""
         request = {"op": "call_each", "name": name, "calls": [{"args": list(a), "kwargs": k} for a, k in calls]}
-        answer = self._ask(request, f"{len(calls)} calls of `{name}(...)`")
+        answer = self._ask(request, L_("{count} calls of `{name}(...)`").format(count=len(calls), name=name))
         answers = answer.get("answers") if answer["status"] == "ok" else [answer]
         if not isinstance(answers, list) or not all(isinstance(a, dict) for a in answers):
-            raise StudentFailure(f"`{name}(...)` sent something the grader cannot read.")
+            raise StudentFailure(L_("{what} sent something the grader cannot read.").format(what=f"`{name}(...)`"))
         results = [self._result(name, a) for a in answers]
         if len(results) != len(calls):
-            raise StudentFailure(f"`{name}(...)` answered {len(results)} of {len(calls)} calls.")
+            raise StudentFailure(L_("`{name}(...)` answered {answered} of {count} calls.").format(
+                name=name, answered=len(results), count=len(calls)))
         return results
 
     def _result(self, name: str, answer: dict) -> Any:
@@ -161,21 +178,23 @@ class Submission:
             self.student_seconds += seconds
         status = answer.get("status")
         if status == "undefined":
-            raise StudentFailure(f"The function `{name}` is not defined: write it and run its cell.")
+            raise StudentFailure(L_("The function `{name}` is not defined: write it and run its cell.").format(name=name))
         if status == "not_callable":
-            raise StudentFailure(f"`{name}` should be a function, but it is a {answer.get('type')}.")
+            raise StudentFailure(L_("`{name}` should be a function, but it is a {type}.").format(
+                name=name, type=str(answer.get("type"))))
         if status == "raised":
             type_name = str(answer.get("type"))
             hint = self._failed_cell_hint(name, anywhere=True) if type_name == "NameError" else ""
-            raise StudentRaised(name, type_name, str(answer.get("message")) + hint)
+            raise StudentRaised(name, type_name, str(answer.get("message")), hint)
         if status == "unsendable":
-            raise StudentFailure(f"`{name}(...)` returned something the grader cannot read: {answer.get('message')}.")
+            raise StudentFailure(L_("`{name}(...)` returned something the grader cannot read: {problem}.").format(
+                name=name, problem=str(answer.get("message"))))
         if status != "ok":
-            raise StudentFailure(f"`{name}(...)` sent something the grader cannot read.")
+            raise StudentFailure(L_("{what} sent something the grader cannot read.").format(what=f"`{name}(...)`"))
         value = answer.get("value")
         if isinstance(value, agent.Unsupported):
-            raise StudentFailure(f"`{name}(...)` returned a {value.type_name} object; return tensors, numbers, "
-                                 "strings, lists or dicts.")
+            raise StudentFailure(L_("`{name}(...)` returned a {type} object; return tensors, numbers, strings, lists "
+                                    "or dicts.").format(name=name, type=value.type_name))
         self.first_results.setdefault(name, value)
         return value
 
@@ -184,4 +203,4 @@ class Submission:
         for cell in self.cells:
             if tag in cell.tags:
                 return cell.output
-        raise StudentFailure(f"No cell is tagged '{tag}'; do not delete the exercise's cells.")
+        raise StudentFailure(L_("No cell is tagged '{tag}'; do not delete the exercise's cells.").format(tag=tag))

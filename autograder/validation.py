@@ -24,6 +24,7 @@ import nbformat
 
 from .answers import DeclaredAnswer, apply_edits, copied_outputs_notebook, load_answers
 from .build import in_sync
+from .check_catalog import catalog_problems
 from .checking import constant_checks
 from .exercise import Exercise
 from .grading import GradeOptions, Grader
@@ -150,6 +151,7 @@ def validate_exercise(name: str, profile: str = "tiny", device: str | None = Non
         problems = report.problems
         if not exercise.public_check_files:
             problems.append(f"no public checks in {exercise.assignment_dir / 'checks'} (students need at least one)")
+        problems += catalog_problems(exercise)
         if not in_sync(exercise):
             problems.append(f"{exercise.student_notebook} differs from what `autograder build {name}` generates; run it")
         solution_bytes = exercise.solution_notebook.read_bytes()

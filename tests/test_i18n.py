@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import re
+import textwrap
+from pathlib import Path
 
+import pytest
+from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
+from babel.messages.pofile import read_po, write_po
 from typer.testing import CliRunner
 
+from autograder.check_catalog import catalog_problems, marked_sentences
 from autograder.cli import app
+from autograder.exercise import Exercise, available
 from autograder.feedback import write_feedback
 from autograder.gradebook import Gradebook
-from autograder.i18n import LOCALES
+from autograder.i18n import CHECKS_DOMAIN, L_, LOCALES, catalog_path, check_translations, joined
 from autograder.report import write_report
+from autograder.testing import _ as check_sentence
 from cohort_data import EXERCISE, synthetic_gradebook
-from conftest import ROOT
+from conftest import ROOT, mutate
 
 JAPANESE = re.compile("[\u3040-\u30ff\u4e00-\u9fff]")
 
 
 def marked_messages() -> set[str]:
     """Every message the package marks for translation, as Babel extracts it."""
-    found = extract_from_dir(str(ROOT / "autograder"), method_map=[("**.py", "python")], keywords={"_": None, "N_": None})
+    found = extract_from_dir(str(ROOT / "autograder"), method_map=[("checks/**", "ignore"), ("**.py", "python")],
+                             keywords={"_": None, "N_": None, "L_": None})
     return {message for _, _, message, _, _ in found if isinstance(message, str)}
 
 
@@ -74,3 +82,95 @@ def test_the_course_or_exercise_setting_chooses_the_language(course_copy, tmp_pa
     spec.write_text(spec.read_text().replace('language = "ja"\n', ""))
     result = runner.invoke(app, ["report", EXERCISE, "--out", str(out), "--gradebook", str(book_path)])
     assert result.exit_code == 2 and "use one of en, ja" in result.output
+
+
+# --- check sentences: the exercise's own catalog ---------------------------------------------------------------------
+
+def _new_exercise(name: str, course: Path, monkeypatch) -> Exercise:
+    monkeypatch.setenv("AUTOGRADER_COURSE_DIR", str(course))
+    monkeypatch.setenv("AUTOGRADER_CACHE", str(ROOT / ".cache"))
+    assert CliRunner().invoke(app, ["new", name]).exit_code == 0
+    return Exercise(name)
+
+
+def _write_catalog(path: Path, entries: dict[str, str], fuzzy: frozenset[str] = frozenset()) -> None:
+    catalog = Catalog(locale="ja", domain=CHECKS_DOMAIN)
+    for message, japanese in entries.items():
+        catalog.add(message, japanese, flags=["fuzzy"] if message in fuzzy else [])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as po:
+        write_po(po, catalog, omit_header=True)
+
+
+def test_a_sentence_is_filled_after_it_is_translated_each_part_from_its_own_catalog(tmp_path):
+    locales = tmp_path / "locales"
+    _write_catalog(catalog_path(locales, "ja", CHECKS_DOMAIN), {"`{name}` is {got!r}.": "`{name}` は {got!r} です。"})
+    checks = check_translations(locales, "ja")
+    sentence = check_sentence("`{name}` is {got!r}.").format(name="x", got="a")
+    assert sentence.render("ja", checks) == "`x` は 'a' です。" and str(sentence) == "`x` is 'a'."
+    # A harness sentence around a check sentence, then one the catalog lacks (shown in English, its braces undone).
+    outer = joined(L_("{what} contains NaN or infinite values.").format(what=sentence),
+                   check_sentence("Not translated {{yet}}."))
+    assert outer.render("ja", checks) == "`x` は 'a' です。 に NaN または無限大の値が含まれています。 Not translated {yet}."
+    assert str(outer) == "`x` is 'a'. contains NaN or infinite values. Not translated {yet}."
+
+
+def test_check_outcomes_are_stored_in_both_languages_and_shown_in_the_one_asked_for(tmp_path, monkeypatch):
+    from autograder.grading import GradeOptions, Grader
+
+    exercise = _new_exercise("squares_words", tmp_path, monkeypatch)
+    wrong = mutate(exercise.solution_notebook, ("torch.arange(N) ** 2", "torch.arange(5) ** 2"))
+    with Grader(exercise, GradeOptions(profile="tiny")) as grader:
+        result = grader.rubric.score(grader.run(wrong, "wrong"))
+    checks = {c.id: c for c in result.checks}
+    shape, values = checks["test_squares_shape"], checks["test_squares_values"]
+    # A sentence of the harness (expect_shape) and one of the check file, each translated by its own catalog.
+    assert shape.message == "`squares` has shape (5,), expected (7,)."
+    assert shape.words("ja").message == "`squares` の形が (5,) になっています。正しくは (7,) です。"
+    assert values.words("ja").message == "`squares` には N 未満の k について k**2 を入れてください。"
+    assert values.words("ja").title == "`squares` が 0², 1², ..., (N-1)² を持っている。"
+    assert values.words("en").title == values.title == "`squares` holds 0², 1², ..., (N-1)²."
+    japanese, english = result.gradescope("ja"), result.gradescope("en")
+    assert all(JAPANESE.search(t["name"]) for t in japanese["tests"])
+    assert "不合格: `squares` には N 未満の k" in next(t["output"] for t in japanese["tests"]
+                                                     if t["number"] == "test_squares_values")
+    assert not any(JAPANESE.search(t["name"] + t["output"]) for t in english["tests"])
+
+
+def test_validate_reports_every_check_sentence_a_student_could_not_read_in_japanese(tmp_path, monkeypatch):
+    exercise = _new_exercise("squares_catalog", tmp_path, monkeypatch)
+    assert catalog_problems(exercise) == []  # what `new` writes is translated
+    hidden = exercise.hidden_check_files[0]
+    hidden.write_text(hidden.read_text() + textwrap.dedent('''
+
+        def test_defined(submission):
+            """`squares` is defined before the rest."""
+            expect(submission.has("squares"), f"Define squares in the {'first'} cell.")
+            expect(submission.has("scale"), _("Define {name} too.").format(name="`scale`"))
+            assert submission.has("N"), "Keep the parameters cell."
+        '''))
+    problems = catalog_problems(exercise)
+    assert len(problems) == 4, problems
+    assert sum("is a plain string, so it is never translated" in p for p in problems) == 2  # the f-string, the assert
+    assert any("'Define {name} too.' has no ja translation" in p for p in problems)
+    assert any("'`squares` is defined before the rest.' has no ja translation" in p for p in problems)  # its title
+    result = CliRunner().invoke(app, ["catalog", exercise.name])
+    assert result.exit_code == 0 and "(ja): 2 to translate" in result.output.replace("\n", "")
+    po = catalog_path(exercise.catalog_dir, "ja", CHECKS_DOMAIN)
+    with po.open("rb") as f:
+        kept = {m.id: m.string for m in read_po(f) if m.id}
+    assert kept["`squares` should hold k**2 for k below N."]  # translations survive a refresh
+    kept |= {"Define {name} too.": "{名前} も定義してください。", "`squares` is defined before the rest.": "先に定義している。"}
+    _write_catalog(po, kept, fuzzy=frozenset({"`squares` is defined before the rest."}))
+    problems = catalog_problems(exercise)
+    assert any("'Define {name} too.' has the fields ['名前'], the sentence ['name']" in p for p in problems)
+    assert any("translation of '`squares` is defined before the rest.' is marked fuzzy" in p for p in problems)
+
+
+@pytest.mark.parametrize("name", available())
+def test_every_bundled_check_sentence_and_title_is_translated_and_nothing_is_stale(name):
+    exercise = Exercise(name)
+    assert catalog_problems(exercise) == []
+    with catalog_path(exercise.catalog_dir, "ja", CHECKS_DOMAIN).open("rb") as po:
+        in_catalog = {m.id for m in read_po(po) if m.id}
+    assert in_catalog == {s.text for s in marked_sentences(exercise)}, f"run `autograder catalog {name}`"

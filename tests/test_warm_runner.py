@@ -135,6 +135,26 @@ def test_cells_are_recorded_as_the_kernel_runner_records_them(warm):
     assert records["warm"][3][1].endswith("[output truncated: over 200 characters]\n")
 
 
+def test_a_cell_past_its_limit_is_interrupted_once_when_it_stops(warm):
+    # The cell takes a second to stop (as a traceback takes on a loaded machine); an interrupt sent meanwhile
+    # would break into that and change what the cell shows. Only a cell still running is interrupted again.
+    job = _job("import signal, time\n"
+               "hits = []\n"
+               "def stop_slowly(*_):\n"
+               "    hits.append(1)\n"
+               "    if len(hits) == 1:\n"
+               "        time.sleep(1)\n"
+               "        raise KeyboardInterrupt\n"
+               "signal.signal(signal.SIGINT, stop_slowly)\n"
+               "while True:\n"
+               "    time.sleep(0.01)",
+               "hits_seen = len(hits)", cell_timeout=1)
+    for runner in (warm, KernelRunner()):
+        with runner.start(job) as session:
+            assert session.cells[0].status == "timeout"
+            assert _value(session, "hits_seen") == 1, type(runner).__name__
+
+
 def test_nothing_of_one_submission_reaches_the_next(warm):
     first = warm.start(_job(
         "import os, torch, transformers\n"

@@ -64,21 +64,22 @@ class _LimitedClient(NotebookClient):
         self.timed_out.add(self.current_index)
         return await super()._async_handle_timeout(timeout, cell)
 
-    # Where the run's CPU time can be measured, a cell's limit is CPU time (a busy machine never times a student
-    # out) and nbclient's own wall-clock timeout is only the backstop, as in the warm runner.
-    cpu_budget: Budget | None = None  # set per cell by the session
+    # A cell's limit is on the run's clock (CPU time where it can be measured, so a busy machine never times a
+    # student out) and the watcher below is its only interrupter: two interrupters (it and nbclient's own
+    # timeout) would interrupt the kernel again while it formats the first one's traceback. nbclient's timeout
+    # comes INTERRUPT_GRACE seconds after the watcher's first interrupt, for a kernel that ignores them all.
+    cell_budget: Budget | None = None  # set per cell by the session
 
-    async def _watch_cpu(self, cell_index: int, budget: Budget) -> None:
-        while budget.remaining() > 0:
-            await asyncio.sleep(0.2)
+    async def _watch(self, cell_index: int, budget: Budget) -> None:
+        await _sleep_on(budget)
         self.timed_out.add(cell_index)
         while True:  # until the cell ends (this task is cancelled then): an interrupt can be lost
             await self.km.interrupt_kernel()
-            await asyncio.sleep(REINTERRUPT_SECONDS)
+            await _sleep_on(budget.clock.budget(REINTERRUPT_SECONDS))
 
     async def async_execute_cell(self, cell, cell_index, *args, **kw):
-        budget, self.cpu_budget = self.cpu_budget, None
-        watcher = asyncio.ensure_future(self._watch_cpu(cell_index, budget)) if budget else None
+        budget, self.cell_budget = self.cell_budget, None
+        watcher = asyncio.ensure_future(self._watch(cell_index, budget)) if budget else None
         try:
             return await super().async_execute_cell(cell, cell_index, *args, **kw)
         finally:
@@ -86,6 +87,11 @@ class _LimitedClient(NotebookClient):
                 watcher.cancel()
 
     execute_cell = run_sync(async_execute_cell)
+
+
+async def _sleep_on(budget: Budget) -> None:
+    while budget.remaining() > 0:
+        await asyncio.sleep(0.2)
 
 
 def _stream(text: str):
@@ -172,8 +178,8 @@ class KernelSession(StudentSession):
                 continue
             limit = max(1, int(min(self.limits.cell_timeout, remaining)))
             budget = clock.budget(limit)
-            self.client.timeout = max(1, int(budget.wall_seconds))  # the backstop, when the limit is CPU time
-            self.client.cpu_budget = budget if clock.counts_cpu else None
+            self.client.timeout = int(budget.wall_seconds + INTERRUPT_GRACE) + 1  # past the watcher's interrupts
+            self.client.cell_budget = budget
             self.client.current_index = record.index
             started = time.monotonic()
             try:
@@ -220,13 +226,13 @@ class KernelSession(StudentSession):
 
     async def _async_execute(self, code: str, budget: Budget) -> tuple[dict, bool]:
         """The kernel's reply to `code`, and whether it had to be interrupted first. Past the budget the
-        kernel is interrupted every second until it answers, for INTERRUPT_GRACE more of the run's time."""
+        kernel is interrupted every second of the run's time until it answers, for INTERRUPT_GRACE more."""
         kc = self.client.kc
         if kc is None:
             raise SessionError("the notebook's process is not running")
         msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)
         grace: Budget | None = None
-        last_interrupt = 0.0
+        pause: Budget | None = None  # until the next interrupt
         while True:
             try:
                 msg = await kc.get_shell_msg(timeout=0.2)
@@ -242,9 +248,9 @@ class KernelSession(StudentSession):
             if grace is not None:
                 if grace.remaining() <= 0:
                     raise SessionError("it kept running after being interrupted")
-                if time.monotonic() - last_interrupt >= REINTERRUPT_SECONDS:
+                if pause is None or pause.remaining() <= 0:
                     await self.client.km.interrupt_kernel()
-                    last_interrupt = time.monotonic()
+                    pause = self._clock.budget(REINTERRUPT_SECONDS)
 
     def request(self, payload: bytes, timeout: float) -> bytes:
         if self.died:

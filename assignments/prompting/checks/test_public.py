@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from autograder.testing import expect
+from autograder.testing import _, expect
 
 PROFILE_KEYS = ["description", "name", "armor", "weapon"]
 
@@ -19,12 +19,14 @@ def test_chat_prompt(submission, exercise, tokenizer):
     messages = [{"role": "user", "content": exercise.parameters["USER_REQUEST"]}]
     expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     got = submission.value("chat_prompt")
-    expect(isinstance(got, str), f"`chat_prompt` should be a string, got {type(got).__name__}: use tokenize=False.")
+    expect(isinstance(got, str), _("`chat_prompt` should be a string, got {type}: use tokenize=False.").format(
+                                     type=type(got).__name__))
     without_header = tokenizer.apply_chat_template(messages, tokenize=False)
-    expect(got != without_header, "`chat_prompt` stops after the user's turn: pass add_generation_prompt=True so that "
-           "it ends with the assistant header.")
-    expect(got == expected, f"`chat_prompt` should be the chat template's text for one user message holding "
-           f"USER_REQUEST, {expected[-80:]!r} at the end; it ends with {got[-80:]!r}.")
+    expect(got != without_header, _("`chat_prompt` stops after the user's turn: pass "
+                                    "add_generation_prompt=True so that it ends with the assistant header."))
+    expect(got == expected, _("`chat_prompt` should be the chat template's text for one user message "
+                              "holding USER_REQUEST, {expected!r} at the end; it ends with {got!r}.").format(
+                                expected=expected[-80:], got=got[-80:]))
 
 
 # Two requests of the grader's own: the functions must use their argument.
@@ -43,14 +45,15 @@ def test_build_prompt_example(submission):
     for parts in examples:
         expected = "\n".join(parts.values())
         got = submission.call("build_prompt", **parts)
-        expect(got == expected, f"build_prompt(...) returned {got!r}; with all seven parts it should return "
-               f"{expected!r}.")
+        expect(got == expected, _("build_prompt(...) returned {got!r}; with all seven parts it should "
+                                  "return {expected!r}.").format(got=got, expected=expected))
 
 
 def _messages(value, what: str) -> list[dict]:
     expect(isinstance(value, list) and value and all(isinstance(m, dict) and isinstance(m.get("role"), str)
                                                      and isinstance(m.get("content"), str) for m in value),
-           f"{what} should return a list of {{'role': ..., 'content': ...}} messages, got {str(value)[:80]}.")
+           _("{what} should return a list of {{'role': ..., 'content': ...}} messages, got {value}.").format(
+               what=what, value=str(value)[:80]))
     return value
 
 
@@ -59,26 +62,31 @@ def test_json_prompts(submission):
     profile as the assistant's answer, then the request."""
     for request in JSON_REQUESTS:
         zero = _messages(submission.call("zero_shot_json_messages", request), "zero_shot_json_messages(...)")
-        expect(len(zero) == 1 and zero[0]["role"] == "user", "zero_shot_json_messages(...) should return one user "
-               f"message, got the roles {[m['role'] for m in zero]}.")
+        expect(len(zero) == 1 and zero[0]["role"] == "user", _("zero_shot_json_messages(...) should return "
+                                                               "one user message, got the roles {value}.").format(
+                                                                 value=[m['role'] for m in zero]))
         content = zero[0]["content"]
-        expect(request in content, f"The zero-shot message should contain the request {request!r} itself.")
+        expect(request in content, _("The zero-shot message should contain the request {request!r} itself.").format(
+                                       request=request))
         expect("json" in content.lower() and all(f'"{key}"' in content for key in PROFILE_KEYS),
-               'The zero-shot message should ask for a JSON object with the keys "description", "name", "armor" '
-               "and \"weapon\" (JSON_RULE).")
-        expect("{" not in content, "A zero-shot request shows no example: leave the JSON (`{`) out.")
+               _('The zero-shot message should ask for a JSON object with the keys "description", "name", '
+                 '"armor" and "weapon" (JSON_RULE).'))
+        expect("{" not in content, _("A zero-shot request shows no example: leave the JSON (`{{`) out."))
 
         one = _messages(submission.call("one_shot_json_messages", request), "one_shot_json_messages(...)")
         roles = [m["role"] for m in one]
-        expect(roles == ["user", "assistant", "user"], f"one_shot_json_messages(...) should be an example request "
-               f"(user), its answer (assistant) and the request (user); the roles are {roles}.")
-        expect(request in one[-1]["content"], f"The last message should contain the request {request!r}.")
+        expect(roles == ["user", "assistant", "user"], _("one_shot_json_messages(...) should be an example "
+                                                         "request (user), its answer (assistant) and the "
+                                                         "request (user); the roles are {roles}.").format(roles=roles))
+        expect(request in one[-1]["content"], _("The last message should contain the request {request!r}.").format(
+                                                  request=request))
         try:
             example = json.loads(one[1]["content"])
         except ValueError:
-            raise AssertionError("The assistant's example answer should be the example profile as JSON "
-                                 f"(json.dumps(EXAMPLE_PROFILE)); it is {one[1]['content'][:60]!r}.") from None
+            raise AssertionError(_("The assistant's example answer should be the example profile as JSON "
+                                   "(json.dumps(EXAMPLE_PROFILE)); it is {answer!r}.").format(
+                answer=one[1]["content"][:60])) from None
         expect(isinstance(example, dict) and list(example) == PROFILE_KEYS
                and all(isinstance(v, str) and v.strip() and v != v.upper() for v in example.values()),
-               "The example answer should be one finished profile: the four keys in order, each with a real value "
-               "(not a placeholder such as \"THE CHARACTER'S NAME\").")
+               _("The example answer should be one finished profile: the four keys in order, each with a "
+                 "real value (not a placeholder such as \"THE CHARACTER'S NAME\")."))

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from autograder.testing import expect
+from autograder.testing import _, expect, joined
 
 # The lecture's settings; the rank and alpha come from the parameters (the grader injects other ones).
 FIXED_SETTINGS = {"lora_dropout": 0.05, "bias": "none", "task_type": "CAUSAL_LM"}
@@ -30,20 +30,22 @@ def test_lora_settings(submission, reference, exercise):
     """The wrapped model uses the lecture's LoRA settings: r=LORA_R, alpha=LORA_ALPHA, LoRA on every q_proj and
     v_proj, dropout 0.05, causal LM."""
     settings = submission.call("grading_lora_config")
-    expect(isinstance(settings, dict), "`model.peft_config` could not be read as LoRA settings.")
+    expect(isinstance(settings, dict), _("`model.peft_config` could not be read as LoRA settings."))
     expected = {"r": exercise.parameters["LORA_R"], "lora_alpha": exercise.parameters["LORA_ALPHA"], **FIXED_SETTINGS}
-    wrong = [f"{key}={settings.get(key)!r} (expected {value!r})" for key, value in expected.items()
-             if settings.get(key) != value]
+    wrong = [_("{key}={got!r} (expected {expected!r})").format(key=key, got=settings.get(key), expected=value)
+             for key, value in expected.items() if settings.get(key) != value]
     # Judged by the modules LoRA was put on, so any spelling peft resolves to them (qualified names too) is right.
     base = reference.model(exercise.parameters["MODEL_ID"], "AutoModelForCausalLM")
-    wanted = {name for name, _ in base.named_modules() if name.rsplit(".", 1)[-1] in TARGET_MODULES}
+    wanted = {name for name, _module in base.named_modules() if name.rsplit(".", 1)[-1] in TARGET_MODULES}
     parameters = submission.call("grading_parameters", "model")
     adapted = {n.removeprefix("base_model.model.").split(".lora_A.")[0] for n in parameters if ".lora_A." in n} \
         if isinstance(parameters, dict) else set()
     if adapted != wanted:
-        wrong.append(f"LoRA sits on {len(adapted)} modules, expected the {len(wanted)} q_proj and v_proj modules "
-                     f"(target_modules={settings.get('target_modules')!r})")
-    expect(not wrong, "The LoRA settings of `model` differ from the lecture's: " + "; ".join(wrong) + ".")
+        wrong.append(_("LoRA sits on {n_adapted} modules, expected the {n_wanted} q_proj and v_proj modules "
+                       "(target_modules={targets!r})").format(n_adapted=len(adapted), n_wanted=len(wanted),
+                                                              targets=settings.get("target_modules")))
+    expect(not wrong, _("The LoRA settings of `model` differ from the lecture's: {problems}.").format(
+        problems=joined(*wrong, sep="; ")))
 
 
 def test_format_example(submission, reference, exercise):
@@ -53,33 +55,36 @@ def test_format_example(submission, reference, exercise):
         example = {"prompt": conversation[-2]["content"], "prompt_id": "grader", "messages": conversation}
         result = submission.call("format_example", example)
         expect(isinstance(result, dict) and isinstance(result.get("text"), str),
-               f"format_example should return a dict {{'text': str}}, got {type(result).__name__} "
-               f"{str(result)[:80]!r}.")
+               _("format_example should return a dict {{'text': str}}, got {type} {result!r}.").format(
+                   type=type(result).__name__, result=str(result)[:80]))
         text = result["text"]
         expected = tokenizer.apply_chat_template(conversation, tokenize=False)
         if text == expected:
             continue
         if text == tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True):
-            raise AssertionError("format_example adds a generation prompt (an empty assistant turn) at the end; "
-                                 "training conversations already end with the answer: leave add_generation_prompt off.")
+            raise AssertionError(_("format_example adds a generation prompt (an empty assistant turn) at "
+                                   "the end; training conversations already end with the answer: leave "
+                                   "add_generation_prompt off."))
         at = next((i for i, (a, b) in enumerate(zip(text, expected)) if a != b), min(len(text), len(expected)))
-        raise AssertionError(f"format_example's text differs from tokenizer.apply_chat_template(messages, "
-                             f"tokenize=False) from character {at}: got {text[at:at + 40]!r}, expected "
-                             f"{expected[at:at + 40]!r}.")
+        raise AssertionError(_("format_example's text differs from tokenizer.apply_chat_template(messages, "
+                               "tokenize=False) from character {at}: got {text!r}, expected {expected!r}.").format(
+                                 at=at, text=text[at:at + 40], expected=expected[at:at + 40]))
 
 
 def test_training_ran(submission, exercise):
     """The trainer ran exactly MAX_STEPS steps and logged a finite loss at every step."""
     max_steps = exercise.parameters["MAX_STEPS"]
     steps = submission.value("training_steps")
-    expect(steps == max_steps, f"The trainer ran {steps} steps, but MAX_STEPS is {max_steps}: pass "
-           "max_steps=MAX_STEPS to SFTConfig.")
+    expect(steps == max_steps, _("The trainer ran {steps} steps, but MAX_STEPS is {max_steps}: pass "
+                                 "max_steps=MAX_STEPS to SFTConfig.").format(steps=steps, max_steps=max_steps))
     losses = submission.value("losses")
     expect(isinstance(losses, list) and all(type(x) in (int, float) for x in losses),
-           f"`losses` should be a list of floats, got {type(losses).__name__}.")
-    expect(len(losses) == max_steps, f"`losses` holds {len(losses)} values for {max_steps} steps: log every step "
-           "(logging_steps=1) and keep the entries of trainer.state.log_history that have a 'loss'.")
-    expect(all(math.isfinite(x) for x in losses), f"Some losses are not finite: {losses}.")
+           _("`losses` should be a list of floats, got {type}.").format(type=type(losses).__name__))
+    expect(len(losses) == max_steps, _("`losses` holds {n_losses} values for {max_steps} steps: log every "
+                                       "step (logging_steps=1) and keep the entries of "
+                                       "trainer.state.log_history that have a 'loss'.").format(
+                                         n_losses=len(losses), max_steps=max_steps))
+    expect(all(math.isfinite(x) for x in losses), _("Some losses are not finite: {losses}.").format(losses=losses))
 
 
 def test_adapter_saved(submission):
@@ -87,21 +92,29 @@ def test_adapter_saved(submission):
     ones."""
     saved = submission.call("grading_saved_adapter")
     expect(isinstance(saved, dict) and isinstance(saved.get("files"), list) and isinstance(saved.get("weights"), dict),
-           "grading_saved_adapter() did not return the saved files; restore the grader's cell from the exercise.")
+           _("grading_saved_adapter() did not return the saved files; restore the grader's cell from the "
+             "exercise."))
     files, weights = saved["files"], saved["weights"]
     missing = [f for f in ("adapter_config.json", "adapter_model.safetensors") if f not in files]
-    expect(not missing, f"OUTPUT_DIR lacks {', '.join(missing)} (it holds {files}): save the adapter with "
-           "trainer.model.save_pretrained(OUTPUT_DIR) after training.")
-    expect("tokenizer_config.json" in files, f"OUTPUT_DIR holds no tokenizer (it holds {files}): save it beside the "
-           "adapter with tokenizer.save_pretrained(OUTPUT_DIR), so the folder is all one needs to use the model.")
+    expect(not missing, _("OUTPUT_DIR lacks {value} (it holds {files}): save the adapter with "
+                          "trainer.model.save_pretrained(OUTPUT_DIR) after training.").format(
+                            value=', '.join(missing), files=files))
+    expect("tokenizer_config.json" in files, _("OUTPUT_DIR holds no tokenizer (it holds {files}): save it "
+                                               "beside the adapter with "
+                                               "tokenizer.save_pretrained(OUTPUT_DIR), so the folder is "
+                                               "all one needs to use the model.").format(files=files))
     trained = [n for n in submission.call("grading_parameters", "model") if ".lora_" in n]
-    expect(trained, "`model` has no LoRA weights to compare the saved adapter with: keep `model` the wrapped model "
-           "you trained (merge_and_unload() on it removes its LoRA layers).")
+    expect(trained, _("`model` has no LoRA weights to compare the saved adapter with: keep `model` the "
+                      "wrapped model you trained (merge_and_unload() on it removes its LoRA layers)."))
     # On disk peft leaves the adapter's name out: ...lora_A.default.weight is saved as ...lora_A.weight.
     expected_keys = {n.replace(".default.", "."): n for n in trained}
-    expect(set(weights) == set(expected_keys), f"The saved adapter holds {sorted(weights)[:2]}..., not the LoRA "
-           f"weights of `model` ({sorted(expected_keys)[:2]}...): save trainer.model, the model you trained.")
+    expect(set(weights) == set(expected_keys), _("The saved adapter holds {weights}..., not the LoRA "
+                                                 "weights of `model` ({expected_keys}...): save "
+                                                 "trainer.model, the model you trained.").format(
+                                                   weights=sorted(weights)[:2],
+                                                   expected_keys=sorted(expected_keys)[:2]))
     stale = [key for key, name in expected_keys.items()
              if not torch.equal(weights[key], submission.call("grading_parameter", "model", name))]
-    expect(not stale, f"{len(stale)} of {len(expected_keys)} saved LoRA weights differ from the trained ones "
-           f"(e.g. {stale[:1]}): save the adapter after trainer.train().")
+    expect(not stale, _("{n_stale} of {n_expected_keys} saved LoRA weights differ from the trained ones "
+                        "(e.g. {stale}): save the adapter after trainer.train().").format(
+                          n_stale=len(stale), n_expected_keys=len(expected_keys), stale=stale[:1]))

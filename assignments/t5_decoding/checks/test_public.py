@@ -2,7 +2,7 @@
 
 import pytest
 
-from autograder.testing import as_int_list, expect, expect_shape
+from autograder.testing import _, as_int_list, expect, expect_shape
 
 
 @pytest.fixture
@@ -24,9 +24,11 @@ def test_translation(submission, exercise, reference, t5):
 
     expected = reference.memo(("translate", model.name_or_path, prompt, max_new_tokens), translate)
     translation = submission.value("translation")
-    expect(isinstance(translation, str), f"`translation` should be a string, got {type(translation).__name__}.")
-    expect(translation == expected, f"`translation` is {translation!r}, but greedy decoding gives {expected!r}: use "
-           "do_sample=False, max_new_tokens=MAX_NEW_TOKENS and skip_special_tokens=True.")
+    expect(isinstance(translation, str), _("`translation` should be a string, got {type}.").format(
+        type=type(translation).__name__))
+    expect(translation == expected, _("`translation` is {got!r}, but greedy decoding gives {expected!r}: use "
+                                      "do_sample=False, max_new_tokens=MAX_NEW_TOKENS and skip_special_tokens=True.")
+           .format(got=translation, expected=expected))
 
 
 def test_encoder_output_shape(submission, exercise, t5):
@@ -34,7 +36,7 @@ def test_encoder_output_shape(submission, exercise, t5):
     tokenizer, model = t5
     n_tokens = len(tokenizer(exercise.parameters["PROMPT"]).input_ids)
     expect_shape(submission.tensor("encoder_hidden"), (1, n_tokens, model.config.d_model), "`encoder_hidden`",
-                 "Keep the batch dimension and use the encoder's last_hidden_state.")
+                 _("Keep the batch dimension and use the encoder's last_hidden_state."))
 
 
 @pytest.mark.constant("decoder_start_token_id is the model's own, whatever the prompt")
@@ -42,9 +44,10 @@ def test_decoder_start_token(submission, t5):
     """The decoder starts from the model's decoder_start_token_id, as a (1, 1) tensor."""
     start = t5[1].config.decoder_start_token_id
     ids = submission.tensor("decoder_input_ids")
-    expect_shape(ids, (1, 1), "`decoder_input_ids`", "It holds one token for a batch of one: [[start_id]].")
+    expect_shape(ids, (1, 1), "`decoder_input_ids`", _("It holds one token for a batch of one: [[start_id]]."))
     expect(as_int_list(ids, "`decoder_input_ids`") == [start],
-           f"`decoder_input_ids` holds {ids.tolist()}, but the decoder starts from decoder_start_token_id ({start}).")
+           _("`decoder_input_ids` holds {got}, but the decoder starts from decoder_start_token_id ({start}).").format(
+               got=ids.tolist(), start=start))
 
 
 @pytest.mark.constant("one score per vocabulary entry for one start token, whatever the prompt")

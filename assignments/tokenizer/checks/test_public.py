@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from autograder.testing import as_int_list, expect, expect_shape, tokenization_of
+from autograder.testing import _, as_int_list, expect, expect_shape, tokenization_of
 
 
 @pytest.fixture
@@ -16,8 +16,9 @@ def llama(reference, exercise):
 def prompt_ids(submission) -> list[int]:
     """The student's `input_ids` as plain ints, after checking it is a (1, n_tokens) tensor."""
     ids = submission.tensor("input_ids")
-    expect(ids.dim() == 2 and ids.shape[0] == 1, f"`input_ids` has shape {tuple(ids.shape)}; it should be "
-           "(1, n_tokens): tokenize with return_tensors='pt' and keep the batch dimension.")
+    expect(ids.dim() == 2 and ids.shape[0] == 1, _("`input_ids` has shape {shape}; it should be (1, "
+                                                   "n_tokens): tokenize with return_tensors='pt' and keep "
+                                                   "the batch dimension.").format(shape=tuple(ids.shape)))
     return as_int_list(ids, "`input_ids`")
 
 
@@ -27,10 +28,12 @@ def test_prompt_token_ids(submission, exercise, llama):
     expected = tokenizer(exercise.parameters["PROMPT"]).input_ids
     ids = prompt_ids(submission)
     bos = tokenizer.bos_token_id
-    expect(ids[:1] == [bos], f"`input_ids` starts with {ids[:1]}, not with the BOS id {bos} ({tokenizer.bos_token}): "
-           "leave add_special_tokens at its default so the tokenizer puts it first.")
-    expect(ids == expected, f"`input_ids` holds {len(ids)} ids that differ from the tokenization of PROMPT "
-           f"({len(expected)} ids): tokenize PROMPT itself, not a copy of the text you see in the notebook.")
+    expect(ids[:1] == [bos], _("`input_ids` starts with {ids}, not with the BOS id {bos} ({bos_token}): "
+                               "leave add_special_tokens at its default so the tokenizer puts it first.").format(
+                                 ids=ids[:1], bos=bos, bos_token=tokenizer.bos_token))
+    expect(ids == expected, _("`input_ids` holds {n_ids} ids that differ from the tokenization of PROMPT "
+                              "({n_expected} ids): tokenize PROMPT itself, not a copy of the text you see "
+                              "in the notebook.").format(n_ids=len(ids), n_expected=len(expected)))
 
 
 def prompt_length(submission, exercise, llama) -> int:
@@ -43,38 +46,43 @@ def test_embeddings_shape(submission, exercise, llama):
     """embeddings has shape (1, n_tokens, hidden_size) for PROMPT."""
     n_tokens = prompt_length(submission, exercise, llama)
     expect_shape(submission.tensor("embeddings"), (1, n_tokens, llama[1].config.hidden_size), "`embeddings`",
-                 "Pass the whole (1, n_tokens) input_ids through model.get_input_embeddings().")
+                 _("Pass the whole (1, n_tokens) input_ids through model.get_input_embeddings()."))
 
 
 def test_logits_shape(submission, exercise, llama):
     """logits has shape (1, n_tokens, vocab_size) for PROMPT: one score per vocabulary entry at every position."""
     n_tokens = prompt_length(submission, exercise, llama)
     expect_shape(submission.tensor("logits"), (1, n_tokens, llama[1].config.vocab_size), "`logits`",
-                 "Keep the model output's .logits as it is, for every position.")
+                 _("Keep the model output's .logits as it is, for every position."))
 
 
 def test_top10_format(submission, exercise, llama):
     """top10_ids, top10_probs and top10_tokens describe the ten most probable next tokens after PROMPT, most
     probable first."""
     ids = as_int_list(submission.value("top10_ids"), "`top10_ids`")
-    expect(len(ids) == 10 and len(set(ids)) == 10, f"`top10_ids` should hold 10 distinct ids, it holds {ids}.")
+    expect(len(ids) == 10 and len(set(ids)) == 10, _("`top10_ids` should hold 10 distinct ids, it holds "
+                                                     "{ids}.").format(ids=ids))
     model = llama[1]
     got = submission.value("input_ids") if submission.has("input_ids") else None
     with torch.no_grad():
         inputs = torch.tensor([tokenization_of(llama[0], exercise.parameters["PROMPT"], got)], device=model.device)
         expected = set(model(inputs).logits[0, -1].float().topk(10).indices.tolist())
-    expect(len(set(ids) & expected) >= 8, f"`top10_ids` ({ids}) are not the ten most probable next tokens after "
-           "PROMPT: take the softmax of the logits at the last position, then the ten largest.")
+    expect(len(set(ids) & expected) >= 8, _("`top10_ids` ({ids}) are not the ten most probable next tokens "
+                                            "after PROMPT: take the softmax of the logits at the last "
+                                            "position, then the ten largest.").format(ids=ids))
     probs = submission.tensor("top10_probs")
     expect_shape(probs, (10,), "`top10_probs`")
     expect(probs.is_floating_point() and bool(((probs >= 0) & (probs <= 1)).all()),
-           f"`top10_probs` should be probabilities in [0, 1], got {probs.tolist()}: take them after the softmax.")
-    expect(bool((probs[:-1] >= probs[1:]).all()), f"`top10_probs` is not in decreasing order ({probs.tolist()}): "
-           "list the most probable token first (torch.topk sorts for you).")
+           _("`top10_probs` should be probabilities in [0, 1], got {probs}: take them after the softmax.").format(
+               probs=probs.tolist()))
+    expect(bool((probs[:-1] >= probs[1:]).all()), _("`top10_probs` is not in decreasing order ({probs}): "
+                                                    "list the most probable token first (torch.topk sorts "
+                                                    "for you).").format(probs=probs.tolist()))
     expected_tokens = [llama[0].decode([i]) for i in ids]
     tokens = submission.value("top10_tokens")
     expect(isinstance(tokens, (list, tuple)) and list(tokens) == expected_tokens,
-           f"`top10_tokens` should be the decoded ids, {expected_tokens}: use tokenizer.decode([id]) for each id.")
+           _("`top10_tokens` should be the decoded ids, {expected_tokens}: use tokenizer.decode([id]) for "
+             "each id.").format(expected_tokens=expected_tokens))
 
 
 def test_softmax_with_temperature_is_a_distribution(submission):
@@ -82,16 +90,19 @@ def test_softmax_with_temperature_is_a_distribution(submission):
     for shape, temperature in (((2, 7), 1.0), ((3, 5), 0.7)):
         logits = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 3
         probs = submission.call("softmax_with_temperature", logits, temperature)
-        expect(isinstance(probs, torch.Tensor), f"softmax_with_temperature(logits, {temperature}) returned a "
-               f"{type(probs).__name__}; return a tensor.")
-        expect_shape(probs, shape, f"softmax_with_temperature(logits of shape {shape}, {temperature})",
-                     "Return one probability per logit: the softmax over the last axis.")
+        expect(isinstance(probs, torch.Tensor), _("softmax_with_temperature(logits, {temperature}) "
+                                                  "returned a {type}; return a tensor.").format(
+                                                    temperature=temperature, type=type(probs).__name__))
+        expect_shape(probs, shape, _("softmax_with_temperature(logits of shape {shape}, {temperature})").format(
+                                       shape=shape, temperature=temperature),
+                     _("Return one probability per logit: the softmax over the last axis."))
         expect(probs.is_floating_point() and bool((probs >= 0).all()),
-               f"softmax_with_temperature(logits, {temperature}) has negative or non-float values.")
+               _("softmax_with_temperature(logits, {temperature}) has negative or non-float values.").format(
+                   temperature=temperature))
         sums = probs.double().sum(-1)
         expect(torch.allclose(sums, torch.ones(shape[0], dtype=torch.float64), atol=1e-3),
-               f"The rows of softmax_with_temperature(logits, {temperature}) sum to {sums.tolist()}, not 1: "
-               "normalise over the last axis (dim=-1).")
+               _("The rows of softmax_with_temperature(logits, {temperature}) sum to {sums}, not 1: "
+                 "normalise over the last axis (dim=-1).").format(temperature=temperature, sums=sums.tolist()))
 
 
 def test_sampler_reproducible(submission):
@@ -100,17 +111,20 @@ def test_sampler_reproducible(submission):
     for options in ({}, {"top_k": 5}, {"top_p": 0.7}):
         for seed in (0, 1, 2):
             first = submission.call("sample_next_token", probs, seed=seed, **options)
-            expect(type(first) is int, f"sample_next_token(...) returned a {type(first).__name__}; return the "
-                   "token id as a Python int (int(...)).")
-            expect(0 <= first < len(probs), f"sample_next_token(...) returned {first}, which is not an id of a "
-                   f"{len(probs)}-token vocabulary.")
+            expect(type(first) is int, _("sample_next_token(...) returned a {type}; return the token id as "
+                                         "a Python int (int(...)).").format(type=type(first).__name__))
+            expect(0 <= first < len(probs), _("sample_next_token(...) returned {first}, which is not an id "
+                                              "of a {n_probs}-token vocabulary.").format(
+                                                first=first, n_probs=len(probs)))
             again = submission.call("sample_next_token", probs, seed=seed, **options)
-            expect(again == first, f"sample_next_token(probs, seed={seed}, {options}) returned {first}, then "
-                   f"{again}: draw with torch.multinomial(..., generator=torch.Generator(device=probs.device)"
-                   ".manual_seed(seed)).")
+            expect(again == first, _("sample_next_token(probs, seed={seed}, {options}) returned {first}, "
+                                     "then {again}: draw with torch.multinomial(..., "
+                                     "generator=torch.Generator(device=probs.device).manual_seed(seed)).").format(
+                                       seed=seed, options=options, first=first, again=again))
     draws = {submission.call("sample_next_token", probs, seed=seed) for seed in range(20)}
-    expect(len(draws) > 1, f"sample_next_token returned {draws.pop()} for 20 different seeds: it should draw at "
-           "random (torch.multinomial with the seeded generator), not take the argmax.")
+    expect(len(draws) > 1, _("sample_next_token returned {value} for 20 different seeds: it should draw at "
+                             "random (torch.multinomial with the seeded generator), not take the argmax.").format(
+                               value=draws.pop()))
 
 
 def test_cosine_similarity_structure(submission):
@@ -119,28 +133,32 @@ def test_cosine_similarity_structure(submission):
         lengths = torch.tensor([[0.5], [1.0], [2.0], [4.0], [8.0]])[:n]
         vectors = torch.randn(n, 16, generator=torch.Generator().manual_seed(n)) * lengths
         sims = submission.call("cosine_similarity_matrix", vectors)
-        expect(isinstance(sims, torch.Tensor), f"cosine_similarity_matrix returned a {type(sims).__name__}; return "
-               "a tensor.")
-        expect_shape(sims, (n, n), f"cosine_similarity_matrix({n} vectors)", "Compare every vector with every other one.")
+        expect(isinstance(sims, torch.Tensor), _("cosine_similarity_matrix returned a {type}; return a "
+                                                 "tensor.").format(type=type(sims).__name__))
+        expect_shape(sims, (n, n), f"cosine_similarity_matrix({n} vectors)", _("Compare every vector with "
+                                                                               "every other one."))
         sims = sims.double()
-        expect(bool(torch.isfinite(sims).all()), "cosine_similarity_matrix returned NaN or infinite values.")
-        expect(torch.allclose(sims, sims.T, atol=1e-4), "cosine_similarity_matrix is not symmetric.")
+        expect(bool(torch.isfinite(sims).all()), _("cosine_similarity_matrix returned NaN or infinite "
+                                                   "values."))
+        expect(torch.allclose(sims, sims.T, atol=1e-4), _("cosine_similarity_matrix is not symmetric."))
         diagonal = sims.diagonal()
         expect(torch.allclose(diagonal, torch.ones(n, dtype=torch.float64), atol=1e-3),
-               f"The diagonal of cosine_similarity_matrix is {[round(x, 3) for x in diagonal.tolist()]}, not all 1: "
-               "divide each dot product by the lengths (norms) of both vectors.")
-        expect(bool((sims.abs() <= 1 + 1e-3).all()), "cosine_similarity_matrix has values outside [-1, 1].")
+               _("The diagonal of cosine_similarity_matrix is {value}, not all 1: divide each dot product "
+                 "by the lengths (norms) of both vectors.").format(value=[round(x, 3) for x in diagonal.tolist()]))
+        expect(bool((sims.abs() <= 1 + 1e-3).all()), _("cosine_similarity_matrix has values outside [-1, "
+                                                       "1]."))
 
 
 def test_japanese_round_trip(submission, exercise):
     """Decoding japanese_ids all at once, without special tokens, gives JAPANESE_TEXT back."""
     text = exercise.parameters["JAPANESE_TEXT"]
     got = submission.value("japanese_round_trip")
-    expect(isinstance(got, str), f"`japanese_round_trip` should be a string, got {type(got).__name__}.")
+    expect(isinstance(got, str), _("`japanese_round_trip` should be a string, got {type}.").format(
+                                     type=type(got).__name__))
     if got == text:
         return
     if "\ufffd" in got:
-        raise AssertionError("`japanese_round_trip` contains '\ufffd': a token can hold part of a character's bytes, "
-                             "so decode the whole id list in one call instead of token by token.")
-    raise AssertionError(f"`japanese_round_trip` is {got!r}, not JAPANESE_TEXT {text!r}: decode japanese_ids with "
-                         "skip_special_tokens=True.")
+        raise AssertionError(_("`japanese_round_trip` contains '�': a token can hold part of a character's "
+                               "bytes, so decode the whole id list in one call instead of token by token."))
+    raise AssertionError(_("`japanese_round_trip` is {got!r}, not JAPANESE_TEXT {text!r}: decode "
+                           "japanese_ids with skip_special_tokens=True.").format(got=got, text=text))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from autograder.submission import StudentRaised
-from autograder.testing import expect
+from autograder.testing import _, expect
 
 PROFILE_KEYS = ["description", "name", "armor", "weapon"]
 STEP_BY_STEP = "Let's think step by step."
@@ -136,7 +136,8 @@ def _greedy_value(llama, text: str, max_value_tokens: int) -> str:
 def _expect_messages(value, what: str) -> list[dict]:
     expect(isinstance(value, list) and value and all(
         isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value),
-        f"{what} should return a list of {{'role': ..., 'content': ...}} messages, got {str(value)[:80]}.")
+        _("{what} should return a list of {{'role': ..., 'content': ...}} messages, got {value}.").format(
+            what=what, value=str(value)[:80]))
     return value
 
 
@@ -147,14 +148,16 @@ def test_render_chat_hidden_messages(submission, llama, name):
     messages = CONVERSATIONS[name]
     expected = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     got = submission.call("render_chat", messages)
-    expect(isinstance(got, str), f"render_chat(...) should return a string, got {type(got).__name__}.")
+    expect(isinstance(got, str), _("render_chat(...) should return a string, got {type}.").format(
+                                     type=type(got).__name__))
     missing = [m["role"] for m in messages if m["content"].strip() not in got]
-    expect(not missing, f"render_chat(...) leaves out the {' and '.join(missing)} message(s): pass the whole list to "
-           "apply_chat_template.")
+    expect(not missing, _("render_chat(...) leaves out the {value} message(s): pass the whole list to "
+                          "apply_chat_template.").format(value=' and '.join(missing)))
     expect(got != tokenizer.apply_chat_template(messages, tokenize=False),
-           "render_chat(...) ends after the last message: pass add_generation_prompt=True.")
-    expect(got == expected, f"render_chat(...) gives {got[-70:]!r} at the end, the chat template gives "
-           f"{expected[-70:]!r}: return apply_chat_template(messages, tokenize=False, add_generation_prompt=True).")
+           _("render_chat(...) ends after the last message: pass add_generation_prompt=True."))
+    expect(got == expected, _("render_chat(...) gives {got!r} at the end, the chat template gives "
+                              "{expected!r}: return apply_chat_template(messages, tokenize=False, "
+                              "add_generation_prompt=True).").format(got=got[-70:], expected=expected[-70:]))
 
 
 @pytest.mark.parametrize("name", list(BUILD_CASES))
@@ -163,12 +166,15 @@ def test_build_prompt_hidden_components(submission, name):
     kwargs = BUILD_CASES[name]
     expected = "\n".join(kwargs[p].strip() for p in PROMPT_PARTS if kwargs.get(p, "").strip())
     got = submission.call("build_prompt", **kwargs)
-    expect(isinstance(got, str), f"build_prompt(...) should return a string, got {type(got).__name__}.")
+    expect(isinstance(got, str), _("build_prompt(...) should return a string, got {type}.").format(
+                                     type=type(got).__name__))
     if "\n\n" in got or got != got.strip():
-        raise AssertionError(f"build_prompt(...) returned {got!r}: strip every part and leave out the empty ones, "
-                             "so that there are no empty lines and no newline at either end.")
-    expect(got == expected, f"build_prompt(...) returned {got!r}, expected {expected!r}: keep the order persona, "
-           "instruction, context, data_format, audience, tone, data, one newline between parts.")
+        raise AssertionError(_("build_prompt(...) returned {got!r}: strip every part and leave out the "
+                               "empty ones, so that there are no empty lines and no newline at either end.").format(
+                                 got=got))
+    expect(got == expected, _("build_prompt(...) returned {got!r}, expected {expected!r}: keep the order "
+                              "persona, instruction, context, data_format, audience, tone, data, one "
+                              "newline between parts.").format(got=got, expected=expected))
 
 
 @pytest.mark.parametrize("question", COT_QUESTIONS, ids=["sheep", "pages"])
@@ -176,40 +182,44 @@ def test_cot_messages_structure(submission, question):
     """Few-shot CoT alternates user/assistant, ends with the question, and the example answer shows its reasoning."""
     messages = _expect_messages(submission.call("cot_messages", question), "cot_messages(...)")
     roles = [m["role"] for m in messages]
-    expect(len(messages) >= 3, f"cot_messages(...) has {len(messages)} message(s): give at least one worked example "
-           "(a user question and the assistant's answer) before the question.")
-    expect(roles[-1] == "user", f"The last message of cot_messages(...) has the role {roles[-1]!r}: it must be the "
-           "user's question, so that the model answers it.")
+    expect(len(messages) >= 3, _("cot_messages(...) has {n_messages} message(s): give at least one worked "
+                                 "example (a user question and the assistant's answer) before the question.").format(
+                                   n_messages=len(messages)))
+    expect(roles[-1] == "user", _("The last message of cot_messages(...) has the role {roles!r}: it must "
+                                  "be the user's question, so that the model answers it.").format(roles=roles[-1]))
     expected_roles = ["user", "assistant"] * (len(messages) // 2) + ["user"]
-    expect(roles == expected_roles, f"The roles are {roles}: they should alternate user, assistant, ..., user.")
-    expect(messages[-1]["content"] == question, f"The last message should be the question itself, got "
-           f"{messages[-1]['content'][:80]!r}.")
+    expect(roles == expected_roles, _("The roles are {roles}: they should alternate user, assistant, ..., "
+                                      "user.").format(roles=roles))
+    expect(messages[-1]["content"] == question, _("The last message should be the question itself, got "
+                                                  "{messages!r}.").format(messages=messages[-1]['content'][:80]))
     for example in messages[1::2]:
         answer = example["content"].strip()
         calculations = CALCULATION.findall(answer)
-        expect(bool(calculations), f"The example answer {answer[:80]!r} shows no calculation: write each step as "
-               "`a + b = c` before the result.")
+        expect(bool(calculations), _("The example answer {answer!r} shows no calculation: write each step "
+                                     "as `a + b = c` before the result.").format(answer=answer[:80]))
         for a, op, b, c in calculations:
             expect(abs(OPERATIONS[op](float(a), float(b)) - float(c)) < 1e-9,
-                   f"The example answer's step `{a} {op} {b} = {c}` is wrong.")
+                   _("The example answer's step `{a} {op} {b} = {c}` is wrong.").format(a=a, op=op, b=b, c=c))
         final = FINAL_ANSWER.search(answer)
-        expect(final is not None, f"The example answer should end with `The answer is N.`; it ends with "
-               f"{answer[-40:]!r}.")
+        expect(final is not None, _("The example answer should end with `The answer is N.`; it ends with "
+                                    "{answer!r}.").format(answer=answer[-40:]))
         expect(float(final.group(1)) == float(calculations[-1][3]),
-               "The number in `The answer is N.` should be the result of the last calculation.")
+               _("The number in `The answer is N.` should be the result of the last calculation."))
 
 
 def test_zero_shot_cot_messages(submission):
     """Zero-shot CoT: one user message, the question followed by the step-by-step trigger."""
     for question in COT_QUESTIONS:
         messages = _expect_messages(submission.call("zero_shot_cot_messages", question), "zero_shot_cot_messages(...)")
-        expect(len(messages) == 1 and messages[0]["role"] == "user", "zero_shot_cot_messages(...) should return one "
-               f"user message, got the roles {[m['role'] for m in messages]}.")
+        expect(len(messages) == 1 and messages[0]["role"] == "user", _("zero_shot_cot_messages(...) should "
+                                                                       "return one user message, got the "
+                                                                       "roles {value}.").format(
+                                                                         value=[m['role'] for m in messages]))
         content = messages[0]["content"]
         expect(content.startswith(question) and content.endswith(STEP_BY_STEP)
                and not content[len(question):-len(STEP_BY_STEP)].strip(),
-               f"zero_shot_cot_messages(...) holds {content[:120]!r}; it should be the question, a space or newline, "
-               f"and {STEP_BY_STEP!r}.")
+               _("zero_shot_cot_messages(...) holds {content!r}; it should be the question, a space or "
+                 "newline, and {STEP_BY_STEP!r}.").format(content=content[:120], STEP_BY_STEP=STEP_BY_STEP))
 
 
 def test_detailed_prompt_messages(submission):
@@ -219,21 +229,26 @@ def test_detailed_prompt_messages(submission):
         expected = [{"role": "user", "content": "\n".join(kwargs[p].strip() for p in PROMPT_PARTS
                                                            if kwargs.get(p, "").strip())}]
         got = _expect_messages(submission.call("detailed_messages", **kwargs), "detailed_messages(...)")
-        expect(got == expected, f"detailed_messages(...) returned {str(got)[:120]}; it should be one user message "
-               f"whose content is build_prompt(...): {str(expected)[:120]}.")
+        expect(got == expected, _("detailed_messages(...) returned {got}; it should be one user message "
+                                  "whose content is build_prompt(...): {expected}.").format(
+                                    got=str(got)[:120], expected=str(expected)[:120]))
 
 
 def _profile_object(text, what: str) -> dict:
     """The profile in `text`, which must be JSON on its own: an object of the four keys, in order, with string values."""
-    expect(isinstance(text, str), f"{what} should be a string, got {type(text).__name__}.")
+    expect(isinstance(text, str), _("{what} should be a string, got {type}.").format(what=what,
+                                                                                    type=type(text).__name__))
     try:
         profile = json.loads(text)
     except ValueError as exc:
-        raise AssertionError(f"{what} is not valid JSON on its own ({exc}): return only the JSON text, without "
-                             f"prose or a code fence. It starts with {text[:60]!r}.") from None
+        raise AssertionError(_("{what} is not valid JSON on its own ({exc}): return only the JSON text, "
+                               "without prose or a code fence. It starts with {text!r}.").format(
+                                 what=what, exc=exc, text=text[:60])) from None
     expect(isinstance(profile, dict) and list(profile) == PROFILE_KEYS,
-           f"{what} should hold an object with exactly the keys {PROFILE_KEYS}, in that order.")
-    expect(all(isinstance(v, str) for v in profile.values()), "Every value of the profile should be a string.")
+           _("{what} should hold an object with exactly the keys {PROFILE_KEYS}, in that order.").format(
+               what=what, PROFILE_KEYS=PROFILE_KEYS))
+    expect(all(isinstance(v, str) for v in profile.values()), _("Every value of the profile should be a "
+                                                                "string."))
     return profile
 
 
@@ -253,10 +268,11 @@ def test_profile_json(submission, exercise, llama):
     text = submission.value("profile_json")
     _profile_object(text, "`profile_json`")
     prompt = submission.value("FORMAT_PROMPT")
-    expect(isinstance(prompt, str), "`FORMAT_PROMPT` should be the format-sample prompt (a string).")
+    expect(isinstance(prompt, str), _("`FORMAT_PROMPT` should be the format-sample prompt (a string)."))
     expected = _greedy_profile(llama, prompt, exercise.parameters["MAX_VALUE_TOKENS"])
-    expect(text == expected, f"`profile_json` is {text[:80]!r}, but fill_json_profile(FORMAT_PROMPT, "
-           f"MAX_VALUE_TOKENS) gives {expected[:80]!r}: make it with fill_json_profile and the parameters' budget.")
+    expect(text == expected, _("`profile_json` is {text!r}, but fill_json_profile(FORMAT_PROMPT, "
+                               "MAX_VALUE_TOKENS) gives {expected!r}: make it with fill_json_profile and "
+                               "the parameters' budget.").format(text=text[:80], expected=expected[:80]))
 
 
 @pytest.mark.parametrize("name", list(CONVERSATIONS))
@@ -266,18 +282,21 @@ def test_greedy_reply_deterministic(submission, exercise, llama, name):
     max_new_tokens = exercise.parameters["MAX_NEW_TOKENS"]
     first = submission.call("greedy_reply", messages, max_new_tokens)
     second = submission.call("greedy_reply", messages, max_new_tokens)
-    expect(isinstance(first, str), f"greedy_reply(...) should return a string, got {type(first).__name__}.")
-    expect(first == second, f"Two calls of greedy_reply(...) gave different replies ({first[:40]!r}, "
-           f"{str(second)[:40]!r}): greedy decoding uses do_sample=False.")
+    expect(isinstance(first, str), _("greedy_reply(...) should return a string, got {type}.").format(
+                                       type=type(first).__name__))
+    expect(first == second, _("Two calls of greedy_reply(...) gave different replies ({first!r}, "
+                              "{second!r}): greedy decoding uses do_sample=False.").format(
+                                first=first[:40], second=str(second)[:40]))
     expected = _reply(llama, messages, max_new_tokens, do_sample=False)
     if first not in (expected, expected.strip()) and expected.strip() in first:
-        raise AssertionError("greedy_reply(...) returns more than the reply: decode only the new tokens, "
-                             "with skip_special_tokens=True.")
+        raise AssertionError(_("greedy_reply(...) returns more than the reply: decode only the new tokens, "
+                               "with skip_special_tokens=True."))
     # Stripping the surrounding whitespace is fine: the notebook does not ask to keep it.
-    expect(first in (expected, expected.strip()), f"greedy_reply(...) returned {first[:60]!r}, but the model's "
-           f"greedy reply is "
-           f"{expected[:60]!r}: render with add_generation_prompt=True, generate with do_sample=False and "
-           "max_new_tokens, decode the new tokens.")
+    expect(first in (expected, expected.strip()), _("greedy_reply(...) returned {first!r}, but the model's "
+                                                    "greedy reply is {expected!r}: render with "
+                                                    "add_generation_prompt=True, generate with "
+                                                    "do_sample=False and max_new_tokens, decode the new "
+                                                    "tokens.").format(first=first[:60], expected=expected[:60]))
 
 
 @pytest.mark.parametrize(("temperature", "top_p", "seed"), SAMPLING)
@@ -286,12 +305,15 @@ def test_sample_reply_replays_seed(submission, exercise, llama, temperature, top
     messages = CONVERSATIONS["system+user"]
     max_new_tokens = exercise.parameters["MAX_NEW_TOKENS"]
     got = submission.call("sample_reply", messages, temperature, top_p, seed, max_new_tokens)
-    expect(isinstance(got, str), f"sample_reply(...) should return a string, got {type(got).__name__}.")
+    expect(isinstance(got, str), _("sample_reply(...) should return a string, got {type}.").format(
+                                     type=type(got).__name__))
     torch.manual_seed(seed)
     expected = _reply(llama, messages, max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p)
-    expect(got == expected, f"sample_reply(..., temperature={temperature}, top_p={top_p}, seed={seed}) returned "
-           f"{got[:60]!r}, the seeded sample is {expected[:60]!r}: call torch.manual_seed(seed) right before generate "
-           "and pass do_sample=True, temperature and top_p.")
+    expect(got == expected, _("sample_reply(..., temperature={temperature}, top_p={top_p}, seed={seed}) "
+                              "returned {got!r}, the seeded sample is {expected!r}: call "
+                              "torch.manual_seed(seed) right before generate and pass do_sample=True, "
+                              "temperature and top_p.").format(
+                                temperature=temperature, top_p=top_p, seed=seed, got=got[:60], expected=expected[:60]))
 
 
 @pytest.mark.parametrize(("text", "expected"), ANSWER_CASES, ids=[f"text{i}" for i in range(len(ANSWER_CASES))])
@@ -303,14 +325,19 @@ def test_extract_answer_hidden_texts(submission, text, expected):
         expect(expected is ValueError and exc.type_name == "ValueError",
                f"extract_answer({text!r}) raised {exc.type_name}: {exc.error_message}")
         return
-    expect(expected is not ValueError, f"extract_answer({text!r}) returned {got!r}; with no number in the text it "
-           "should raise ValueError.")
-    expect(type(got) in (int, float), f"extract_answer(...) should return a number, got {type(got).__name__} {got!r}.")
+    expect(expected is not ValueError, _("extract_answer({text!r}) returned {got!r}; with no number in the "
+                                         "text it should raise ValueError.").format(text=text, got=got))
+    expect(type(got) in (int, float), _("extract_answer(...) should return a number, got {type} {got!r}.").format(
+                                          type=type(got).__name__, got=got))
     # 15.0 == 15 in Python, but the notebook asks for an int when the number has no decimal part.
-    expect(type(got) is type(expected), f"extract_answer({text!r}) returned the {type(got).__name__} {got!r}; it "
-           f"should be the {type(expected).__name__} {expected!r}: an int unless the number has a decimal part.")
-    expect(got == expected, f"extract_answer({text!r}) returned {got!r}, expected {expected!r}: take the last "
-           "number (thousands commas, minus sign and decimal point included).")
+    expect(type(got) is type(expected), _("extract_answer({text!r}) returned the {type} {got!r}; it should "
+                                          "be the {type2} {expected!r}: an int unless the number has a "
+                                          "decimal part.").format(
+                                            text=text, type=type(got).__name__, got=got,
+                                            type2=type(expected).__name__, expected=expected))
+    expect(got == expected, _("extract_answer({text!r}) returned {got!r}, expected {expected!r}: take the "
+                              "last number (thousands commas, minus sign and decimal point included).").format(
+                                text=text, got=got, expected=expected))
 
 
 @pytest.mark.parametrize("name", list(JSON_CASES))
@@ -324,10 +351,12 @@ def test_extract_json_hidden_outputs(submission, name):
         expect(expected is ValueError and exc.type_name in ("ValueError", "JSONDecodeError"),
                f"extract_json({text[:60]!r}...) raised {exc.type_name}: {exc.error_message}")
         return
-    expect(expected is not ValueError, f"extract_json({text[:60]!r}) returned {str(got)[:60]}; this text holds no "
-           "valid JSON object (single quotes and truncated objects are not JSON), so it should raise ValueError.")
-    expect(got == expected, f"extract_json({text[:60]!r}...) returned {str(got)[:80]}, expected {expected}: decode "
-           "one object from the first '{' with json.JSONDecoder().raw_decode and ignore the text after it.")
+    expect(expected is not ValueError, _("extract_json({text!r}) returned {got}; this text holds no valid "
+                                         "JSON object (single quotes and truncated objects are not JSON), "
+                                         "so it should raise ValueError.").format(text=text[:60], got=str(got)[:60]))
+    expect(got == expected, _("extract_json({text!r}...) returned {got}, expected {expected}: decode one "
+                              "object from the first '{{' with json.JSONDecoder().raw_decode and ignore "
+                              "the text after it.").format(text=text[:60], got=str(got)[:80], expected=expected))
 
 
 @pytest.mark.parametrize(("prompt", "max_value_tokens"), FILL_CASES, ids=["format-shown", "zero-shot", "pirate"])
@@ -335,14 +364,20 @@ def test_fill_json_profile_is_greedy(submission, llama, prompt, max_value_tokens
     """fill_json_profile returns valid JSON whose every value is the model's greedy fill after the skeleton."""
     got = submission.call("fill_json_profile", prompt, max_value_tokens)
     profile = _profile_object(got, "fill_json_profile(...)")
-    expect(got == json.dumps(profile, ensure_ascii=False), "fill_json_profile(...) should be formatted as "
-           'json.dumps(profile, ensure_ascii=False) writes it: one line, `{"description": "...", "name": ...}`.')
+    expect(got == json.dumps(profile, ensure_ascii=False), _("fill_json_profile(...) should be formatted "
+                                                             "as json.dumps(profile, ensure_ascii=False) "
+                                                             'writes it: one line, `{{"description": '
+                                                             '"...", "name": ...}}`.'))
     chat_text = llama[0].apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                              add_generation_prompt=True)
     for i, key in enumerate(PROFILE_KEYS):
         # The reply up to this value's opening quote, built from the student's own earlier values.
         before = json.dumps({**{k: profile[k] for k in PROFILE_KEYS[:i]}, key: ""}, ensure_ascii=False)[:-2]
         expected = _greedy_value(llama, chat_text + before, max_value_tokens)
-        expect(profile[key] == expected, f"The value of {key!r} is {profile[key]!r}, but the model's greedy fill "
-               f"(at most {max_value_tokens} tokens, stopping before a quote, newline or special token) is "
-               f"{expected!r}. Tokenize render_chat(...) + the reply so far with add_special_tokens=False.")
+        expect(profile[key] == expected, _("The value of {key!r} is {profile!r}, but the model's greedy "
+                                           "fill (at most {max_value_tokens} tokens, stopping before a "
+                                           "quote, newline or special token) is {expected!r}. Tokenize "
+                                           "render_chat(...) + the reply so far with "
+                                           "add_special_tokens=False.").format(
+                                             key=key, profile=profile[key], max_value_tokens=max_value_tokens,
+                                             expected=expected))

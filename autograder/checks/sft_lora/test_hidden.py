@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from autograder.submission import StudentFailure
-from autograder.testing import expect, expect_by_hand, expect_close
+from autograder.testing import _, expect, expect_by_hand, expect_close, joined
 
 TARGETS = ("q_proj", "v_proj")
 # Ways to count parameters from a model instead of from its config: the counts below are to be worked out by hand.
@@ -25,8 +25,8 @@ GPT2_SIZES = [({"n_layer": 12, "n_embd": 768, "n_head": 12}, 8), ({"n_layer": 6,
 # Grader-chosen texts for the logits comparisons.
 PROBE_TEXTS = {"english": "Summarize the plot of a detective story in two sentences.",
                "japanese": "ファインチューニングとは何ですか?"}
-KEEP_WRAPPED = ("keep `model` the get_peft_model-wrapped model you trained (merge_and_unload() on it removes its LoRA "
-                "layers)")
+KEEP_WRAPPED = _("keep `model` the get_peft_model-wrapped model you trained (merge_and_unload() on it removes its "
+                 "LoRA layers)")
 CHUNK_BYTES = 64 * 1024 * 1024  # base weights are fetched in slices of at most this size
 
 
@@ -68,14 +68,15 @@ def lora_parameter_count(reference, config, r: int) -> int:
 
 def student_parameters(submission) -> dict[str, bool]:
     params = submission.call("grading_parameters", "model")
-    expect(isinstance(params, dict) and params, "`model` has no parameters the grader can read.")
+    expect(isinstance(params, dict) and params, _("`model` has no parameters the grader can read."))
     return params
 
 
 def fetch_parameter(submission, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
     """Rows start:stop of one parameter of the student's `model`, as a plain tensor."""
     value = submission.call("grading_parameter", "model", name, start, stop)
-    expect(isinstance(value, torch.Tensor), f"grading_parameter('model', {name!r}) did not return a tensor.")
+    expect(isinstance(value, torch.Tensor), _("grading_parameter('model', {name!r}) did not return a "
+                                              "tensor.").format(name=name))
     return value
 
 
@@ -92,13 +93,15 @@ def checked_lora_settings(settings: dict, config) -> dict:
     would take the grader's memory, a target pattern its time."""
     r, alpha, targets = settings.get("r"), settings.get("lora_alpha"), settings.get("target_modules")
     width = config.hidden_size
-    expect(type(r) is int and 1 <= r <= width, f"The LoRA rank of `model` is {str(r)[:40]}; a rank is a whole "
-           f"number from 1 to the model's hidden size ({width}): use LORA_R.")
-    expect(type(alpha) in (int, float) and 0 < alpha <= 1e6, f"The lora_alpha of `model` is {str(alpha)[:40]}; "
-           "it should be a positive number: use LORA_ALPHA.")
+    expect(type(r) is int and 1 <= r <= width, _("The LoRA rank of `model` is {r}; a rank is a whole "
+                                                 "number from 1 to the model's hidden size ({width}): use "
+                                                 "LORA_R.").format(r=str(r)[:40], width=width))
+    expect(type(alpha) in (int, float) and 0 < alpha <= 1e6, _("The lora_alpha of `model` is {alpha}; it "
+                                                               "should be a positive number: use "
+                                                               "LORA_ALPHA.").format(alpha=str(alpha)[:40]))
     expect(isinstance(targets, list) and 0 < len(targets) <= 64
            and all(isinstance(t, str) and re.fullmatch(r"[A-Za-z_][\w.]{0,199}", t) for t in targets),
-           "The target_modules of `model` should be a list of module names, such as ['q_proj', 'v_proj'].")
+           _("The target_modules of `model` should be a list of module names, such as ['q_proj', 'v_proj']."))
     return settings
 
 
@@ -109,7 +112,8 @@ def rebuild(submission, reference, exercise):
     settings = submission.call("grading_lora_config")
     lora_names = [n for n in student_parameters(submission) if ".lora_" in n]
     expect(isinstance(settings, dict) and lora_names,
-           f"`model` has no LoRA weights, so the grader cannot rebuild your fine-tuned model: {KEEP_WRAPPED}.")
+           _("`model` has no LoRA weights, so the grader cannot rebuild your fine-tuned model: "
+             "{KEEP_WRAPPED}.").format(KEEP_WRAPPED=KEEP_WRAPPED))
     settings = checked_lora_settings(settings, reference.config(exercise.parameters["MODEL_ID"]))
     try:
         config = LoraConfig(r=settings["r"], lora_alpha=settings["lora_alpha"],
@@ -117,9 +121,10 @@ def rebuild(submission, reference, exercise):
                             task_type="CAUSAL_LM")
         model = get_peft_model(reference.fresh_model(exercise.parameters["MODEL_ID"]), config).eval()
     except (KeyError, TypeError, ValueError) as exc:  # e.g. a target module the model does not have
-        raise StudentFailure(f"The LoRA settings of `model` could not be used to rebuild it: {exc}.") from None
-    expected = {n for n, _ in model.named_parameters() if ".lora_" in n}
-    expect(expected == set(lora_names), "The LoRA weights of `model` do not match its own LoRA settings.")
+        raise StudentFailure(_("The LoRA settings of `model` could not be used to rebuild it: {exc}.").format(
+            exc=exc)) from None
+    expected = {n for n, _parameter in model.named_parameters() if ".lora_" in n}
+    expect(expected == set(lora_names), _("The LoRA weights of `model` do not match its own LoRA settings."))
     with torch.no_grad():
         for name in lora_names:
             model.get_parameter(name).copy_(fetch_parameter(submission, name))
@@ -156,10 +161,12 @@ def test_trainable_parameter_count(submission, reference, exercise, llama):
     config, r = llama[1].config, exercise.parameters["LORA_R"]
     expected = lora_parameter_count(reference, config, r)
     got = submission.value("trainable_params")
-    expect(type(got) is int, f"`trainable_params` should be an int, got {type(got).__name__}.")
-    expect(got == expected, f"`trainable_params` is {got:,}, but r={r} on q_proj and v_proj of "
-           f"{config.num_hidden_layers} layers gives {expected:,}: each adapted projection adds r·(in + out), and "
-           "v_proj's output is num_key_value_heads·head_dim wide. Count the parameters with requires_grad.")
+    expect(type(got) is int, _("`trainable_params` should be an int, got {type}.").format(type=type(got).__name__))
+    expect(got == expected, _("`trainable_params` is {got:,}, but r={r} on q_proj and v_proj of "
+                              "{num_hidden_layers} layers gives {expected:,}: each adapted projection adds "
+                              "r·(in + out), and v_proj's output is num_key_value_heads·head_dim wide. "
+                              "Count the parameters with requires_grad.").format(
+                                got=got, r=r, num_hidden_layers=config.num_hidden_layers, expected=expected))
 
 
 def test_trainable_fraction(submission, reference, exercise, llama):
@@ -169,7 +176,7 @@ def test_trainable_fraction(submission, reference, exercise, llama):
     total = base + trainable
     got = submission.value("trainable_fraction")
     expect(type(got) in (int, float) and math.isfinite(got),
-           f"`trainable_fraction` should be a finite float, got {got!r}.")
+           _("`trainable_fraction` should be a finite float, got {got!r}.").format(got=got))
     expected = trainable / total
     # A ratio rounded to 6 significant digits (as printed) is still the right ratio.
     if math.isclose(got, expected, rel_tol=1e-5):
@@ -189,7 +196,8 @@ def test_trainable_fraction(submission, reference, exercise, llama):
         ]
     for value, mistake in known_mistakes:
         expect(not math.isclose(got, value, rel_tol=1e-5), f"`trainable_fraction` ({got:.6g}) {mistake}.")
-    raise AssertionError(f"`trainable_fraction` is {got!r}, expected {trainable:,} / {total:,} = {expected!r}.")
+    raise AssertionError(_("`trainable_fraction` is {got!r}, expected {trainable:,} / {total:,} = "
+                           "{expected!r}.").format(got=got, trainable=trainable, total=total, expected=expected))
 
 
 def test_lora_params_per_layer(submission, reference, exercise, llama):
@@ -198,7 +206,7 @@ def test_lora_params_per_layer(submission, reference, exercise, llama):
     from transformers import LlamaConfig
 
     expect_by_hand(submission, "lora_params_per_layer", without=COUNTING_SHORTCUTS,
-                   hint="Compute r·(in + out) for q_proj and for v_proj from the config's sizes.")
+                   hint=_("Compute r·(in + out) for q_proj and for v_proj from the config's sizes."))
     own = llama[1].config
     sizes = [{k: getattr(own, k) for k in ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim")
               if getattr(own, k, None)}] + LLAMA_SIZES
@@ -207,8 +215,11 @@ def test_lora_params_per_layer(submission, reference, exercise, llama):
             config = LlamaConfig(num_hidden_layers=1, vocab_size=16, intermediate_size=16, **size)
             expected = peft_trainable(reference, config, r, TARGETS)
             got = submission.call("lora_params_per_layer", {**size, "num_hidden_layers": 1}, r)
-            expect(got == expected, f"lora_params_per_layer({size}, r={r}) returned {got!r}, expected {expected:,}: "
-                   "q_proj maps hidden_size to num_attention_heads·head_dim, v_proj to num_key_value_heads·head_dim.")
+            expect(got == expected, _("lora_params_per_layer({size}, r={r}) returned {got!r}, expected "
+                                      "{expected:,}: q_proj maps hidden_size to "
+                                      "num_attention_heads·head_dim, v_proj to "
+                                      "num_key_value_heads·head_dim.").format(
+                                        size=size, r=r, got=got, expected=expected))
 
 
 def test_gpt2_lora_params(submission, reference):
@@ -216,13 +227,14 @@ def test_gpt2_lora_params(submission, reference):
     from transformers import GPT2Config
 
     expect_by_hand(submission, "gpt2_lora_params", without=COUNTING_SHORTCUTS,
-                   hint="c_attn maps n_embd to 3·n_embd, in every one of the n_layer blocks.")
+                   hint=_("c_attn maps n_embd to 3·n_embd, in every one of the n_layer blocks."))
     own = reference.config("gpt2")
     for size, r in [({"n_layer": own.n_layer, "n_embd": own.n_embd, "n_head": own.n_head}, 4), *GPT2_SIZES]:
         expected = peft_trainable(reference, GPT2Config(vocab_size=16, n_positions=16, **size), r, ["c_attn"])
         got = submission.call("gpt2_lora_params", {"n_layer": size["n_layer"], "n_embd": size["n_embd"]}, r)
-        expect(got == expected, f"gpt2_lora_params(n_layer={size['n_layer']}, n_embd={size['n_embd']}, r={r}) returned "
-               f"{got!r}, expected {expected:,}.")
+        expect(got == expected, _("gpt2_lora_params(n_layer={size}, n_embd={size2}, r={r}) returned "
+                                  "{got!r}, expected {expected:,}.").format(
+                                    size=size['n_layer'], size2=size['n_embd'], r=r, got=got, expected=expected))
 
 
 def test_training_arguments(submission, exercise):
@@ -235,27 +247,31 @@ def test_training_arguments(submission, exercise):
                 "learning_rate": ("LEARNING_RATE", p["LEARNING_RATE"]), "num_train_epochs": ("EPOCHS", p["EPOCHS"]),
                 "max_steps": ("MAX_STEPS", p["MAX_STEPS"]), "max_length": ("MAX_LENGTH", p["MAX_LENGTH"]),
                 "output_dir": ("OUTPUT_DIR", p["OUTPUT_DIR"])}
-    expect(isinstance(args, dict), "The trainer's arguments could not be read: keep `trainer` the SFTTrainer you ran.")
-    wrong = [f"{name}={args.get(name)!r} (the parameter {param} is {value!r})"
+    expect(isinstance(args, dict), _("The trainer's arguments could not be read: keep `trainer` the "
+                                     "SFTTrainer you ran."))
+    wrong = [_("{name}={got!r} (the parameter {param} is {value!r})").format(name=name, got=args.get(name),
+                                                                              param=param, value=value)
              for name, (param, value) in expected.items() if args.get(name) != value]
-    expect(not wrong, "SFTConfig should take its settings from the parameters cell, which the grader changes: "
-           + "; ".join(wrong) + ".")
+    expect(not wrong, _("SFTConfig should take its settings from the parameters cell, which the grader changes: "
+                        "{problems}.").format(problems=joined(*wrong, sep="; ")))
 
 
 def test_only_lora_parameters_require_grad(submission, llama):
     """Exactly the LoRA A and B matrices of q_proj and v_proj require grad; every base weight is frozen."""
-    modules = [name for name, _ in llama[1].named_modules() if name.rsplit(".", 1)[-1] in TARGETS]
+    modules = [name for name, _module in llama[1].named_modules() if name.rsplit(".", 1)[-1] in TARGETS]
     expected = {f"base_model.model.{m}.lora_{ab}.default.weight" for m in modules for ab in "AB"}
     trainable = {name for name, grad in student_parameters(submission).items() if grad is True}
     base = sorted(n for n in trainable - expected if ".lora_" not in n)
-    expect(not base, f"{len(base)} base weights require grad (e.g. {base[:2]}): only the LoRA matrices may be "
-           "trained; get_peft_model freezes the rest, so do not unfreeze them.")
+    expect(not base, _("{n_base} base weights require grad (e.g. {base}): only the LoRA matrices may be "
+                       "trained; get_peft_model freezes the rest, so do not unfreeze them.").format(
+                         n_base=len(base), base=base[:2]))
     other = sorted(trainable - expected)
-    expect(not other, f"LoRA weights outside q_proj/v_proj are trained (e.g. {other[:2]}): target q_proj and v_proj "
-           "only.")
+    expect(not other, _("LoRA weights outside q_proj/v_proj are trained (e.g. {other}): target q_proj and "
+                        "v_proj only.").format(other=other[:2]))
     missing = sorted(expected - trainable)
-    expect(not missing, f"{len(missing)} LoRA weights of q_proj/v_proj are missing or frozen (e.g. {missing[:2]}): "
-           f"{KEEP_WRAPPED}.")
+    expect(not missing, _("{n_missing} LoRA weights of q_proj/v_proj are missing or frozen (e.g. "
+                          "{missing}): {KEEP_WRAPPED}.").format(
+                            n_missing=len(missing), missing=missing[:2], KEEP_WRAPPED=KEEP_WRAPPED))
 
 
 def test_base_weights_unchanged(submission, llama):
@@ -264,13 +280,15 @@ def test_base_weights_unchanged(submission, llama):
     names = {n: n.removeprefix("base_model.model.").replace(".base_layer.", ".")
              for n in student_parameters(submission) if ".lora_" not in n}
     missing = sorted(set(reference_params) - set(names.values()))
-    expect(not missing, f"`model` lacks base weights of the original model (e.g. {missing[:2]}): {KEEP_WRAPPED}.")
+    expect(not missing, _("`model` lacks base weights of the original model (e.g. {missing}): "
+                          "{KEEP_WRAPPED}.").format(missing=missing[:2], KEEP_WRAPPED=KEEP_WRAPPED))
     changed = [name for name, original in names.items()
                if original in reference_params and not torch.equal(
                    fetch_base_weight(submission, name, reference_params[original]),
                    reference_params[original].detach().cpu())]
-    expect(not changed, f"{len(changed)} base weights differ from the original model (e.g. {changed[:2]}): LoRA "
-           "training must leave them untouched. Did you merge the adapter into `model` or unfreeze base weights?")
+    expect(not changed, _("{n_changed} base weights differ from the original model (e.g. {changed}): LoRA "
+                          "training must leave them untouched. Did you merge the adapter into `model` or "
+                          "unfreeze base weights?").format(n_changed=len(changed), changed=changed[:2]))
 
 
 def test_rows_are_seed_42_shuffle(submission, exercise, train_split):
@@ -278,12 +296,14 @@ def test_rows_are_seed_42_shuffle(submission, exercise, train_split):
     n_rows = exercise.parameters["N_ROWS"]
     expected = list(train_split.shuffle(seed=42).select(range(n_rows))["prompt_id"])
     got = submission.value("selected_prompt_ids")
-    expect(isinstance(got, list), f"`selected_prompt_ids` should be a list, got {type(got).__name__}.")
-    expect(len(got) == n_rows, f"{len(got)} rows were selected, but N_ROWS is {n_rows}: use select(range(N_ROWS)).")
+    expect(isinstance(got, list), _("`selected_prompt_ids` should be a list, got {type}.").format(
+                                      type=type(got).__name__))
+    expect(len(got) == n_rows, _("{n_got} rows were selected, but N_ROWS is {n_rows}: use "
+                                 "select(range(N_ROWS)).").format(n_got=len(got), n_rows=n_rows))
     expect(got != list(train_split.select(range(n_rows))["prompt_id"]),
-           "The rows are the first N_ROWS of train_sft in file order: shuffle(seed=42) before selecting.")
-    expect(got == expected, "The rows are not the seed-42 shuffle of train_sft: call shuffle(seed=42) on the whole "
-           "split, then select(range(N_ROWS)).")
+           _("The rows are the first N_ROWS of train_sft in file order: shuffle(seed=42) before selecting."))
+    expect(got == expected, _("The rows are not the seed-42 shuffle of train_sft: call shuffle(seed=42) on "
+                              "the whole split, then select(range(N_ROWS))."))
 
 
 def test_training_texts_use_chat_template(submission, exercise, llama, train_split):
@@ -292,30 +312,34 @@ def test_training_texts_use_chat_template(submission, exercise, llama, train_spl
     ids = submission.value("selected_prompt_ids")
     texts = submission.value("train_texts")
     expect(isinstance(ids, list) and isinstance(texts, list) and len(ids) == len(texts),
-           "`train_texts` should hold one text per selected row.")
+           _("`train_texts` should hold one text per selected row."))
     n_rows = exercise.parameters["N_ROWS"]
-    expect(len(texts) == n_rows, f"`train_texts` holds {len(texts)} texts, but N_ROWS is {n_rows}: format the rows "
-           "you selected with select(range(N_ROWS)).")
+    expect(len(texts) == n_rows, _("`train_texts` holds {n_texts} texts, but N_ROWS is {n_rows}: format "
+                                   "the rows you selected with select(range(N_ROWS)).").format(
+                                     n_texts=len(texts), n_rows=n_rows))
     conversations = dict(zip(train_split["prompt_id"], train_split["messages"], strict=True))
     for row, (prompt_id, text) in enumerate(zip(ids, texts, strict=True)):
-        expect(prompt_id in conversations, f"Row {row} has prompt_id {prompt_id!r}, which is not in train_sft.")
+        expect(prompt_id in conversations, _("Row {row} has prompt_id {prompt_id!r}, which is not in "
+                                             "train_sft.").format(row=row, prompt_id=prompt_id))
         messages = conversations[prompt_id]
         if text == tokenizer.apply_chat_template(messages, tokenize=False):
             continue
         expect(text != tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
-               f"Training text {row} ends with a generation prompt; training conversations already end with the "
-               "answer: leave add_generation_prompt off.")
-        raise AssertionError(f"Training text {row} is not tokenizer.apply_chat_template(messages, tokenize=False) "
-                             f"of its conversation; it starts {str(text)[:60]!r}.")
+               _("Training text {row} ends with a generation prompt; training conversations already end "
+                 "with the answer: leave add_generation_prompt off.").format(row=row))
+        raise AssertionError(_("Training text {row} is not tokenizer.apply_chat_template(messages, "
+                               "tokenize=False) of its conversation; it starts {text!r}.").format(
+                                 row=row, text=str(text)[:60]))
 
 
 def test_lora_b_matrices_trained(submission):
     """Training moved every LoRA B matrix away from its all-zero start."""
     b_names = [n for n in student_parameters(submission) if ".lora_B." in n]
-    expect(b_names, f"`model` has no LoRA B matrices: {KEEP_WRAPPED}.")
+    expect(b_names, _("`model` has no LoRA B matrices: {KEEP_WRAPPED}.").format(KEEP_WRAPPED=KEEP_WRAPPED))
     zero = [n for n in b_names if not fetch_parameter(submission, n).any()]
-    expect(not zero, f"{len(zero)} of {len(b_names)} LoRA B matrices are still all zero (e.g. {zero[:1]}): B starts "
-           "at zero, so training has not reached them. Train the wrapped `model` with trainer.train().")
+    expect(not zero, _("{n_zero} of {n_b_names} LoRA B matrices are still all zero (e.g. {zero}): B starts "
+                       "at zero, so training has not reached them. Train the wrapped `model` with "
+                       "trainer.train().").format(n_zero=len(zero), n_b_names=len(b_names), zero=zero[:1]))
 
 
 @pytest.mark.parametrize("text", PROBE_TEXTS.values(), ids=PROBE_TEXTS.keys())
@@ -323,14 +347,14 @@ def test_reloaded_logits_match_trained(submission, text):
     """The adapter loaded back from OUTPUT_DIR gives the trained model's logits."""
     params = submission.call("grading_parameters", "reloaded_model")
     # A model loaded with PeftModel.from_pretrained is frozen; the trained `model` (or an alias of it) is not.
-    expect(isinstance(params, dict) and params and not any(params.values()), "`reloaded_model` has parameters that "
-           "require grad, so it is not the adapter loaded back from disk: build it with "
-           "PeftModel.from_pretrained(load_base_model(), OUTPUT_DIR).")
+    expect(isinstance(params, dict) and params and not any(params.values()),
+           _("`reloaded_model` has parameters that require grad, so it is not the adapter loaded back from disk: "
+             "build it with PeftModel.from_pretrained(load_base_model(), OUTPUT_DIR)."))
     expect_close(submission.call("grading_logits", "reloaded_model", text),
-                 submission.call("grading_logits", "model", text), "The reloaded model's logits",
-                 "Load the saved adapter onto a fresh base model with PeftModel.from_pretrained(base, OUTPUT_DIR)"
-                 ".eval(), and set fp16/bf16 from DTYPE in SFTConfig: after mixed-precision training the trained "
-                 "model keeps computing in half precision.")
+                 submission.call("grading_logits", "model", text), _("The reloaded model's logits"),
+                 _("Load the saved adapter onto a fresh base model with PeftModel.from_pretrained(base, "
+                   "OUTPUT_DIR).eval(), and set fp16/bf16 from DTYPE in SFTConfig: after mixed-precision "
+                   "training the trained model keeps computing in half precision."))
 
 
 @pytest.mark.parametrize("text", PROBE_TEXTS.values(), ids=PROBE_TEXTS.keys())
@@ -338,9 +362,9 @@ def test_merged_logits_match_trained(submission, text):
     """merge_and_unload gives a plain model whose logits match the trained model's."""
     names = submission.call("grading_parameters", "merged_model")
     expect(isinstance(names, dict) and not any(".lora_" in n for n in names),
-           "`merged_model` still has LoRA layers: call merge_and_unload() and keep the model it returns.")
+           _("`merged_model` still has LoRA layers: call merge_and_unload() and keep the model it returns."))
     expect_close(submission.call("grading_logits", "merged_model", text),
-                 submission.call("grading_logits", "model", text), "The merged model's logits")
+                 submission.call("grading_logits", "model", text), _("The merged model's logits"))
 
 
 @pytest.mark.parametrize("text", PROBE_TEXTS.values(), ids=PROBE_TEXTS.keys())
@@ -351,8 +375,8 @@ def test_next_token_logits_match_grader(submission, llama, adapted, text):
     with torch.no_grad():
         expected = model(**inputs).logits[0, -1]
     expect_close(submission.call("grading_logits", "model", text), expected, "next_token_logits(model, text)",
-                 "Tokenize with tokenizer(text, return_tensors='pt'), call model.eval() after training, and return "
-                 "the logits at the last position, logits[0, -1].")
+                 _("Tokenize with tokenizer(text, return_tensors='pt'), call model.eval() after training, "
+                   "and return the logits at the last position, logits[0, -1]."))
 
 
 @pytest.mark.parametrize("variable", ["before_answer", "after_answer"])
@@ -363,8 +387,13 @@ def test_answers_before_and_after(submission, exercise, llama, adapted, variable
     prompt, max_new_tokens = exercise.parameters["COMPARE_PROMPT"], exercise.parameters["MAX_NEW_TOKENS"]
     expected = greedy_answer(model, tokenizer, prompt, max_new_tokens)
     got = submission.value(variable)
-    expect(isinstance(got, str), f"`{variable}` should be a string, got {type(got).__name__}.")
-    expect(prompt not in got, f"`{variable}` repeats the prompt: decode only the tokens after the input.")
-    expect(got in (expected, expected.strip()), f"`{variable}` is {got[:60]!r}, but the greedy answer is {expected[:60]!r}: apply the "
-           "chat template with add_generation_prompt=True, generate with do_sample=False and max_new_tokens, and "
-           "decode the new tokens with skip_special_tokens=True.")
+    expect(isinstance(got, str), _("`{variable}` should be a string, got {type}.").format(
+                                     variable=variable, type=type(got).__name__))
+    expect(prompt not in got, _("`{variable}` repeats the prompt: decode only the tokens after the input.").format(
+                                  variable=variable))
+    expect(got in (expected, expected.strip()), _("`{variable}` is {got!r}, but the greedy answer is "
+                                                  "{expected!r}: apply the chat template with "
+                                                  "add_generation_prompt=True, generate with "
+                                                  "do_sample=False and max_new_tokens, and decode the new "
+                                                  "tokens with skip_special_tokens=True.").format(
+                                                    variable=variable, got=got[:60], expected=expected[:60]))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from autograder.testing import as_int_list, expect, expect_by_hand, expect_close
+from autograder.testing import _, as_int_list, expect, expect_by_hand, expect_close
 
 # Grader-chosen prompts for greedy_decode, with the length limit for each. The short limit
 # catches loops that ignore max_new_tokens; the others catch loops that ignore EOS.
@@ -40,24 +40,27 @@ def one_step(exercise, t5):
 def test_encoder_output_values(submission, one_step):
     """The encoder output equals the encoder's last hidden state for PROMPT."""
     expect_close(submission.tensor("encoder_hidden"), one_step["encoder"], "`encoder_hidden`",
-                 "Tokenize PROMPT with return_tensors='pt' and take model.encoder(...).last_hidden_state.")
+                 _("Tokenize PROMPT with return_tensors='pt' and take model.encoder(...).last_hidden_state."))
 
 
 def test_lm_head_output_values(submission, one_step):
     """lm_logits are the raw lm_head scores of the decoder output (no scaling)."""
     expect_close(submission.tensor("lm_logits"), one_step["head"], "`lm_logits`",
-                 "Pass decoder_hidden straight to model.lm_head, as in the lecture.")
+                 _("Pass decoder_hidden straight to model.lm_head, as in the lecture."))
 
 
 def test_next_token_argmax(submission, one_step, t5):
     """The next token is the argmax over the vocabulary at the last position."""
     expected = int(one_step["head"][0, -1].argmax(-1))
     got = submission.value("next_token_id")
-    expect(type(got) is int, f"`next_token_id` should be an int, got {type(got).__name__}: use int(...).")
-    expect(got == expected, f"`next_token_id` is {got}, but the highest-scoring token is {expected}: take argmax "
-           "over the last (vocabulary) axis at position [0, -1].")
+    expect(type(got) is int, _("`next_token_id` should be an int, got {type}: use int(...).").format(
+        type=type(got).__name__))
+    expect(got == expected, _("`next_token_id` is {got}, but the highest-scoring token is {expected}: take argmax "
+                              "over the last (vocabulary) axis at position [0, -1].").format(got=got,
+                                                                                            expected=expected))
     text = t5[0].decode(expected)
-    expect(submission.value("next_token") == text, f"`next_token` should be the decoded text {text!r}.")
+    expect(submission.value("next_token") == text, _("`next_token` should be the decoded text {text!r}.").format(
+        text=text))
 
 
 @pytest.mark.parametrize(("prompt", "max_new_tokens"), DECODE_CASES, ids=lambda v: str(v)[:40])
@@ -71,37 +74,43 @@ def test_greedy_decode_matches_generate(submission, reference, t5, prompt, max_n
 
     expected = reference.memo(("generate", model.name_or_path, prompt, max_new_tokens), generate)
     expect_by_hand(submission, "greedy_decode", without=GENERATION_SHORTCUTS,
-                   hint="Write the loop yourself: run the encoder once, then the decoder and lm_head one token at a time.")
-    got = as_int_list(submission.call("greedy_decode", prompt, max_new_tokens), "greedy_decode's result")
+                   hint=_("Write the loop yourself: run the encoder once, then the decoder and lm_head one token at a "
+                          "time."))
+    got = as_int_list(submission.call("greedy_decode", prompt, max_new_tokens), _("greedy_decode's result"))
     if got == expected:
         return
-    expect(len(got) - 1 <= max_new_tokens, f"greedy_decode({prompt[:30]!r}..., max_new_tokens={max_new_tokens}) "
-           f"returned {len(got) - 1} new tokens: stop after max_new_tokens even without EOS.")
-    expect(got[: len(expected)] != expected, f"greedy_decode kept going after EOS ({len(got)} ids instead of "
-           f"{len(expected)}): stop once eos_token_id is appended.")
-    raise AssertionError(f"greedy_decode returned {got[:12]}..., generate gives {expected[:12]}...: start from "
-                         "decoder_start_token_id and append the argmax at the last position each step.")
+    expect(len(got) - 1 <= max_new_tokens, _("greedy_decode({prompt!r}..., max_new_tokens={limit}) returned {count} "
+                                             "new tokens: stop after max_new_tokens even without EOS.").format(
+        prompt=prompt[:30], limit=max_new_tokens, count=len(got) - 1))
+    expect(got[: len(expected)] != expected, _("greedy_decode kept going after EOS ({got} ids instead of {expected}): "
+                                               "stop once eos_token_id is appended.").format(
+        got=len(got), expected=len(expected)))
+    expect(False, _("greedy_decode returned {got}..., generate gives {expected}...: start from "
+                    "decoder_start_token_id and append the argmax at the last position each step.").format(
+        got=got[:12], expected=expected[:12]))
 
 
 def test_model_logits(submission, one_step):
     """model_logits are the logits of one full forward pass, model(input_ids, decoder_input_ids)."""
     expect_close(submission.tensor("model_logits"), one_step["logits"], "`model_logits`",
-                 "Call model(input_ids=input_ids, decoder_input_ids=decoder_input_ids) and take .logits.")
+                 _("Call model(input_ids=input_ids, decoder_input_ids=decoder_input_ids) and take .logits."))
 
 
 def test_scaled_logits_match_model(submission, one_step):
     """Scaling the decoder output by d_model**-0.5 before lm_head reproduces model(...).logits."""
     expect_by_hand(submission, "scaled_logits", without={"model_logits", "logits"}, using={"lm_head"},
-                   hint="Scale decoder_hidden by model.config.d_model ** -0.5 yourself and pass it to model.lm_head.")
+                   hint=_("Scale decoder_hidden by model.config.d_model ** -0.5 yourself and pass it to "
+                          "model.lm_head."))
     expect_close(submission.tensor("scaled_logits"), one_step["logits"], "`scaled_logits`",
-                 "Multiply decoder_hidden by model.config.d_model ** -0.5 before lm_head.")
+                 _("Multiply decoder_hidden by model.config.d_model ** -0.5 before lm_head."))
 
 
 @pytest.mark.cuda
 def test_half_precision_on_cuda(submission):
     """On a GPU the notebook computes in float16, as in the lecture."""
     dtype = submission.tensor("encoder_hidden").dtype
-    expect(dtype == torch.float16, f"`encoder_hidden` is {dtype}; load the model with dtype=getattr(torch, DTYPE).")
+    expect(dtype == torch.float16, _("`encoder_hidden` is {dtype}; load the model with dtype=getattr(torch, DTYPE).")
+           .format(dtype=dtype))
 
 
 def test_flan_answer(submission, reference, exercise):
@@ -117,6 +126,7 @@ def test_flan_answer(submission, reference, exercise):
 
     expected = reference.memo(("flan answer", model_id, prompt, max_new_tokens), answer)
     got = submission.value("flan_answer")
-    expect(isinstance(got, str), f"`flan_answer` should be a string, got {type(got).__name__}.")
-    expect(got == expected, f"`flan_answer` is {got!r}, but Flan-T5's greedy answer to FLAN_PROMPT is {expected!r}: "
-           "load FLAN_MODEL_ID (not T5-small) and generate with do_sample=False and max_new_tokens=MAX_NEW_TOKENS.")
+    expect(isinstance(got, str), _("`flan_answer` should be a string, got {type}.").format(type=type(got).__name__))
+    expect(got == expected, _("`flan_answer` is {got!r}, but Flan-T5's greedy answer to FLAN_PROMPT is {expected!r}: "
+                              "load FLAN_MODEL_ID (not T5-small) and generate with do_sample=False and "
+                              "max_new_tokens=MAX_NEW_TOKENS.").format(got=got, expected=expected))
