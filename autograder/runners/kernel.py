@@ -70,7 +70,7 @@ class _LimitedClient(NotebookClient):
     # comes INTERRUPT_GRACE seconds after the watcher's first interrupt, for a kernel that ignores them all.
     cell_budget: Budget | None = None  # set per cell by the session
 
-    async def _watch(self, cell_index: int, budget: Budget) -> None:
+    async def _watch_limit(self, cell_index: int, budget: Budget) -> None:
         await _sleep_on(budget)
         self.timed_out.add(cell_index)
         while True:  # until the cell ends (this task is cancelled then): an interrupt can be lost
@@ -79,7 +79,7 @@ class _LimitedClient(NotebookClient):
 
     async def async_execute_cell(self, cell, cell_index, *args, **kw):
         budget, self.cell_budget = self.cell_budget, None
-        watcher = asyncio.ensure_future(self._watch(cell_index, budget)) if budget else None
+        watcher = asyncio.ensure_future(self._watch_limit(cell_index, budget)) if budget else None
         try:
             return await super().async_execute_cell(cell, cell_index, *args, **kw)
         finally:

@@ -156,10 +156,14 @@ class _Child:
         return not select.select([self.pidfd], [], [], 0)[0]
 
     def signal_group(self, signum: int) -> None:
-        """Signal the child and everything it started (its own process group), like a kernel interrupt."""
-        for send in (lambda: os.killpg(self.pid, signum), lambda: signal.pidfd_send_signal(self.pidfd, signum)):
+        """Signal the child and everything it started (its own process group), like a kernel interrupt; the
+        child alone when its group cannot be signalled (before its setsid). Once only: a second SIGINT would
+        break into the child's handling of the first."""
+        try:
+            os.killpg(self.pid, signum)
+        except (ProcessLookupError, PermissionError):
             try:
-                send()
+                signal.pidfd_send_signal(self.pidfd, signum)
             except (ProcessLookupError, PermissionError):
                 pass
 
