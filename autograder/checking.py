@@ -129,7 +129,6 @@ class _Plugin:
     def pytest_runtest_makereport(self, item, call):
         report = (yield).get_result()
         check = self.checks[getattr(item, "originalname", item.name)]
-        case_name = item.name
         if call.when == "setup" and report.skipped:
             check.cases.append(_Case("not_run", NO_CUDA if item.get_closest_marker("cuda") else L_("skipped"), 0.0))
         elif call.when == "setup" and report.failed and isinstance(call.excinfo.value, StudentFailure):
