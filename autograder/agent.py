@@ -11,12 +11,16 @@ it can do is send wrong data about its own answers.
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
+import os
 import struct
+import sys
+import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 MAX_DEPTH = 32
 MAX_ITEMS = 1_000_000
@@ -257,6 +261,126 @@ def cap_gpu_memory(limit: int | None) -> None:
 
     torch.cuda._lazy_call(cap)  # runs at CUDA's initialisation, as torch.cuda.manual_seed does
 
+
+def as_block(block: str, at_line_start: bool) -> str:
+    """A result, a display or an error line as a cell's text shows it: on lines of its own, while
+    streams run on as written. Both runners lay out a cell's text by this rule."""
+    return ("" if at_line_start else "\n") + block + ("" if block.endswith("\n") else "\n")
+
+
+class OutputPipe:
+    """Descriptors 1 and 2 pointed at one pipe that a thread drains: whatever reaches them (print()
+    once it writes there, C libraries, subprocesses) comes out in the order it was written.
+
+    ``receive(data)`` gets each piece, with ``lock`` held (the owner guards its own state with it).
+    ``sync()`` returns once everything written before it has been received: a random marker sent
+    through the pipe tells. A process that diverts descriptor 1 loses only the wait (5 s, once).
+    """
+
+    SYNC_SECONDS = 5
+
+    def __init__(self, receive: Callable[[bytes], None]) -> None:
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 1)
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._read_end = read_end
+        self._receive = receive
+        self._marker = b"\0autograder-" + os.urandom(8).hex().encode() + b"\0"
+        self.lock = threading.Condition()
+        self._pending = b""  # a tail that may be the start of a marker
+        self._markers_sent = self._markers_seen = 0
+        self._diverted = False
+        self._owner = os.getpid()  # a forked child has no drain thread to wait for
+        self.thread = threading.Thread(target=self._drain, name="autograder-output", daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        keep_back = len(self._marker) - 1
+        while True:
+            try:
+                chunk = os.read(self._read_end, 1 << 16)
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self.lock:
+                data = self._pending + chunk
+                while (at := data.find(self._marker)) >= 0:
+                    if at:
+                        self._receive(data[:at])
+                    data = data[at + len(self._marker):]
+                    self._markers_seen += 1
+                    self.lock.notify_all()
+                split = max(0, len(data) - keep_back)
+                if split:
+                    self._receive(data[:split])
+                self._pending = data[split:]
+
+    def sync(self) -> None:
+        if self._diverted or os.getpid() != self._owner or threading.current_thread() is self.thread:
+            return
+        with self.lock:
+            self._markers_sent += 1
+            target = self._markers_sent
+        try:
+            os.write(1, self._marker)
+        except OSError:  # descriptor 1 closed or replaced
+            return
+        with self.lock:
+            if not self.lock.wait_for(lambda: self._markers_seen >= target, timeout=self.SYNC_SECONDS):
+                self._diverted = True
+
+
+def order_kernel_output() -> None:
+    """In an ipykernel kernel started with ``capture_fd_output`` off: make what a cell shows follow
+    the order it was written in.
+
+    ipykernel's own capture reads descriptors 1 and 2 on threads of their own, so a subprocess's
+    output can reach the grader after the cell's result, or after the cell has ended. Here print()
+    to either stream writes to its descriptor, both descriptors feed one ``OutputPipe`` forwarded
+    to the stdout stream, and every flush (ipykernel flushes before it sends a result, a display,
+    an error or the cell's end) first syncs the pipe.
+    """
+    stdout, stderr = sys.stdout, sys.stderr
+    if not all(hasattr(s, "set_parent") for s in (stdout, stderr)):  # not ipykernel's streams
+        return
+    for stream in (stdout, stderr):
+        stream.echo = None  # an echo to the terminal would write into the pipe it is read from
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    base = type(stdout)
+
+    def received(data: bytes) -> None:
+        if text := decoder.decode(data):
+            base.write(stdout, text)
+
+    pipe = OutputPipe(received)
+
+    class PipedStream(base):
+        def _write(self, text: str) -> int:
+            if not isinstance(text, str):
+                raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+            fd = 1 if self is stdout else 2
+            data = memoryview(text.encode("utf-8", errors="backslashreplace"))
+            while data:
+                data = data[os.write(fd, data):]
+            return len(text)
+
+        # IPython wraps write() around each cell by setting it on the stream, and puts back the one it
+        # found: after this cell, ipykernel's. So write is a property, and that one is not let back in.
+        def _set_write(self, value: Callable[[str], int]) -> None:
+            if getattr(value, "__func__", None) is not base.write:
+                self.__dict__["write"] = value
+
+        write = property(lambda self: self.__dict__.get("write") or self._write, _set_write)
+
+        def flush(self) -> None:
+            pipe.sync()
+            base.flush(stdout)  # everything is forwarded to stdout; stderr's own buffer stays empty
+
+    for stream in (stdout, stderr):
+        stream.__dict__.pop("write", None)  # IPython's wrapper for this cell, around ipykernel's write()
+        stream.__class__ = PipedStream
 
 class Agent:
     """Answers the grader's requests against the notebook's global namespace.

@@ -211,7 +211,8 @@ class Grader:
                 record.status, record.message = "crashed", "The notebook's process died before it finished."
             elif session.notebook_timed_out:
                 record.status = "timeout"
-                record.message = f"The notebook did not finish within {self.limits.notebook_timeout:.0f} s."
+                spent = " of CPU time" if session.cpu_time_limits else ""
+                record.message = f"The notebook did not finish within {self.limits.notebook_timeout:.0f} s{spent}."
             if session.limit_breach:  # which sandbox limit stopped it: memory, processes, output
                 record.message = f"{record.message} Limit reached: {session.limit_breach}.".strip()
         _settle_heap()

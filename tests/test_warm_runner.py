@@ -114,7 +114,13 @@ CELL_KINDS = (
     "def broken(:\n    pass",
     "print('x' * 500)",
     "from IPython.display import display\ndisplay('shown')\n[1, 2];",
-    "import os\nos.system('echo from a subprocess')",
+    # Python, C-level and subprocess output on both streams: recorded in the order it was written.
+    "import os, sys\nprint('first')\nos.system('echo from a subprocess')\n"
+    "print('then stderr', file=sys.stderr)\nos.system('echo late >&2')",
+    # Streams run on; a result, a display or an error starts a line of its own; the text ends a line.
+    "from IPython.display import display\nprint('no newline', end='')\ndisplay(1)\nprint('x', end='')\n2",
+    "print('half a line', end='')\n1/0",
+    "print('the end', end='')",
     "%not_a_magic",
     "input('name?')",
     "import time\nwhile True:\n    time.sleep(0.01)",
@@ -131,8 +137,11 @@ def test_cells_are_recorded_as_the_kernel_runner_records_them(warm):
             records[name] = [(c.status, c.output, c.error) for c in session.cells]
     assert records["warm"] == records["kernel"]
     statuses = [status for status, _, _ in records["warm"]]
-    assert statuses == ["ok", "error", "error", "ok", "ok", "ok", "ok", "error", "timeout", "ok", "error"]
+    assert statuses == ["ok", "error", "error", "ok", "ok", "ok", "ok", "error", "ok", "ok", "error", "timeout", "ok", "error"]
     assert records["warm"][3][1].endswith("[output truncated: over 200 characters]\n")
+    assert records["warm"][5][1] == "first\nfrom a subprocess\nthen stderr\nlate\n0\n"
+    assert [output for _, output, _ in records["warm"][6:9]] == [
+        "no newline\n1\nx\n2\n", "half a line\nZeroDivisionError: division by zero\n", "the end\n"]
 
 
 def test_a_cell_past_its_limit_is_interrupted_once_when_it_stops(warm):

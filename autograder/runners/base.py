@@ -17,6 +17,7 @@ from typing import Literal
 
 import nbformat
 
+from .. import agent
 from ..notebook import GRADER_CELL_TAGS
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent.py"
@@ -87,6 +88,7 @@ class StudentSession(ABC):
     notebook_timed_out: bool = False
     died: bool = False
     limit_breach: str | None = None  # e.g. "it ran out of memory": a run-wide limit a confining runner enforced
+    cpu_time_limits: bool = False  # True: time limits were charged in CPU time the run used, not wall-clock time
 
     @abstractmethod
     def request(self, payload: bytes, timeout: float) -> bytes:
@@ -135,14 +137,21 @@ def student_env(extra: dict[str, str], workdir: Path) -> dict[str, str]:
 
 
 def cell_text_output(outputs: list) -> str:
-    """What a person would read under a cell: streams, plain-text results, error lines."""
-    parts = []
+    """What a person would read under a cell: streams as written, then each result, display and error
+    line on lines of its own."""
+    text = ""
     for out in outputs:
         kind = out.get("output_type")
         if kind == "stream":
-            parts.append(out.get("text", ""))
-        elif kind in ("execute_result", "display_data"):
-            parts.append(out.get("data", {}).get("text/plain", ""))
+            text += out.get("text", "")
+            continue
+        if kind in ("execute_result", "display_data"):
+            block = out.get("data", {}).get("text/plain", "")
         elif kind == "error":
-            parts.append(f"{out.get('ename')}: {out.get('evalue')}")
-    return "".join(p if p.endswith("\n") else p + "\n" for p in parts if p)
+            block = f"{out.get('ename')}: {out.get('evalue')}"
+        else:
+            continue
+        if block:
+            text += agent.as_block(block, at_line_start=not text or text.endswith("\n"))
+    return text if text.endswith("\n") or not text else text + "\n"
+

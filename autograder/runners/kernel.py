@@ -100,15 +100,17 @@ def _stream(text: str):
     return new_output("stream", name="stderr", text=text)
 
 
-def _bootstrap_code(agent_path: Path) -> str:
+def _with_agent(agent_path: Path, statement: str) -> str:
+    """Kernel code that runs `statement`, in which ``__autograder_load()`` is the agent module loaded
+    by path; it leaves no name behind but what `statement` binds."""
     return (
         "def __autograder_load():\n"
         "    import importlib.util\n"
         f"    spec = importlib.util.spec_from_file_location('autograder_agent', {str(agent_path)!r})\n"
         "    module = importlib.util.module_from_spec(spec)\n"
         "    spec.loader.exec_module(module)\n"
-        "    return module.Agent(globals())\n"
-        "__autograder_agent = __autograder_load()\n"
+        "    return module\n"
+        f"{statement}\n"
         "del __autograder_load\n"
     )
 
@@ -135,6 +137,8 @@ class KernelSession(StudentSession):
             interrupt_on_timeout=True,
             error_on_timeout={"ename": TIMEOUT_ENAME, "evalue": "the cell ran past its time limit", "traceback": []},
             shutdown_kernel="immediate",
+            # The agent's order_kernel_output captures descriptors 1 and 2 instead (see there).
+            extra_arguments=["--IPKernelApp.capture_fd_output=False"],
             resources={"metadata": {"path": str(self.workdir)}},
         )
         try:
@@ -142,9 +146,13 @@ class KernelSession(StudentSession):
             self._stack.enter_context(self.client.setup_kernel(**self._launch_options(job), cleanup_kc=True))
             self._kernel_started()
             self._clock = RunClock(self._meter())
+            self.cpu_time_limits = self._clock.counts_cpu
+            agent = self.channel / "agent.py"
+            self._execute(_with_agent(agent, "__autograder_load().order_kernel_output()"), self._clock.budget(60))
             self.cells = self._execute_cells()
             if not self.died:
-                self._execute(_bootstrap_code(self.channel / "agent.py"), self._clock.budget(60))
+                self._execute(_with_agent(agent, "__autograder_agent = __autograder_load().Agent(globals())"),
+                              self._clock.budget(60))
         except BaseException:
             self.close()
             raise

@@ -348,6 +348,7 @@ class WarmSession(StudentSession):
         self.sandbox = sandbox
         self._child = child
         self._clock = RunClock(run_meter(child.lease, child.pid))
+        self.cpu_time_limits = self._clock.counts_cpu
         self._stuck: str | None = None
         self.cells = []
         try:

@@ -525,7 +525,7 @@ def _child_main(fd: int, order: dict, parent: int, home: str, moved: list[tuple[
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    capture = _Capture()
+    capture = _Capture(agent)
     sys.stdout = sys.__stdout__ = _text_stream(1)
     sys.stderr = sys.__stderr__ = _text_stream(2)
     sys.argv = [""]
@@ -577,7 +577,7 @@ def _run_cell(shell, capture: _Capture, source: str, cap: int, stop: int) -> dic
         _interruptible(shell.run_cell, source, True)
     except KeyboardInterrupt:  # landed in IPython's own code around the cell
         shell.errors.append(("KeyboardInterrupt", ""))
-        capture.add("KeyboardInterrupt: \n")
+        capture.add("KeyboardInterrupt: ")
     flooded = capture.flooded
     text = capture.finish()
     if flooded:
@@ -608,11 +608,14 @@ def _new_shell(capture: _Capture):
             pass
 
         def write_format_data(self, format_dict, md_dict=None) -> None:
-            text = format_dict.get("text/plain")
-            if text is not None:
-                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            if text := format_dict.get("text/plain"):
+                sys.stdout.write(capture.block(text))
 
     class ClearingPublisher(DisplayPublisher):
+        def publish(self, data, metadata=None, *args, **kwargs) -> None:
+            if text := data.get("text/plain"):
+                sys.stdout.write(capture.block(text))
+
         def clear_output(self, wait: bool = False) -> None:
             capture.clear(wait)
 
@@ -629,7 +632,7 @@ def _new_shell(capture: _Capture):
                 self.show_usage_error(evalue)
             else:
                 self.errors.append((etype.__name__, str(evalue)))
-                capture.add(f"{etype.__name__}: {evalue}\n")  # where a kernel's error output would be
+                capture.add(f"{etype.__name__}: {evalue}")  # where a kernel's error output would be
 
         def ask_exit(self) -> None:  # quit() / exit(), as ipykernel's shell has it
             self.exit_now = True
@@ -653,54 +656,21 @@ def _new_shell(capture: _Capture):
 
 
 class _Capture:
-    """All output to file descriptors 1 and 2, in write order, kept per cell up to a cap.
+    """All output to file descriptors 1 and 2, in write order (agent.OutputPipe), kept per cell up to
+    a cap; a chatty process never blocks."""
 
-    A thread drains a pipe that both descriptors point to, so print(), C libraries and
-    subprocesses are captured alike and a chatty process never blocks. A random marker written
-    through the pipe tells where one cell's output ends.
-    """
-
-    def __init__(self) -> None:
-        read_end, write_end = os.pipe()
-        os.dup2(write_end, 1)
-        os.dup2(write_end, 2)
-        os.close(write_end)
-        self._read_end = read_end
-        self._marker = b"\0autograder-" + os.urandom(8).hex().encode() + b"\0"
-        self._cond = threading.Condition()
+    def __init__(self, agent) -> None:  # the agent module, loaded by path
         self._kept = bytearray()
         self._total = 0
         self._cap = 0
         self._stop = 0  # printed bytes past which the cell is interrupted (0: never)
         self.flooded = False
         self._clear_at: int | None = None
-        self._pending = b""
-        self._markers_sent = self._markers_seen = 0
-        threading.Thread(target=self._drain, name="autograder-capture", daemon=True).start()
-
-    def _drain(self) -> None:
-        keep_back = len(self._marker) - 1
-        while True:
-            try:
-                chunk = os.read(self._read_end, 1 << 16)
-            except OSError:
-                return
-            if not chunk:
-                return
-            with self._cond:
-                data = self._pending + chunk
-                while (at := data.find(self._marker)) >= 0:
-                    self._keep(data[:at])
-                    data = data[at + len(self._marker):]
-                    self._markers_seen += 1
-                    self._cond.notify_all()
-                split = max(0, len(data) - keep_back)
-                self._keep(data[:split])
-                self._pending = data[split:]
+        self._as_block = agent.as_block
+        self._pipe = agent.OutputPipe(self._keep)
+        self._cond = self._pipe.lock
 
     def _keep(self, data: bytes) -> None:
-        if not data:
-            return
         if self._stop and not self.flooded and self._total + len(data) > self._stop:
             self.flooded = True  # past the hard cap: interrupt the cell (the rest is drained and dropped)
             os.kill(os.getpid(), signal.SIGINT)
@@ -718,15 +688,7 @@ class _Capture:
                 stream.flush()
             except Exception:  # noqa: BLE001 - the student may have replaced or closed the streams
                 pass
-        with self._cond:
-            self._markers_sent += 1
-            target = self._markers_sent
-        try:
-            os.write(1, self._marker)
-        except OSError:  # the student closed or replaced descriptor 1
-            return
-        with self._cond:
-            self._cond.wait_for(lambda: self._markers_seen >= target, timeout=5)
+        self._pipe.sync()
 
     def start(self, cap: int, stop: int = 0) -> None:
         self._sync()
@@ -743,13 +705,20 @@ class _Capture:
             else:
                 self._kept.clear()
 
+    def block(self, text: str) -> str:
+        """`text` laid out to follow what the cell has written so far (agent.as_block)."""
+        self._sync()
+        with self._cond:
+            tail = self._kept[self._clear_at or 0:]
+            return self._as_block(text, at_line_start=not tail or tail.endswith(b"\n"))
+
     def add(self, text: str) -> None:
         """An error line, after everything the cell wrote so far; like a kernel's error output, it
         is kept unless the cap was already passed, and does not count towards it."""
-        self._sync()
+        text = self.block(text[:ERROR_LINE])
         with self._cond:
             if self._total <= self._cap:
-                self._kept += text[:ERROR_LINE].encode("utf-8", errors="backslashreplace")
+                self._kept += text.encode("utf-8", errors="backslashreplace")
 
     def finish(self) -> str:
         self._sync()
@@ -758,7 +727,9 @@ class _Capture:
             cap, truncated = self._cap, self._total > self._cap
             self._kept.clear()
             self._cap = self._total = self._stop = 0
-        return text + TRUNCATED.format(cap=cap) if truncated else text
+        if truncated:
+            return text + TRUNCATED.format(cap=cap)
+        return text if text.endswith("\n") or not text else text + "\n"  # as a kernel's text ends
 
 
 class _Channel:
