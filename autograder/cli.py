@@ -109,7 +109,7 @@ def _print_result(result, language: Language, student_view: bool = False) -> Non
     _ = translations(language).gettext
     if result.status == "invalid":
         console.print("[red]" + escape(_("{file} could not be graded:").format(file=Path(result.submission).name))
-                      + f"[/red] {escape(_(result.message))}")
+                      + f"[/red] {escape(result.message_in(language))}")
         return
     table = Table(title=escape(f"{result.exercise} — {Path(result.submission).name}"), show_lines=False)
     table.add_column(_("check"))
@@ -126,7 +126,7 @@ def _print_result(result, language: Language, student_view: bool = False) -> Non
         table.add_row(*row, escape(words.message))
     console.print(table)
     if result.message:
-        console.print(f"[yellow]{escape(_(result.message))}[/yellow]")
+        console.print(f"[yellow]{escape(result.message_in(language))}[/yellow]")
     for cell in result.diagnostics.problem_cells:
         console.print(f"  {cell.label}: {cell.status} — {escape(cell.error or '')}")
 
@@ -481,7 +481,8 @@ def export(
                                                       assignment_id or lms.canvas_assignment_id, missing)
                     why = "they have no Canvas ID (lms_id) in the roster"
                 else:
-                    written, left_out = export_moodle(book, exercise, csv_path, name, match_on, missing)
+                    written, left_out = export_moodle(book, exercise, csv_path, name, match_on, missing,
+                                                      language_of(exercise, lang))
                     why = "they have no email in the roster" if match_on == "email" else "they have no student id"
                 console.print(f"{written} students written to {csv_path} ({layout}; scores after the late penalty, "
                               f"rounded to {LMS_DECIMALS} decimals)")

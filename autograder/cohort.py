@@ -28,10 +28,11 @@ from .checking import collect_checks
 from .errors import UserError
 from .exercise import Exercise
 from .gradebook import Gradebook, Policy, Row, iso
+from .i18n import L_, Text
 from .grading import GradeOptions, Grader, default_threads, limit_grader_memory, unrun_outcomes
 from .intake import DEFAULT_MAX_BYTES, Found, Roster, TooLarge, discover, parse_time
 from .paths import course_relative
-from .results import CheckOutcome, Diagnostics, RunRecord
+from .results import CheckOutcome, Diagnostics, RunRecord, Status
 from .rubric import Rubric
 from .runners.base import RunLimits
 
@@ -271,7 +272,8 @@ class _Batch:
                         slots[i] = self._replace(slot, queue, found)
                     elif slot.row and time.monotonic() - slot.started > self.backstop:
                         slot.process.kill()
-                        self._finish_unrun(slot, "timeout", f"Grading did not finish within {self.backstop:.0f} s.")
+                        self._finish_unrun(slot, "timeout", L_("Grading did not finish within {seconds} s.").format(
+                            seconds=f"{self.backstop:.0f}"))
                         slots[i] = self._replace(slot, queue, found)
                 slots = [s for s in slots if s is not None]
         finally:
@@ -292,9 +294,10 @@ class _Batch:
         try:
             data = item.read()
         except (OSError, TooLarge) as exc:  # it was readable, and within the cap, when the batch listed it
-            return self._finish_unrun(slot, "error", f"The file could not be read again ({exc}); run the batch again.")
+            return self._finish_unrun(slot, "error", L_("The file could not be read again ({problem}); run the batch "
+                                                        "again.").format(problem=str(exc)))
         if hashlib.sha256(data).hexdigest() != row.sha256:
-            return self._finish_unrun(slot, "error", "The file changed while the batch ran; run the batch again.")
+            return self._finish_unrun(slot, "error", L_("The file changed while the batch ran; run the batch again."))
         slot.conn.send((row.source, data))
 
     def _serve(self, slot: _Slot) -> bool:
@@ -309,7 +312,8 @@ class _Batch:
                 elif kind == "done":
                     self._finish_slot(slot, RunRecord.model_validate_json(payload))
                 elif kind == "failed":
-                    self._finish_unrun(slot, "error", f"The grader failed on this submission: {payload}")
+                    self._finish_unrun(slot, "error", L_("The grader failed on this submission: {problem}").format(
+                        problem=payload))
         except (EOFError, OSError):
             return False
         return slot.process.is_alive()
@@ -324,8 +328,8 @@ class _Batch:
                 queue.appendleft((dead.row, found[dead.row.id]))
                 dead.row = None
             else:
-                self._finish_unrun(dead, "error", "The grader's process died twice while grading this submission "
-                                                  "(out of memory?); grade it alone to see why.")
+                self._finish_unrun(dead, "error", L_("The grader's process died twice while grading this submission "
+                                                     "(out of memory?); grade it alone to see why."))
         elif not dead.ready:
             self.start_failures += 1
             if self.start_failures > 2 * self.jobs:
@@ -333,13 +337,17 @@ class _Batch:
                                 "submission to see why.")
         return self._start() if queue else None
 
-    def _unrun(self, row: Row, status: str, message: str, wall_time: float) -> RunRecord:
-        return RunRecord(exercise=self.exercise.name, submission=row.source or "", sha256=row.sha256 or "",
-                         status=status, message=message, outcomes=unrun_outcomes(self.checks, message),
-                         diagnostics=Diagnostics(runner=self.runner[0] if self.runner else "", device=self.options.device or "",
-                                                 profile=self.options.profile, wall_time=round(wall_time, 3)))
+    def _unrun(self, row: Row, status: Status, message: Text | str, wall_time: float) -> RunRecord:
+        record = RunRecord(exercise=self.exercise.name, submission=row.source or "", sha256=row.sha256 or "",
+                           status=status,
+                           diagnostics=Diagnostics(runner=self.runner[0] if self.runner else "",
+                                                   device=self.options.device or "", profile=self.options.profile,
+                                                   wall_time=round(wall_time, 3)))
+        record.say(status, message)
+        record.outcomes = unrun_outcomes(self.checks, record)
+        return record
 
-    def _finish_unrun(self, slot: _Slot, status: str, message: str) -> None:
+    def _finish_unrun(self, slot: _Slot, status: Status, message: Text | str) -> None:
         assert slot.row is not None
         row, slot.row = slot.row, None
         self._finish(row, self._unrun(row, status, message, time.monotonic() - slot.started))

@@ -21,8 +21,8 @@ import re
 from pathlib import Path
 
 from .build import write_atomic
-from .gradebook import Gradebook, Row
-from .i18n import Language
+from .gradebook import Gradebook, Row, row_message
+from .i18n import Language, translations
 from .results import GradingResult
 from .text import spreadsheet_cell
 
@@ -137,9 +137,10 @@ def export_canvas(gradebook: Gradebook, exercise: str, path: Path, assignment: s
 
 
 def export_moodle(gradebook: Gradebook, exercise: str, path: Path, assignment: str, match_on: str = "idnumber",
-                  missing: str = "empty") -> tuple[int, list[str]]:
-    """Moodle's grade-import CSV; returns (students written, ids of students left out for want of the
-    identifier ``match_on``: the roster's student id as Moodle's ID number, or its email)."""
+                  missing: str = "empty", language: Language = "en") -> tuple[int, list[str]]:
+    """Moodle's grade-import CSV, its feedback column in ``language``; returns (students written, ids of students
+    left out for want of the identifier ``match_on``: the roster's student id as Moodle's ID number, or its
+    email)."""
     _, entries = gradebook.results(exercise)
     roster = gradebook.roster()
     out = io.StringIO()
@@ -152,20 +153,26 @@ def export_moodle(gradebook: Gradebook, exercise: str, path: Path, assignment: s
         if not key:
             left_out.append(row.student_id)
             continue
-        writer.writerow([spreadsheet_cell(key), _grade_cell(result, missing), spreadsheet_cell(_summary(row, result))])
+        writer.writerow([spreadsheet_cell(key), _grade_cell(result, missing),
+                         spreadsheet_cell(_summary(row, result, language))])
         written += 1
     write_atomic(path, out.getvalue())
     return written, left_out
 
 
-def _summary(row: Row, result: GradingResult | None) -> str:
+def _summary(row: Row, result: GradingResult | None, language: Language) -> str:
     """A short feedback text: the failed checks, or why nothing was graded (the LMS export is the release)."""
+    _ = translations(language).gettext
+    message = row_message(row, result, language)
     if result is None:
-        return row.message
-    failed = [c.title for c in result.checks if c.outcome in ("failed", "error")]
-    late = f" {lms_points(result.late_penalty)} point(s) off for lateness." if result.late_penalty else ""
+        return message
+    failed = [c.words(language).title for c in result.checks if c.outcome in ("failed", "error")]
     if row.status not in ("graded", "timeout", "crashed"):
-        return (row.message + late).strip()
-    if not failed:
-        return ("All checks passed." + late).strip()
-    return (f"{len(failed)} check(s) failed: " + "; ".join(failed) + "." + late)[:1000]
+        summary = message
+    elif not failed:
+        summary = _("All checks passed.")
+    else:
+        summary = _("{count} check(s) failed: {titles}.").format(count=len(failed), titles="; ".join(failed))
+    late = _("{points} point(s) off for lateness.").format(points=lms_points(result.late_penalty)) \
+        if result.late_penalty else ""
+    return " ".join(part for part in (summary, late) if part)[:1000]

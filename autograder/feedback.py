@@ -19,20 +19,12 @@ from .build import write_atomic
 from .errors import UserError
 from .exercise import Exercise
 from .exports import safe_name
-from .gradebook import Gradebook, Row
+from .gradebook import Gradebook, Row, row_message
 from .i18n import N_, Language, language_of, translations
-from .results import OUTCOME_TEXT, CheckResult, GradingResult
+from .results import OUTCOME_TEXT, STATUS_TEXT, CheckResult, GradingResult
 from .text import markdown_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-STATUS_TEXT = {
-    "graded": N_("graded"),
-    "timeout": N_("graded, but the notebook hit its time limit"),
-    "crashed": N_("graded, but the notebook's process died"),
-    "invalid": N_("not gradable"),
-    "error": N_("the grader could not run it"),
-    "missing": N_("no submission received"),
-}
 CELL_ENDING = {"error": N_("an error"), "timeout": N_("its time limit"), "died": N_("its process dying"),
                "memory": N_("running out of memory"), "output_limit": N_("too much output")}
 
@@ -114,19 +106,20 @@ def feedback_page(title: str, row: Row, result: GradingResult | None, visibility
             else:
                 page.checks.append(CheckLine(c.words(lang).title, "hidden", _("hidden"), "",
                                              _("Released after grading.")))
-    page.hints = hints(row, result, _)
+    page.hints = hints(row, result, lang)
     return page
 
 
-def hints(row: Row, result: GradingResult | None, _=translations("en").gettext) -> list[str]:
+def hints(row: Row, result: GradingResult | None, lang: Language = "en") -> list[str]:
     """What to look at, in the order a student should."""
+    _ = translations(lang).gettext
     out = []
-    # Stored messages are English; those the catalog knows (fixed sentences) are shown in the page's language.
+    message = row_message(row, result, lang)
     if row.status in ("invalid", "error", "missing") or result is None:
-        out.append(_(row.message) if row.message else _(STATUS_TEXT.get(row.status, row.status)))
+        out.append(message or _(STATUS_TEXT.get(row.status, row.status)))
         return out
-    if result.message:
-        out.append(_(result.message))
+    if message:
+        out.append(message)
     for cell in result.diagnostics.problem_cells:
         where = _("Code cell {number}").format(number=cell.number) if cell.number else _("A cell the grader added")
         ending = _(CELL_ENDING[cell.status]) if cell.status in CELL_ENDING else cell.status

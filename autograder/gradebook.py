@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .errors import UserError
-from .i18n import N_
+from .i18n import N_, Language, translations
 from .intake import Roster, Student, local_time
 from .paths import course_dir
 from .results import GradingResult, RunRecord
@@ -154,6 +154,14 @@ class Row:
     @property
     def is_notebook(self) -> bool:
         return bool(self.source) and self.source.lower().endswith(".ipynb")
+
+
+def row_message(row: Row, record: RunRecord | None, language: Language) -> str:
+    """A row's sentence in a language: its record's (rendered in every language when it was stored), else the
+    gradebook's own, which the catalog translates where it is a fixed sentence."""
+    if record is not None:
+        return record.message_in(language)
+    return translations(language).gettext(row.message) if row.message else ""
 
 
 @dataclass

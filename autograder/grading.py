@@ -17,10 +17,11 @@ from nbformat.v4 import new_notebook
 from .checking import GradingContext, collect_checks, run_checks
 from .errors import UserError
 from .exercise import Exercise
+from .i18n import L_, Text, joined, sentence_of
 from .models.provision import ModelStore, store_for
 from .notebook import (InvalidNotebook, inject_parameters, inject_probes, inject_seed, parameter_names, read_notebook,
                        submission_seed)
-from .results import CellDiagnostic, CheckOutcome, Diagnostics, GradingResult, RunRecord
+from .results import CellDiagnostic, CheckOutcome, CheckWords, Diagnostics, GradingResult, RunRecord, Status
 from .rubric import Rubric
 from .runners.base import Runner, RunJob, RunLimits, SessionError
 from .source import bound_names
@@ -79,11 +80,17 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def unrun_outcomes(checks: list[CheckOutcome], message: str) -> list[CheckOutcome]:
-    """The outcomes of a submission that never ran: every check that could run here failed, with the reason.
+def unrun_outcomes(checks: list[CheckOutcome], record: RunRecord) -> list[CheckOutcome]:
+    """The outcomes of a submission that never ran: every check that could run here failed, with the record's
+    reason in each language.
 
     ``checks`` are ``collect_checks`` placeholders (failed, or not run when they need CUDA)."""
-    return [c.model_copy(update={"message": message}) if c.outcome == "failed" else c for c in checks]
+    def failed(c: CheckOutcome) -> CheckOutcome:
+        words = {language: CheckWords(title=c.words(language).title, message=record.message_in(language))
+                 for language in {*c.translations, *record.message_translations}}
+        return c.model_copy(update={"message": record.message, "translations": words})
+
+    return [failed(c) if c.outcome == "failed" else c for c in checks]
 
 
 def _settle_heap() -> None:
@@ -180,18 +187,19 @@ class Grader:
             parameters = self.parameters() if parameters is None else parameters
             missing = sorted(set(parameters) - parameter_names(nb))
             if missing:
-                raise InvalidNotebook(f"The 'parameters' cell no longer sets {', '.join(missing)}; restore it from "
-                                      "the exercise notebook.")
+                raise InvalidNotebook(L_("The 'parameters' cell no longer sets {names}; restore it from the exercise "
+                                         "notebook.").format(names=", ".join(missing)))
             notebook = inject_seed(inject_parameters(nb, parameters), submission_seed(data))
             if self.probes is not None:
                 notebook = inject_probes(notebook, self.probes)
             job = self._job(notebook)
         except InvalidNotebook as exc:
-            return self._without_run(record, diagnostics, "invalid", str(exc), started)
+            return self._without_run(record, diagnostics, "invalid", sentence_of(exc), started)
         try:
             session = self.options.runner.start(job)
         except (SessionError, RuntimeError, OSError) as exc:
-            return self._without_run(record, diagnostics, "error", f"The notebook could not be started: {exc}", started)
+            problem = L_("The notebook could not be started: {problem}").format(problem=sentence_of(exc))
+            return self._without_run(record, diagnostics, "error", problem, started)
         with session:
             diagnostics.notebook_time = round(sum(c.duration for c in session.cells), 3)
             checks_started = time.monotonic()
@@ -207,24 +215,27 @@ class Grader:
                                duration=round(c.duration, 3))
                 for c in session.cells if c.failed
             ]
+            ending: Text | str = ""
             if session.died:
-                record.status, record.message = "crashed", "The notebook's process died before it finished."
+                record.status, ending = "crashed", L_("The notebook's process died before it finished.")
             elif session.notebook_timed_out:
                 record.status = "timeout"
-                spent = " of CPU time" if session.cpu_time_limits else ""
-                record.message = f"The notebook did not finish within {self.limits.notebook_timeout:.0f} s{spent}."
+                ending = (L_("The notebook did not finish within {seconds} s of CPU time.") if session.cpu_time_limits
+                          else L_("The notebook did not finish within {seconds} s.")).format(
+                              seconds=f"{self.limits.notebook_timeout:.0f}")
             if session.limit_breach:  # which sandbox limit stopped it: memory, processes, output
-                record.message = f"{record.message} Limit reached: {session.limit_breach}.".strip()
+                ending = joined(ending, L_("Limit reached: {limit}.").format(limit=session.limit_breach))
+            record.say(record.status, ending)
         _settle_heap()
         diagnostics.wall_time = round(time.monotonic() - started, 3)
         record.diagnostics = diagnostics
         return record
 
-    def _without_run(self, record: RunRecord, diagnostics: Diagnostics, status: str, message: str,
+    def _without_run(self, record: RunRecord, diagnostics: Diagnostics, status: Status, message: Text | str,
                      started: float) -> RunRecord:
         """A record for a submission that never ran: every check that could run here failed, with the reason."""
-        record.status, record.message = status, message
-        record.outcomes = unrun_outcomes(self.checks, message)
+        record.say(status, message)
+        record.outcomes = unrun_outcomes(self.checks, record)
         diagnostics.wall_time = round(time.monotonic() - started, 3)
         record.diagnostics = diagnostics
         return record

@@ -100,6 +100,11 @@ def render(value: Any, language: Language, checks: gettext.NullTranslations | No
     return value.render(language, checks) if isinstance(value, Text) else value
 
 
+def sentence_of(exc: BaseException) -> Text | str:
+    """What an exception says: its Text (rendered later, in each language), else its English string."""
+    return exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], Text) else str(exc)
+
+
 def joined(*parts: Text | str, sep: str = " ") -> Text:
     """Sentences (or list items, with ``sep="; "``) shown one after another, empty parts left out."""
     kept = [p for p in parts if p]

@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from .errors import UserError
+from .i18n import L_, Text
 
 MOODLE = re.compile(r"^(?P<name>[^_]+)_(?P<id>\d+)_assignsubmission_[a-z]+_(?P<file>.*)$")
 CANVAS = re.compile(r"^(?P<name>[^_]+)_(?P<late>LATE_)?(?P<id>\d+)_\d+_(?P<file>.+)$")
@@ -190,7 +191,7 @@ class Found:
     size: int = 0
     flags: tuple[str, ...] = ()  # lms_late: the LMS marked it late
     max_bytes: int = DEFAULT_MAX_BYTES
-    problem: tuple[str, str] | None = None  # (row status, sentence): not a submission the grader can take
+    problem: tuple[str, Text] | None = None  # (row status, sentence): not a submission the grader can take
 
     @property
     def is_notebook(self) -> bool:
@@ -232,28 +233,31 @@ def discover(source: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Found]:
     return sorted(found, key=lambda f: f.source)
 
 
-def _digest(item: Found) -> tuple[str, str] | None:
+def _digest(item: Found) -> tuple[str, Text] | None:
     """Hash the file as it streams through the cap; the problem, if reading it fails."""
-    what = f"The file {item.source}"
     try:
         item.sha256, item.size = _read_capped(item.opener, item.max_bytes, hashlib.sha256(), keep=False)[1:]
     except TooLarge:
         return _too_large(item.source, item.max_bytes)
     except NotImplementedError:
-        return "invalid", (f"{what} is compressed with a method Python cannot read (e.g. Deflate64); make the zip "
-                           "again with ordinary Deflate compression.")
+        return "invalid", L_("The file {file} is compressed with a method Python cannot read (e.g. Deflate64); make "
+                             "the zip again with ordinary Deflate compression.").format(file=item.source)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        return "invalid", f"{what} is damaged in the zip ({exc}); download the submissions again."
+        return "invalid", L_("The file {file} is damaged in the zip ({problem}); download the submissions "
+                             "again.").format(file=item.source, problem=str(exc))
     except RuntimeError as exc:  # zipfile: an encrypted entry
-        return "invalid", f"{what} cannot be read from the zip ({exc}); make the zip again without a password."
+        return "invalid", L_("The file {file} cannot be read from the zip ({problem}); make the zip again without a "
+                             "password.").format(file=item.source, problem=str(exc))
     except OSError as exc:
-        return "error", f"{what} could not be read ({exc.strerror or exc}); check the disk and run the batch again."
+        return "error", L_("The file {file} could not be read ({problem}); check the disk and run the batch "
+                           "again.").format(file=item.source, problem=str(exc.strerror or exc))
     return None
 
 
-def _too_large(source: str, max_bytes: int) -> tuple[str, str]:
-    return "invalid", (f"The file {source} is larger than {max_bytes / MiB:g} MiB, far more than a notebook of this "
-                       "course; submit the .ipynb file alone (clear large outputs first).")
+def _too_large(source: str, max_bytes: int) -> tuple[str, Text]:
+    return "invalid", L_("The file {file} is larger than {mib} MiB, far more than a notebook of this course; submit "
+                         "the .ipynb file alone (clear large outputs first).").format(file=source,
+                                                                                       mib=f"{max_bytes / MiB:g}")
 
 
 def _read_capped(opener: Callable[[], io.BufferedIOBase], max_bytes: int, digest,
@@ -277,7 +281,7 @@ class _Entry:
     when: datetime
     origin: str  # zip | mtime
     opener: Callable[[], io.BufferedIOBase] | None
-    problem: tuple[str, str] | None = None
+    problem: tuple[str, Text] | None = None
 
 
 def _folder_entries(root: Path) -> Iterator[_Entry]:
@@ -297,16 +301,17 @@ def _folder_entries(root: Path) -> Iterator[_Entry]:
                 rel.encode("utf-8")
             except UnicodeEncodeError:
                 shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
-                yield _Entry(shown, when, "mtime", None, ("invalid", (
-                    f"The file name {shown} is not UTF-8 (a zip made on Japanese Windows writes Shift-JIS names); "
-                    "unpack the zip with its encoding (e.g. unzip -O cp932) or rename the file.")))
+                yield _Entry(shown, when, "mtime", None, ("invalid", L_(
+                    "The file name {file} is not UTF-8 (a zip made on Japanese Windows writes Shift-JIS names); "
+                    "unpack the zip with its encoding (e.g. unzip -O cp932) or rename the file.").format(file=shown)))
                 continue
             if stat.S_ISLNK(info.st_mode):
-                yield _Entry(rel, when, "mtime", None, ("invalid", (
-                    f"{rel} is a symbolic link, which the grader does not follow (it may point at someone else's "
-                    "file); put the file itself in the submissions folder.")))
+                yield _Entry(rel, when, "mtime", None, ("invalid", L_(
+                    "{file} is a symbolic link, which the grader does not follow (it may point at someone else's "
+                    "file); put the file itself in the submissions folder.").format(file=rel)))
             elif not stat.S_ISREG(info.st_mode):
-                yield _Entry(rel, when, "mtime", None, ("invalid", f"{rel} is not a regular file; remove it."))
+                yield _Entry(rel, when, "mtime", None, ("invalid", L_("{file} is not a regular file; remove "
+                                                                      "it.").format(file=rel)))
             else:
                 yield _Entry(rel, when, "mtime", lambda path=path: _open_regular(path))
 
@@ -328,9 +333,9 @@ def _zip_entries(archive: Path, max_bytes: int) -> Iterator[_Entry]:
         when = local_time(datetime(*info.date_time))
         name = info.filename
         if name.startswith("/") or WINDOWS_DRIVE.match(name) or ".." in PurePosixPath(name).parts:
-            yield _Entry(name, when, "zip", None, ("invalid", (
-                f"The zip entry {name} has an absolute path or leaves the archive, so whose it is cannot be told; "
-                "zip the submissions folder itself.")))
+            yield _Entry(name, when, "zip", None, ("invalid", L_(
+                "The zip entry {file} has an absolute path or leaves the archive, so whose it is cannot be told; "
+                "zip the submissions folder itself.").format(file=name)))
             continue
 
         if info.file_size > max_bytes:  # as declared; _read_capped holds a lying declaration to the cap too

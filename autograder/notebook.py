@@ -10,6 +10,8 @@ from typing import Any
 import nbformat
 from nbformat.v4 import new_code_cell
 
+from .i18n import L_
+
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 SEED_TAG = "injected-seed"
@@ -20,39 +22,41 @@ EXERCISE_KEY = "autograder"  # notebook metadata: {"autograder": {"exercise": "<
 
 
 class InvalidNotebook(Exception):
-    """The file is not a gradable notebook; the message says what to do about it."""
+    """The file is not a gradable notebook; its one argument, a Text, says what to do about it."""
 
 
 def read_notebook(data: bytes) -> nbformat.NotebookNode:
     """Parse and validate a submission. Every failure is an InvalidNotebook with a student-readable message."""
     if not data.strip():
-        raise InvalidNotebook("The file is empty; submit the .ipynb file saved from Jupyter or Colab.")
+        raise InvalidNotebook(L_("The file is empty; submit the .ipynb file saved from Jupyter or Colab."))
     try:
         text = data.decode("utf-8")
         raw = json.loads(text)
     except (UnicodeDecodeError, ValueError):
-        raise InvalidNotebook(
+        raise InvalidNotebook(L_(
             "The file is not a notebook (not valid JSON); submit the .ipynb file itself, not a copy of its text."
-        ) from None
+        )) from None
     except RecursionError:
         raw = None
     if raw is None or _depth(raw) > MAX_JSON_DEPTH:
-        raise InvalidNotebook(f"The file's JSON is nested more than {MAX_JSON_DEPTH} levels deep, which no notebook "
-                              "is; submit the .ipynb file saved from Jupyter or Colab.")
+        raise InvalidNotebook(L_("The file's JSON is nested more than {levels} levels deep, which no notebook is; "
+                                 "submit the .ipynb file saved from Jupyter or Colab.").format(levels=MAX_JSON_DEPTH))
     if not isinstance(raw, dict) or "cells" not in raw and "worksheets" not in raw:
-        raise InvalidNotebook("The file is JSON but not a Jupyter notebook; submit the .ipynb file of the exercise.")
+        raise InvalidNotebook(L_("The file is JSON but not a Jupyter notebook; submit the .ipynb file of the "
+                                 "exercise."))
     version = raw.get("nbformat")
     if version != 4:
-        raise InvalidNotebook(
-            f"The notebook is in nbformat {version}, and only nbformat 4 is graded; "
+        raise InvalidNotebook(L_(
+            "The notebook is in nbformat {version}, and only nbformat 4 is graded; "
             "open it in a current Jupyter or Colab, save it, and submit again."
-        )
+        ).format(version=version))
     try:
         nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
         nbformat.validate(nb)
     except Exception as exc:  # nbformat raises several validation error types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidNotebook(f"The notebook file is damaged ({first}); re-download the exercise and copy your answers in.") from None
+        raise InvalidNotebook(L_("The notebook file is damaged ({problem}); re-download the exercise and copy your "
+                                 "answers in.").format(problem=first)) from None
     return nb
 
 
@@ -72,10 +76,10 @@ def parameters_cell_index(nb: nbformat.NotebookNode) -> int:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and PARAMETERS_TAG in cell.metadata.get("tags", []):
             return i
-    raise InvalidNotebook(
+    raise InvalidNotebook(L_(
         "The notebook has no cell tagged 'parameters' (it was deleted or its tag removed); "
         "re-download the exercise notebook and copy your answers into it."
-    )
+    ))
 
 
 def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
@@ -84,7 +88,8 @@ def parameter_names(nb: nbformat.NotebookNode) -> set[str]:
     try:
         tree = ast.parse(source)
     except SyntaxError as exc:
-        raise InvalidNotebook(f"The 'parameters' cell is not valid Python ({exc.msg}); restore it from the exercise.") from None
+        raise InvalidNotebook(L_("The 'parameters' cell is not valid Python ({problem}); restore it from the "
+                                 "exercise.").format(problem=exc.msg)) from None
     return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
 
 

@@ -19,7 +19,7 @@ from statistics import mean, median
 from .build import write_atomic
 from .exports import flags_of
 from .feedback import exercise_title, render_page
-from .gradebook import Gradebook, Row
+from .gradebook import Gradebook, Row, row_message
 from .i18n import N_, Language, language_of, translations
 from .paths import course_relative
 
@@ -182,8 +182,9 @@ def build_report(gradebook: Gradebook, exercise: str, lang: Language = "en") -> 
 
     parts.append(_h2(_("Submissions that need a look")))
     parts.append(_table([_("student"), _("status"), _("message"), _("file")],
-                        [[row.student_id, _(STATUS_WORDS.get(row.status, row.status)), row.message, row.source or ""]
-                         for row, _result in entries if row.status in NEEDS_A_LOOK], words={1}, none=_("None.")))
+                        [[row.student_id, _(STATUS_WORDS.get(row.status, row.status)), row_message(row, result, lang),
+                          row.source or ""] for row, result in entries if row.status in NEEDS_A_LOOK],
+                        words={1}, none=_("None.")))
     parts.append(_h2(_("Late submissions")))
     parts.append(_table([_("student"), _("submitted at"), _("days late"), _("points off")],
                         [[row.student_id, row.submitted_at, result.days_late, f"{result.late_penalty:g}"]

@@ -6,11 +6,19 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .i18n import N_, Language, translations
+from .i18n import LANGUAGES, N_, Language, Text, render, translations
 
 Outcome = Literal["passed", "failed", "error", "not_run"]
 OUTCOME_TEXT = {"passed": N_("passed"), "failed": N_("failed"), "error": N_("error in the check"),
                 "not_run": N_("not run")}
+STATUS_TEXT = {  # a row's status as a sentence for its student
+    "graded": N_("graded"),
+    "timeout": N_("graded, but the notebook hit its time limit"),
+    "crashed": N_("graded, but the notebook's process died"),
+    "invalid": N_("not gradable"),
+    "error": N_("the grader could not run it"),
+    "missing": N_("no submission received"),
+}
 # graded: the notebook ran to its end; timeout: it hit the notebook time limit; crashed: its
 # process died; invalid: not a gradable notebook; error: the grader could not run it.
 Status = Literal["graded", "timeout", "crashed", "invalid", "error"]
@@ -67,9 +75,19 @@ class RunRecord(BaseModel):
     submission: str
     sha256: str
     status: Status
-    message: str = ""
+    message: str = ""  # English; other languages in `message_translations`
+    message_translations: dict[str, str] = {}  # by language, where it reads differently from the English
     outcomes: list[CheckOutcome] = []
     diagnostics: Diagnostics = Diagnostics()
+
+    def say(self, status: Status, message: Text | str) -> None:
+        """End as `status` with a sentence for the student, rendered now in every language (as outcomes are)."""
+        self.status, self.message = status, render(message, "en")
+        self.message_translations = {language: text for language in LANGUAGES if language != "en"
+                                     if (text := render(message, language)) != self.message}
+
+    def message_in(self, language: str) -> str:
+        return self.message_translations.get(language, self.message)
 
 
 class CheckResult(CheckOutcome):
@@ -105,9 +123,11 @@ class GradingResult(RunRecord):
             if c.outcome != "not_run":
                 test["status"] = "passed" if c.outcome == "passed" else "failed"
             tests.append(test)
-        overview = f"Status: {self.status}." + (f" {self.message}" if self.message else "")
-        if self.days_late:
-            overview += f" Submitted {self.days_late} day(s) late: {self.late_penalty:g} point(s) off."
+        overview = " ".join(part for part in (
+            _("Status: {status}.").format(status=_(STATUS_TEXT[self.status])),
+            self.message_in(language),
+            _("Submitted {days} day(s) after the deadline: {points} point(s) off.").format(
+                days=self.days_late, points=f"{self.late_penalty:g}") if self.days_late else "") if part)
         return {
             "score": self.score,
             "execution_time": round(self.diagnostics.wall_time, 3),

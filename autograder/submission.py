@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import agent
-from .i18n import L_, Text, joined
+from .i18n import L_, Text, joined, sentence_of
 from .runners.base import CellRecord, RunLimits, SessionError, StudentSession
 from .source import Definition, definitions
 
@@ -22,13 +22,6 @@ class StudentRaised(StudentFailure):
             function=function, type=type_name, message=message), hint))
         self.type_name = type_name
         self.error_message = message
-
-
-def cell_name(cell: CellRecord, start: bool = False) -> Text:
-    """How a sentence names a cell: the student's "code cell N", or a cell the grader added."""
-    if cell.number:
-        return (L_("Code cell {number}") if start else L_("code cell {number}")).format(number=cell.number)
-    return L_("A cell the grader added") if start else L_("a cell the grader added")
 
 
 _MISSING = object()
@@ -79,13 +72,13 @@ class Submission:
             failed = next((c for c in self.cells if c.status == "died"), None)
             if failed:
                 raise StudentFailure(L_("The notebook's process died in {cell}, so {what} could not be read.").format(
-                    cell=cell_name(failed), what=what))
+                    cell=failed.name(), what=what))
             raise StudentFailure(L_("The notebook's process died, so {what} could not be read.").format(what=what))
         try:
             blob = self._session.request(agent.encode(request), timeout=self._limits.call_timeout)
             answer = agent.decode(blob, max_bytes=self._limits.answer_bytes)
         except SessionError as exc:
-            raise StudentFailure(f"{what}: {exc}.") from None
+            raise StudentFailure(L_("{what}: {problem}.").format(what=what, problem=sentence_of(exc))) from None
         except agent.WireError as exc:
             raise StudentFailure(L_("{what} sent something the grader cannot read ({problem}).").format(
                 what=what, problem=str(exc))) from None
@@ -128,9 +121,9 @@ class Submission:
         if failed is None:
             return ""
         if setters and failed is setters[-1]:
-            return L_("The cell that sets it ({cell}) stopped with: {error}").format(cell=cell_name(failed),
+            return L_("The cell that sets it ({cell}) stopped with: {error}").format(cell=failed.name(),
                                                                                      error=failed.error)
-        return L_("{cell} stopped earlier with {error}; fix that first.").format(cell=cell_name(failed, start=True),
+        return L_("{cell} stopped earlier with {error}; fix that first.").format(cell=failed.name(start=True),
                                                                                 error=failed.error)
 
     def tensor(self, name: str) -> Any:

@@ -48,7 +48,7 @@ def test_rubric_late_table_scores_the_penalty_off_the_earned_points():
     assert rubric.score(record).score == 3
     late = rubric.score(record, timedelta(hours=30))
     assert (late.score, late.late_penalty, late.days_late, late.max_score) == (1.5, 1.5, 2, 4)
-    assert "2 day(s) late" in late.gradescope()["output"]
+    assert "Submitted 2 day(s) after the deadline: 1.5 point(s) off." in late.gradescope()["output"]
 
 
 def test_rate_policy_without_a_rate_is_refused():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,26 @@ def test_check_outcomes_are_stored_in_both_languages_and_shown_in_the_one_asked_
     assert "不合格: `squares` には N 未満の k" in next(t["output"] for t in japanese["tests"]
                                                      if t["number"] == "test_squares_values")
     assert not any(JAPANESE.search(t["name"] + t["output"]) for t in english["tests"])
+
+
+def test_a_submissions_own_sentence_is_stored_in_both_languages_and_shown_in_the_one_asked_for(tmp_path, monkeypatch):
+    from autograder.feedback import hints
+    from autograder.grading import GradeOptions, Grader
+
+    exercise = _new_exercise("squares_rows", tmp_path, monkeypatch)
+    with Grader(exercise, GradeOptions(profile="tiny")) as grader:
+        result = grader.rubric.score(grader.run(b"[" * 150 + b"]" * 150, "deep.ipynb"))
+    assert result.status == "invalid" and result.message.startswith("The file's JSON is nested more than 100 levels")
+    japanese = result.message_in("ja")
+    assert japanese.startswith("ファイルの JSON の入れ子が 100 段を超えて")
+    # Every check it could not run says why, in each language.
+    failed = [c for c in result.checks if c.outcome == "failed"]
+    assert failed and {(c.message, c.words("ja").message) for c in failed} == {(result.message, japanese)}
+    assert JAPANESE.search(failed[0].words("ja").title)
+    assert result.gradescope("ja")["output"] == f"状態: 採点できません。 {japanese}"
+    with Gradebook(synthetic_gradebook(tmp_path / "book.sqlite", students=1)) as book:
+        row = replace(book.rows(EXERCISE)[0], status="invalid", message=result.message)
+    assert hints(row, result, "ja") == [japanese] and hints(row, result, "en") == [result.message]
 
 
 def test_validate_reports_every_check_sentence_a_student_could_not_read_in_japanese(tmp_path, monkeypatch):

@@ -110,6 +110,11 @@ def test_moodle_grade_import_bytes(tmp_path):
     assert (tmp_path / "ids.csv").read_text().splitlines()[1:4] == [
         "s1,5,All checks passed.", "s2,3.5,All checks passed. 1.5 point(s) off for lateness.",
         "s3,2,1 check(s) failed: values of the output."]
+    with Gradebook(book) as gb:  # the feedback column in the course's language
+        export_moodle(gb, EXERCISE, tmp_path / "ja.csv", "T5 decoding", "idnumber", language="ja")
+    assert (tmp_path / "ja.csv").read_text().splitlines()[1:4] == [
+        "s1,5,すべてのチェックに合格しました。", "s2,3.5,すべてのチェックに合格しました。 提出の遅れにより 1.5 点減点されました。",
+        "s3,2,1 件のチェックが不合格でした: values of the output。"]
 
 
 def test_lms_points_are_rounded_and_never_in_exponent_form():

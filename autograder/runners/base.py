@@ -18,6 +18,7 @@ from typing import Literal
 import nbformat
 
 from .. import agent
+from ..i18n import L_, Text
 from ..notebook import GRADER_CELL_TAGS
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent.py"
@@ -47,9 +48,11 @@ class CellRecord:
     error: str | None = None
     number: int = 0  # the student's own count, "code cell N" (as Jupyter's [N] after Run All); 0: a grader cell
 
-    @property
-    def label(self) -> str:
-        return f"code cell {self.number}" if self.number else "a cell the grader added"
+    def name(self, start: bool = False) -> Text:
+        """How a sentence names the cell (`start`: at the sentence's start): "code cell N", or a grader cell."""
+        if self.number:
+            return (L_("Code cell {number}") if start else L_("code cell {number}")).format(number=self.number)
+        return L_("A cell the grader added") if start else L_("a cell the grader added")
 
     @property
     def failed(self) -> bool:
@@ -78,7 +81,8 @@ class RunJob:
 
 
 class SessionError(Exception):
-    """The student process could not answer (dead, timed out, answer too large)."""
+    """The student process could not answer (dead, timed out, answer too large); its one argument, a Text,
+    says so for the student."""
 
 
 class StudentSession(ABC):
@@ -87,7 +91,7 @@ class StudentSession(ABC):
     cells: list[CellRecord]
     notebook_timed_out: bool = False
     died: bool = False
-    limit_breach: str | None = None  # e.g. "it ran out of memory": a run-wide limit a confining runner enforced
+    limit_breach: Text | None = None  # e.g. "it ran out of memory": a run-wide limit a confining runner enforced
     cpu_time_limits: bool = False  # True: time limits were charged in CPU time the run used, not wall-clock time
 
     @abstractmethod

@@ -41,6 +41,7 @@ from pathlib import Path
 import psutil
 
 from ..errors import UserError
+from ..i18n import L_, Text
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -200,7 +201,7 @@ class _RunGroup:
             pass
         return None
 
-    def breach(self) -> str | None:
+    def breach(self) -> Text | None:
         """Which limit was hit, if any, as words for the student."""
         memory_events = "memory.events" if self.v2 else "memory.oom_control"
         try:
@@ -209,9 +210,9 @@ class _RunGroup:
         except (OSError, ValueError):
             return None
         if int(memory.get("oom_kill", 0)):
-            return "it ran out of memory"
+            return L_("it ran out of memory")
         if int(pids.get("max", 0)):
-            return "it started too many processes or threads"
+            return L_("it started too many processes or threads")
         return None
 
     def _kill(self, folder: Path) -> None:
@@ -306,7 +307,7 @@ class Lease:
                 return used
         return _uid_cpu_seconds(self.uid) if self.as_root else None
 
-    def breach(self) -> str | None:
+    def breach(self) -> Text | None:
         return self.group.breach() if self.group is not None else None
 
     def __enter__(self) -> Lease:
@@ -612,6 +613,10 @@ class RunClock:
     def budget(self, seconds: float) -> Budget:
         return Budget(self, seconds)
 
+    def did_not_finish(self, seconds: float) -> Text:
+        return (L_("did not finish within {seconds} s of CPU time") if self.counts_cpu
+                else L_("did not finish within {seconds} s")).format(seconds=f"{seconds:.0f}")
+
     def stopped_after(self, limit: float) -> str:
         spent = "of CPU time " if self.counts_cpu else ""
         return f"stopped after {limit:g} s {spent}(cell time limit)"
@@ -639,16 +644,19 @@ def _is_memory_error(error: str | None) -> bool:
     return text.split(":")[0] in MEMORY_ERRORS or "can't allocate memory" in text or "not enough memory" in text
 
 
-def classify_limits(records: list, limits: SandboxLimits) -> str | None:
+def classify_limits(records: list, limits: SandboxLimits) -> Text | None:
     """Mark cells a limit of the cage stopped (memory errors become "memory"); the first such stop, in words."""
     breach = None
     for record in records:
         if record.status == "output_limit":
-            record.error = record.error or f"printed more than {limits.output_stop_bytes // MiB} MiB; the cell was stopped"
+            what = L_("printed more than {mib} MiB; the cell was stopped").format(mib=limits.output_stop_bytes // MiB)
+            record.error = record.error or str(what)
         elif record.status == "error" and _is_memory_error(record.error):
             record.status = "memory"
-            record.error = f"ran out of memory (a process may use {limits.memory_bytes / GiB:g} GiB): {record.error}"
+            what = L_("ran out of memory (a process may use {gib} GiB): {error}").format(
+                gib=f"{limits.memory_bytes / GiB:g}", error=record.error)
+            record.error = str(what)
         else:
             continue
-        breach = breach or f"{record.label} {record.error}"
+        breach = breach or L_("{cell} {what}").format(cell=record.name(), what=what)  # "code cell 3 ran out of ..."
     return breach

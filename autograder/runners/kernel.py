@@ -22,6 +22,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async, run_sync
 
+from ..i18n import L_, Text
 from .base import (
     AGENT_FILE,
     CellRecord,
@@ -237,7 +238,7 @@ class KernelSession(StudentSession):
         kernel is interrupted every second of the run's time until it answers, for INTERRUPT_GRACE more."""
         kc = self.client.kc
         if kc is None:
-            raise SessionError("the notebook's process is not running")
+            raise SessionError(L_("the notebook's process is no longer running"))
         msg_id = kc.execute(code, silent=True, store_history=False, allow_stdin=False)
         grace: Budget | None = None
         pause: Budget | None = None  # until the next interrupt
@@ -249,20 +250,20 @@ class KernelSession(StudentSession):
             except Empty:
                 if not await kc.is_alive():
                     self.died = True
-                    raise SessionError("the notebook's process died") from None
+                    raise SessionError(L_("the notebook's process died")) from None
             # Past the budget's start, the clock is read only while waiting: a quick answer costs one reading.
             if grace is None and budget.remaining() <= 0:
                 grace = self._clock.budget(INTERRUPT_GRACE)
             if grace is not None:
                 if grace.remaining() <= 0:
-                    raise SessionError("it kept running after being interrupted")
+                    raise SessionError(L_("it kept running after being interrupted"))
                 if pause is None or pause.remaining() <= 0:
                     await self.client.km.interrupt_kernel()
                     pause = self._clock.budget(REINTERRUPT_SECONDS)
 
     def request(self, payload: bytes, timeout: float) -> bytes:
         if self.died:
-            raise SessionError("the notebook's process is no longer running")
+            raise SessionError(L_("the notebook's process is no longer running"))
         self._requests += 1
         req = self.channel / f"request-{self._requests}.bin"
         resp = self.channel / f"answer-{self._requests}.bin"
@@ -272,13 +273,13 @@ class KernelSession(StudentSession):
                                            self._clock.budget(timeout))
         try:
             if interrupted:
-                raise SessionError(f"did not finish within {timeout:.0f} s")
+                raise SessionError(self._clock.did_not_finish(timeout))
             if reply.get("status") != "ok" or not resp.is_file():
-                raise SessionError("the notebook's process did not answer")
+                raise SessionError(L_("the notebook's process did not answer"))
             with resp.open("rb") as f:  # read at most the limit: the file may still be growing
                 blob = f.read(self.limits.answer_bytes + 1)
             if len(blob) > self.limits.answer_bytes:
-                raise SessionError(f"the answer is larger than {self.limits.answer_bytes} bytes")
+                raise SessionError(L_("the answer is larger than {limit} bytes").format(limit=self.limits.answer_bytes))
             return blob
         finally:
             req.unlink(missing_ok=True)
@@ -421,7 +422,7 @@ class ConfinedKernelSession(KernelSession):
         sandbox.require_reachable(self.readable, whole_tree=True)
         self._job_env = job.env
         self.lease = sandbox.lease()
-        self.limit_breach: str | None = None
+        self.limit_breach: Text | None = None
         super().__init__(job)  # on failure it calls close(), which releases the lease
 
     def _owner(self) -> tuple[int, int] | None:

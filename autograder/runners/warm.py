@@ -45,6 +45,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..i18n import L_, Text
 from .base import AGENT_FILE, CellRecord, Runner, RunJob, SessionError, StudentSession, student_env
 from .confine import INTERRUPT_GRACE, REINTERRUPT_SECONDS, Budget, Lease, RunClock, Sandbox, classify_limits, run_meter
 from .warm_worker import ANSWER, CELL, FRAME, REPLY, REQUEST
@@ -349,7 +350,7 @@ class WarmSession(StudentSession):
         self._child = child
         self._clock = RunClock(run_meter(child.lease, child.pid))
         self.cpu_time_limits = self._clock.counts_cpu
-        self._stuck: str | None = None
+        self._stuck: Text | None = None
         self.cells = []
         try:
             self.cells = self._execute_cells(job.notebook)
@@ -430,7 +431,7 @@ class WarmSession(StudentSession):
 
     def request(self, payload: bytes, timeout: float) -> bytes:
         if self.died:
-            raise SessionError("the notebook's process is no longer running")
+            raise SessionError(L_("the notebook's process is no longer running"))
         if self._stuck:
             raise SessionError(self._stuck)
         limit = self.limits.answer_bytes
@@ -447,15 +448,16 @@ class WarmSession(StudentSession):
                     self._child.recv(SEND_TIMEOUT, (ANSWER,), limit)  # the interrupted answer: dropped
                 except _Timeout:
                     self._child.signal_group(signal.SIGKILL)
-                    self._stuck = f"it stopped answering after a call ran past {timeout:.0f} s"
+                    self._stuck = L_("it stopped answering after a call ran past {seconds} s").format(
+                        seconds=f"{timeout:.0f}")
                 except _Malformed:
                     pass
-                raise SessionError(f"did not finish within {timeout:.0f} s") from None
+                raise SessionError(self._clock.did_not_finish(timeout)) from None
         except _Malformed:
-            raise SessionError(f"the answer is larger than {limit} bytes") from None
+            raise SessionError(L_("the answer is larger than {limit} bytes").format(limit=limit)) from None
         except _Died:
             self.died = True
-            raise SessionError("the notebook's process died") from None
+            raise SessionError(L_("the notebook's process died")) from None
 
     def close(self) -> None:
         self._child.close()
