@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import agent
 from .errors import UserError
+from .i18n import L_
 
 
 class Edit(BaseModel):
@@ -90,7 +91,8 @@ def load_answers(path: Path) -> DeclaredAnswers:
     except (tomllib.TOMLDecodeError, ValidationError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0]
         detail = str(exc).strip().splitlines()[-1] if isinstance(exc, ValidationError) else ""
-        raise UserError(f"{path} is not a valid answers file: {first} {detail}".strip() + "; fix it and run again.") from None
+        raise UserError(L_("{path} is not a valid answers file: {problem}; fix it and run again.").format(
+            path=str(path), problem=f"{first} {detail}".strip())) from None
 
 
 def apply_edits(notebook: nbformat.NotebookNode, edits: list[Edit], what: str) -> bytes:
@@ -103,7 +105,8 @@ def apply_edits(notebook: nbformat.NotebookNode, edits: list[Edit], what: str) -
             continue
         hits = [c for c in nb.cells if c.cell_type == "code" and edit.old in c.source]
         if not hits:
-            raise UserError(f"{what}: no code cell of the solution contains {edit.old[:60]!r}; update the answers file.")
+            raise UserError(L_("{what}: no code cell of the solution contains {text}; update the answers file.")
+                            .format(what=what, text=repr(edit.old[:60])))
         for cell in hits:
             cell.source = cell.source.replace(edit.old, edit.new)
     return nbformat.writes(nb).encode()

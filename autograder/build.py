@@ -18,6 +18,7 @@ from otter.assign.solutions import replace_solutions
 
 from .errors import UserError
 from .exercise import Exercise
+from .i18n import L_
 
 SOLUTION_ONLY_TAG = "solution"
 
@@ -33,7 +34,8 @@ def student_notebook(solution: nbformat.NotebookNode) -> nbformat.NotebookNode:
             try:
                 source = "\n".join(replace_solutions(cell.source.split("\n"), "python"))
             except AssertionError as exc:  # otter reports unbalanced markers this way
-                raise UserError(f"Unbalanced solution markers in cell {cell.get('id')}: {exc}; fix the solution notebook.") from None
+                raise UserError(L_("Unbalanced solution markers in cell {cell}: {problem}; fix the solution "
+                                   "notebook.").format(cell=str(cell.get("id")), problem=str(exc))) from None
             new = nbformat.v4.new_code_cell(source, metadata=metadata)
         else:
             new = nbformat.v4.new_markdown_cell(cell.source, metadata=metadata) if cell.cell_type == "markdown" \
@@ -47,7 +49,8 @@ def render_student(exercise: Exercise) -> str:
     """The student notebook's exact text, as `build` writes it."""
     path = exercise.solution_notebook
     if not path.is_file():
-        raise UserError(f"The solution notebook {path} does not exist; write it first (see `autograder new`).")
+        raise UserError(L_("The solution notebook {path} does not exist; write it first (see `autograder new`).")
+                        .format(path=str(path)))
     return nbformat.writes(student_notebook(nbformat.read(path, as_version=4))) + "\n"
 
 

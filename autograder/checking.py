@@ -228,7 +228,8 @@ def _run_pytest(files: list[Path], plugin: _Plugin, extra: list[str]) -> None:
     ]
     pytest.main(args, plugins=[plugin])
     if plugin.collect_errors:
-        raise UserError(f"The check files are broken ({plugin.collect_errors[0]}); fix them and run again.")
+        raise UserError(L_("The check files are broken ({problem}); fix them and run again.").format(
+            problem=str(plugin.collect_errors[0])))
 
 
 def _collect(exercise: Exercise, public_only: bool) -> _Plugin:

@@ -13,7 +13,7 @@ from rich.markup import escape as escape_markup
 from rich.table import Table
 
 from .errors import UserError
-from .i18n import Language, language_of
+from .i18n import L_, Language, Text, course_language, language_of, render, sentence_of, translations
 from .paths import course_relative
 from .text import printable
 
@@ -32,7 +32,7 @@ ProfileOpt = Annotated[str, typer.Option("--profile", help="Model profile: tiny 
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="cpu or cuda; default: cuda when available.")]
 RunnerOpt = Annotated[Optional[str], typer.Option("--runner", help="How notebooks execute: warm (a process forked from a pre-imported one; the default) or kernel (a fresh Jupyter kernel, the reference). Either is confined unless --no-sandbox.")]
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run notebooks unconfined (where the sandbox cannot run): only for notebooks you trust.")]
-LangOpt = Annotated[Optional[Literal["en", "ja"]], typer.Option("--lang", help="Language of the pages and results.json: ja or en; default: language in the exercise's exercise.toml, else in the course's course.toml, else en.")]
+LangOpt = Annotated[Optional[Literal["en", "ja"]], typer.Option("--lang", help="Language of what the command writes and says: ja or en; default: language in the exercise's exercise.toml, else in the course's course.toml, else en.")]
 
 OUTCOME_STYLE = {"passed": "green", "failed": "red", "error": "magenta", "not_run": "yellow"}
 
@@ -58,25 +58,42 @@ def main() -> None:
     try:
         app()
     except sqlite3.DatabaseError as exc:
-        err.print(f"[red]error:[/red] The gradebook is damaged ({escape(str(exc))}); restore it from a backup, or "
-                  "grade into a new one with --gradebook.")
+        _fail(L_("The gradebook is damaged ({problem}); restore it from a backup, or grade into a new one with "
+                 "--gradebook.").format(problem=str(exc)), _language(None, quiet=True))
         sys.exit(2)
+
+
+def _language(chosen: Language | None, exercise: str | None = None, quiet: bool = False) -> Language:
+    """The language a command speaks: --lang, else the exercise's, else the course's, else English. A setting
+    that cannot be read ends the command with its sentence (in English); `quiet`: English, and nothing said."""
+    from .paths import course_dir
+
+    try:
+        return language_of(exercise, chosen) if exercise else chosen or course_language(course_dir()) or "en"
+    except UserError as exc:
+        if quiet:
+            return chosen or "en"
+        raise _fail(exc, chosen or "en") from None
 
 
 def _refuse_damaged(book) -> None:
     """After writing what could be written: one sentence, and a non-zero exit, if a row could not be read."""
     if book.damaged:
         first, *rest = book.damaged.values()
-        raise UserError(first + (f" {len(rest)} other row(s) are damaged too." if rest else ""))
+        raise UserError(L_("{first} {count} other row(s) are damaged too.").format(first=first, count=len(rest))
+                        if rest else first)
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}")
+def _fail(problem: UserError | Text | str, language: Language) -> typer.Exit:
+    """The one sentence a command ends with when it cannot do its work, in the command's language."""
+    _ = translations(language).gettext
+    sentence = render(sentence_of(problem) if isinstance(problem, BaseException) else problem, language)
+    err.print("[red]" + escape(_("error:")) + f"[/red] {escape(sentence)}")
     return typer.Exit(2)
 
 
 def _grader(exercise: str, profile: str, device: str | None, public_only: bool = False, runner: str | None = None,
-            untrusted: bool = False, no_sandbox: bool = False):
+            untrusted: bool = False, no_sandbox: bool = False, language: Language = "en"):
     from .exercise import Exercise
     from .grading import GradeOptions, Grader
     from .models.provision import store_for
@@ -84,26 +101,27 @@ def _grader(exercise: str, profile: str, device: str | None, public_only: bool =
     ex = Exercise(exercise)
     store_for(profile).require()  # say so before anything starts processes
     options = GradeOptions(profile=profile, device=device, public_only=public_only,
-                           runner=_runner(runner, untrusted, no_sandbox))
+                           runner=_runner(runner, untrusted, no_sandbox, language))
     return Grader(ex, options)
 
 
-def _runner(name: str | None, untrusted: bool, no_sandbox: bool):
+def _runner(name: str | None, untrusted: bool, no_sandbox: bool, language: Language = "en"):
     """The runner to use: confined for untrusted work unless the user explicitly gives that up."""
     import getpass
 
     from .runners import get_runner
 
     if untrusted and no_sandbox:
-        err.print(f"[bold red]WARNING: --no-sandbox: submissions run unconfined as user {escape(getpass.getuser())} "
-                  "with this machine's network: a notebook can read the hidden checks, rubrics, solutions, other "
-                  "submissions and the gradebook, overwrite result files, and kill the grader. Use it only for "
-                  "notebooks you trust.[/bold red]")
+        _ = translations(language).gettext
+        err.print("[bold red]" + escape(_(
+            "WARNING: --no-sandbox: submissions run unconfined as user {user} with this machine's network: a "
+            "notebook can read the hidden checks, rubrics, solutions, other submissions and the gradebook, "
+            "overwrite result files, and kill the grader. Use it only for notebooks you trust.").format(
+                user=getpass.getuser())) + "[/bold red]")
     return get_runner(name, confined=untrusted and not no_sandbox)
 
 
 def _print_result(result, language: Language, student_view: bool = False) -> None:
-    from .i18n import translations
     from .results import OUTCOME_TEXT
 
     _ = translations(language).gettext
@@ -128,7 +146,7 @@ def _print_result(result, language: Language, student_view: bool = False) -> Non
     if result.message:
         console.print(f"[yellow]{escape(result.message_in(language))}[/yellow]")
     for cell in result.diagnostics.problem_cells:
-        console.print(f"  {cell.label}: {cell.status} — {escape(cell.error or '')}")
+        console.print(f"  {escape(cell.sentence(language))}")
 
 
 @app.command()
@@ -146,25 +164,29 @@ def run(
     """Grade submissions of one exercise: each check's outcome, the student's message, points, total."""
     from .build import write_atomic
     from .grading import limit_grader_memory
+    from .results import STATUS_WORDS
 
+    language = _language(lang, exercise)
+    _ = translations(language).gettext
     if json_out and len(submissions) != 1:
-        raise _fail("--json takes one submission; use --out-dir for several.")
+        raise _fail(L_("--json takes one submission; use --out-dir for several."), language)
     try:
         missing = [str(p) for p in submissions if not p.is_file()]
         if missing:
-            raise UserError(f"No submission at {', '.join(missing)}; check the path.")
-        grader = _grader(exercise, profile, device, runner=runner, untrusted=True, no_sandbox=no_sandbox)
+            raise UserError(L_("No submission at {path}; check the path.").format(path=", ".join(missing)))
+        grader = _grader(exercise, profile, device, runner=runner, untrusted=True, no_sandbox=no_sandbox,
+                         language=language)
         limit_grader_memory(grader.device)
-        language = language_of(exercise, lang)
         for path in submissions:
             result = grader.grade_file(path)
             _print_result(result, language)
-            console.print(f"[bold]{escape(path.name)}: {result.score:g} / {result.max_score:g}[/bold] (status: {result.status})\n")
+            console.print(f"[bold]{escape(path.name)}: {result.score:g} / {result.max_score:g}[/bold] "
+                          + escape(_("(status: {status})").format(status=_(STATUS_WORDS[result.status]))) + "\n")
             target = json_out or (out_dir / f"{path.stem}.results.json" if out_dir else None)
             if target:
                 write_atomic(target, json.dumps(result.gradescope(language), indent=2, ensure_ascii=False))
     except UserError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc, language) from None
 
 
 @app.command()
@@ -179,22 +201,21 @@ def check(
     """Before you submit: run your notebook and the public checks, with hints for what fails."""
     from .notebook import InvalidNotebook, exercise_of, read_notebook
 
+    language = _language(lang, exercise)
     try:
         if not notebook.is_file():
-            raise UserError(f"No notebook at {notebook}; check the path.")
+            raise UserError(L_("No notebook at {path}; check the path.").format(path=str(notebook)))
         if exercise is None:
             try:
                 exercise = exercise_of(read_notebook(notebook.read_bytes()))
             except InvalidNotebook as exc:
-                raise UserError(str(exc)) from None
+                raise UserError(sentence_of(exc)) from None
             if not exercise:
-                raise UserError("The notebook does not say which exercise it belongs to; pass --exercise NAME.")
+                raise UserError(L_("The notebook does not say which exercise it belongs to; pass --exercise NAME."))
+            language = _language(lang, exercise)
         result = _grader(exercise, profile, device, public_only=True, runner=runner).grade_file(notebook)
     except UserError as exc:
-        raise _fail(str(exc)) from None
-    from .i18n import translations
-
-    language = language_of(exercise, lang)
+        raise _fail(exc, language) from None
     _print_result(result, language, student_view=True)
     passed = sum(c.outcome == "passed" for c in result.checks)
     ran = sum(c.outcome != "not_run" for c in result.checks)
@@ -214,7 +235,7 @@ def build(exercises: Annotated[Optional[list[str]], typer.Argument(help="Exercis
         for name in exercises or available():
             console.print(f"built {build_one(Exercise(name))}")
     except UserError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc, _language(None, quiet=True)) from None
 
 
 @app.command()
@@ -226,7 +247,7 @@ def new(name: Annotated[str, typer.Argument(help="Name of the new exercise (a Py
         for path in scaffold(name):
             console.print(f"created {path}")
     except UserError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc, _language(None, quiet=True)) from None
     console.print(f"Next: edit the solution notebook and checks, then `autograder build {name}` and `autograder validate {name}`.")
 
 
@@ -248,7 +269,7 @@ def validate(
             _print_validation(report)
             problems += len(report.problems)
     except UserError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc, _language(None, quiet=True)) from None
     raise typer.Exit(1 if problems else 0)
 
 
@@ -266,7 +287,7 @@ def catalog(
             todo = f"{untranslated} to translate" if untranslated else "all translated"
             console.print(f"{escape(course_relative(path))} ({language}): {todo}")
     except UserError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc, _language(None, quiet=True)) from None
 
 
 def _share(lost: float | None) -> str:
@@ -324,7 +345,7 @@ def models_prepare(profile: ProfileOpt = "tiny", force: Annotated[bool, typer.Op
     try:
         prepare(profile, force=force, log=lambda m: console.print(escape(m)))
     except UserError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc, _language(None, quiet=True)) from None
 
 
 # cohort grading: a batch into the gradebook, and what comes out of it -----------------------------
@@ -338,7 +359,8 @@ def _gradebook(path: Optional[Path], create: bool = False):
 
     path = path or default_path()
     if not create and not path.is_file():
-        raise UserError(f"No gradebook at {path}; grade a cohort first (`autograder grade`) or pass --gradebook.")
+        raise UserError(L_("No gradebook at {path}; grade a cohort first (`autograder grade`) or pass --gradebook.")
+                        .format(path=str(path)))
     return Gradebook(path)
 
 
@@ -356,6 +378,7 @@ def grade(
     runner: RunnerOpt = None,
     no_sandbox: NoSandboxOpt = False,
     max_file_mib: Annotated[float, typer.Option("--max-file-mib", min=0.001, help="Files larger than this are rows marked invalid, never read whole (zip bombs stop here).")] = 64,
+    lang: LangOpt = None,
 ) -> None:
     """Grade a cohort into the gradebook: resumable (run it again after any interruption), never grading a file twice.
 
@@ -367,57 +390,81 @@ def grade(
 
     from .cohort import FAILED, grade_cohort
     from .exercise import Exercise
+    from .gradebook import row_message
     from .grading import GradeOptions
     from .intake import Roster
     from .models.provision import store_for
+    from .results import STATUS_WORDS
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
-               TextColumn("done {task.completed}/{task.total} · [red]failed {task.fields[failed]}[/red] · "
-                          "remaining {task.fields[remaining]} · ETA"), TimeRemainingColumn(), TimeElapsedColumn())
+    language = _language(lang, exercise)
+    _ = translations(language).gettext
+    # Rich fills {task...} itself: the translated text keeps those fields as they are.
+    counts = _("done {done} · [red]failed {failed}[/red] · remaining {remaining} · ETA").format(
+        done="{task.completed}/{task.total}", failed="{task.fields[failed]}", remaining="{task.fields[remaining]}")
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn(counts), TimeRemainingColumn(),
+               TimeElapsedColumn())
     try:
         ex = Exercise(exercise)
         store_for(profile).require()  # say so now, not from every worker
-        with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox)) as chosen:  # checked here, built per worker
-            runner, confined = chosen.name, chosen.confined
+        with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox, language=language)) as chosen:
+            runner, confined = chosen.name, chosen.confined  # checked here, built per worker
         with _gradebook(gradebook, create=True) as book:
             with Progress(*columns, console=console) as bar:
-                task = bar.add_task(f"grading {exercise}", total=None, failed=0, remaining="?")
+                task = bar.add_task(escape(_("grading {exercise}").format(exercise=exercise)), total=None, failed=0,
+                                    remaining="?")
 
                 def show(p) -> None:
                     bar.update(task, total=p.total, completed=p.done, failed=p.failed, remaining=p.remaining)
                     if p.row is not None and p.status in FAILED:
-                        bar.console.print(f"  [red]{escape(p.status)}[/red] {escape(p.row.student_id)} "
-                                          f"({escape(p.row.source or '')}): {escape(book.row(p.row.id).message)}")
+                        row = book.row(p.row.id)
+                        bar.console.print(f"  [red]{escape(_(STATUS_WORDS[p.status]))}[/red] {escape(row.student_id)} "
+                                          f"({escape(row.source or '')}): "
+                                          f"{escape(row_message(row, row.run_record(), language))}")
 
                 summary = grade_cohort(ex, submissions, book, GradeOptions(profile=profile, device=device),
                                        roster=Roster.load(roster) if roster else None, deadline=deadline,
                                        jobs=jobs, force=force, on_progress=show, runner=runner, confined=confined,
                                        max_bytes=int(max_file_mib * 2**20))
-            _print_summary(summary, book.path)
+            _print_summary(summary, book.path, language)
     except UserError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc, language) from None
 
 
-def _print_summary(summary, path: Path) -> None:
-    console.print(f"[bold]{summary.exercise}[/bold]: {len(summary.rows)} students in {escape(str(path))}")
+def _print_summary(summary, path: Path, language: Language) -> None:
+    from statistics import mean, median
+
+    from .results import STATUS_WORDS
+
+    _ = translations(language).gettext
+    console.print(f"[bold]{escape(summary.exercise)}[/bold]: "
+                  + escape(_("{count} students in {path}").format(count=len(summary.rows), path=str(path))))
     table = Table()
-    table.add_column("status")
-    table.add_column("students", justify="right")
+    table.add_column(_("status"))
+    table.add_column(_("students"), justify="right")
     for status, n in sorted(summary.statuses.items()):
-        table.add_row(status, str(n))
+        table.add_row(escape(_(STATUS_WORDS.get(status, status))), str(n))
     console.print(table)
     rate = summary.graded / summary.elapsed * 60 if summary.elapsed else 0
-    console.print(f"{summary.found} files found, {summary.new} new rows; graded {summary.graded} now "
-                  f"({summary.jobs} at a time, {summary.elapsed:.0f} s, {rate:.1f}/min), "
-                  f"{summary.skipped} already graded, {summary.superseded} older duplicates kept as history.")
-    console.print(summary.score_line())
+    console.print(escape(_(
+        "{found} files found, {new} new rows; graded {graded} now ({jobs} at a time, {seconds} s, {rate}/min), "
+        "{skipped} already graded, {superseded} older duplicates kept as history.").format(
+            found=summary.found, new=summary.new, graded=summary.graded, jobs=summary.jobs,
+            seconds=f"{summary.elapsed:.0f}", rate=f"{rate:.1f}", skipped=summary.skipped,
+            superseded=summary.superseded)))
+    s = summary.scores
+    console.print(escape(_("scores: mean {mean}, median {median}, min {min}, max {max}").format(
+        mean=f"{mean(s):.2f}", median=f"{median(s):g}", min=f"{min(s):g}", max=f"{max(s):g}") if s
+        else _("no scores yet")))
     for note in summary.notes:
-        console.print(f"[yellow]{escape(note)}[/yellow]")
+        console.print(f"[yellow]{escape(render(note, language))}[/yellow]")
     if summary.not_in_roster:
-        console.print("[yellow]Not in the roster:[/yellow] " + escape(", ".join(r.student_id for r in summary.not_in_roster)))
+        console.print("[yellow]" + escape(_("Not in the roster:")) + "[/yellow] "
+                      + escape(", ".join(r.student_id for r in summary.not_in_roster)))
     if summary.not_found:
-        console.print(f"[yellow]{len(summary.not_found)} submission(s) still to grade are not in this folder[/yellow]: "
-                      + escape(", ".join(r.source or "" for r in summary.not_found)) + "; grade the folder they came from.")
+        console.print("[yellow]" + escape(_(
+            "{count} submission(s) still to grade are not in this folder: {files}; grade the folder they came "
+            "from.").format(count=len(summary.not_found), files=", ".join(r.source or "" for r in summary.not_found)))
+            + "[/yellow]")
 
 
 @app.command()
@@ -426,28 +473,34 @@ def regrade(
     rubric: Annotated[Optional[Path], typer.Option("--rubric", help="Rubric to score with; default: the exercise's rubrics/<exercise>.toml.")] = None,
     deadline: DeadlineOpt = None,
     gradebook: GradebookOpt = None,
+    lang: LangOpt = None,
 ) -> None:
     """Rescore every stored submission after a rubric or deadline change, from stored outcomes: no notebook runs."""
     from .cohort import regrade as rescore
 
+    language = _language(lang, exercise)
+    _ = translations(language).gettext
     try:
         with _gradebook(gradebook) as book:
             policy, changed, retired = rescore(book, exercise, rubric, deadline)
-            table = Table(title=f"{len(changed)} score(s) changed")
-            for column in ("student", "file", "before", "now"):
-                table.add_column(column, justify="right" if column in ("before", "now") else "left")
+            table = Table(title=escape(_("{count} score(s) changed").format(count=len(changed))))
+            for column, right in ((_("student"), False), (_("file"), False), (_("before"), True), (_("now"), True)):
+                table.add_column(column, justify="right" if right else "left")
             for row, old in changed:
                 table.add_row(escape(row.student_id), escape(row.source or ""), "—" if old is None else f"{old:g}",
                               f"{book.row(row.id).score:g}")
             console.print(table)
-            console.print(f"Scored with {escape(course_relative(policy.origin))}"
-                          + (f", deadline {policy.deadline.isoformat()}" if policy.deadline else ", no deadline") + ".")
+            rubric_file = course_relative(policy.origin)
+            console.print(escape(_("Scored with {rubric}, deadline {deadline}.").format(
+                rubric=rubric_file, deadline=policy.deadline.isoformat()) if policy.deadline
+                else _("Scored with {rubric}, no deadline.").format(rubric=rubric_file)))
             if retired:
-                console.print(f"Stored outcomes of checks the exercise no longer has ({escape(', '.join(sorted(retired)))})"
-                              " are kept; they score only what the rubric gives them.")
+                console.print(escape(_("Stored outcomes of checks the exercise no longer has ({checks}) are kept; "
+                                       "they score only what the rubric gives them.").format(
+                                           checks=", ".join(sorted(retired)))))
             _refuse_damaged(book)
     except UserError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc, language) from None
 
 
 @app.command()
@@ -467,33 +520,40 @@ def export(
     from .exercise import Exercise
     from .exports import LMS_DECIMALS, export_canvas, export_csv, export_gradescope, export_moodle
 
+    language = _language(lang, exercise)
+    _ = translations(language).gettext
     if not csv_path and not gradescope:
-        raise _fail("Say what to export: --csv grades.csv and/or --gradescope DIR.")
+        raise _fail(L_("Say what to export: --csv grades.csv and/or --gradescope DIR."), language)
     try:
         with _gradebook(gradebook) as book:
             if csv_path and layout == "generic":
-                console.print(f"{export_csv(book, exercise, csv_path)} students written to {csv_path}")
+                console.print(escape(_("{count} students written to {path}").format(
+                    count=export_csv(book, exercise, csv_path), path=str(csv_path))))
             elif csv_path:
                 lms = Exercise(exercise).spec.lms
                 name = assignment_name or lms.assignment_name or Exercise(exercise).spec.title
                 if layout == "canvas":
                     written, left_out = export_canvas(book, exercise, csv_path, name,
                                                       assignment_id or lms.canvas_assignment_id, missing)
-                    why = "they have no Canvas ID (lms_id) in the roster"
+                    why = _("Not in the file, as they have no Canvas ID (lms_id) in the roster:")
                 else:
-                    written, left_out = export_moodle(book, exercise, csv_path, name, match_on, missing,
-                                                      language_of(exercise, lang))
-                    why = "they have no email in the roster" if match_on == "email" else "they have no student id"
-                console.print(f"{written} students written to {csv_path} ({layout}; scores after the late penalty, "
-                              f"rounded to {LMS_DECIMALS} decimals)")
+                    written, left_out = export_moodle(book, exercise, csv_path, name, match_on, missing, language)
+                    why = (_("Not in the file, as they have no email in the roster:") if match_on == "email"
+                           else _("Not in the file, as they have no student id:"))
+                console.print(escape(_("{count} students written to {path} ({layout}; scores after the late penalty, "
+                                       "rounded to {decimals} decimals)").format(
+                                           count=written, path=str(csv_path), layout=layout, decimals=LMS_DECIMALS)))
                 if left_out:
-                    console.print(f"[yellow]Not in the file, as {why}:[/yellow] {escape(', '.join(left_out))}")
+                    console.print(f"[yellow]{escape(why)}[/yellow] {escape(', '.join(left_out))}")
             if gradescope:
-                console.print(f"{len(export_gradescope(book, exercise, gradescope, language_of(exercise, lang)))} results.json files written under {gradescope}")
-            console.print(f"Scored with the rubric in force: {escape(course_relative(book.policy(exercise).origin))}")
+                written = export_gradescope(book, exercise, gradescope, language)
+                console.print(escape(_("{count} results.json files written under {path}").format(
+                    count=len(written), path=str(gradescope))))
+            console.print(escape(_("Scored with the rubric in force: {rubric}").format(
+                rubric=course_relative(book.policy(exercise).origin))))
             _refuse_damaged(book)
     except UserError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(exc, language) from None
 
 
 @app.command()
@@ -507,13 +567,17 @@ def feedback(
     """Write one feedback page per student (HTML and Markdown): each check, points, message, what to look at."""
     from .feedback import write_feedback
 
+    language = _language(lang, exercise)
+    _ = translations(language).gettext
     try:
         with _gradebook(gradebook) as book:
-            pages = write_feedback(book, exercise, out, release=release, lang=lang)
+            pages = write_feedback(book, exercise, out, release=release, lang=language)
             _refuse_damaged(book)
     except UserError as exc:
-        raise _fail(str(exc)) from None
-    console.print(f"{len(pages)} feedback pages written to {out}" + ("" if release else " (checks not yet released show as hidden)"))
+        raise _fail(exc, language) from None
+    console.print(escape(_("{count} feedback pages written to {path}").format(count=len(pages), path=str(out)) if release
+                         else _("{count} feedback pages written to {path} (checks not yet released show as hidden)")
+                         .format(count=len(pages), path=str(out))))
 
 
 @app.command()
@@ -526,10 +590,12 @@ def report(
     """Write the cohort report: one self-contained HTML page with score, pass-rate and runtime plots."""
     from .report import write_report
 
+    language = _language(lang, exercise)
     try:
         with _gradebook(gradebook) as book:
-            target = write_report(book, exercise, out, lang=lang)
+            target = write_report(book, exercise, out, lang=language)
             _refuse_damaged(book)
     except UserError as exc:
-        raise _fail(str(exc)) from None
-    console.print(f"report written to {target}")
+        raise _fail(exc, language) from None
+    _ = translations(language).gettext
+    console.print(escape(_("report written to {path}").format(path=str(target))))

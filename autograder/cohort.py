@@ -22,13 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from statistics import mean, median
 
 from .checking import collect_checks
 from .errors import UserError
 from .exercise import Exercise
 from .gradebook import Gradebook, Policy, Row, iso
-from .i18n import L_, Text
+from .i18n import L_, Text, sentence_of
 from .grading import GradeOptions, Grader, default_threads, limit_grader_memory, unrun_outcomes
 from .intake import DEFAULT_MAX_BYTES, Found, Roster, TooLarge, discover, parse_time
 from .paths import course_relative
@@ -98,7 +97,7 @@ class Summary:
     not_found: list[Row] = field(default_factory=list)  # still to grade, but not in SUBMISSIONS
     not_in_roster: list[Row] = field(default_factory=list)
     superseded: int = 0
-    notes: list[str] = field(default_factory=list)  # what the TA should know about this batch, one sentence each
+    notes: list[Text] = field(default_factory=list)  # what the TA should know about this batch, one sentence each
 
     @property
     def statuses(self) -> Counter:
@@ -107,11 +106,6 @@ class Summary:
     @property
     def scores(self) -> list[float]:
         return [r.score for r in self.rows if r.score is not None]
-
-    def score_line(self) -> str:
-        s = self.scores
-        return (f"scores: mean {mean(s):.2f}, median {median(s):g}, min {min(s):g}, max {max(s):g}" if s
-                else "no scores yet")
 
 
 def grade_cohort(
@@ -149,16 +143,17 @@ def grade_cohort(
         in_force = gradebook.policy(exercise.name)
         if in_force is not None and in_force.origin != str(exercise.rubric_file):  # set by `regrade --rubric`
             rubric_text, origin = in_force.rubric_text, in_force.origin
-            notes.append(f"Scored with the rubric in force, {course_relative(origin)} (from `regrade --rubric`); `autograder regrade "
-                         f"{exercise.name}` goes back to the exercise's own rubric.")
+            notes.append(L_("Scored with the rubric in force, {rubric} (from `regrade --rubric`); `autograder regrade "
+                            "{exercise}` goes back to the exercise's own rubric.").format(
+                                rubric=course_relative(origin), exercise=exercise.name))
         else:
             rubric_text, origin = exercise.rubric_file.read_text(), str(exercise.rubric_file)
         check_ids = [c.id for c in collect_checks(exercise)]
         retired = retired_checks(gradebook, exercise.name, check_ids)
         Rubric.parse(rubric_text, origin).verify(check_ids, Path(origin), retired)
         if retired:
-            notes.append(f"Stored outcomes of checks the exercise no longer has ({', '.join(sorted(retired))}) are "
-                         "kept and score nothing.")
+            notes.append(L_("Stored outcomes of checks the exercise no longer has ({checks}) are kept and score "
+                            "nothing.").format(checks=", ".join(sorted(retired))))
         policy, _ = gradebook.set_policy(exercise.name, rubric_text, origin,
                                          resolve_deadline(gradebook, exercise.name, deadline))
         located: dict[tuple[str, str], Found] = {}
@@ -207,10 +202,11 @@ def regrade(gradebook: Gradebook, exercise: str, rubric: Path | None = None, dea
     ex = Exercise(exercise)
     path = rubric or ex.rubric_file
     if not path.is_file():
-        raise UserError(f"No rubric at {path}; check the path.")
+        raise UserError(L_("No rubric at {path}; check the path.").format(path=str(path)))
     text = path.read_text()
     if not any(row.record for row in gradebook.rows(exercise, current_only=False)):
-        raise UserError(f"Nothing of {exercise} is graded in {gradebook.path}; run `autograder grade` first.")
+        raise UserError(L_("Nothing of {exercise} is graded in {path}; run `autograder grade {exercise} "
+                           "SUBMISSIONS` first.").format(exercise=exercise, path=str(gradebook.path)))
     check_ids = [c.id for c in collect_checks(ex)]
     retired = retired_checks(gradebook, exercise, check_ids)
     Rubric.parse(text, str(path)).verify(check_ids, path, retired)
@@ -333,8 +329,8 @@ class _Batch:
         elif not dead.ready:
             self.start_failures += 1
             if self.start_failures > 2 * self.jobs:
-                raise UserError("The grading workers keep dying as they start; run `autograder run` on one "
-                                "submission to see why.")
+                raise UserError(L_("The grading workers keep dying as they start; run `autograder run` on one "
+                                   "submission to see why."))
         return self._start() if queue else None
 
     def _unrun(self, row: Row, status: Status, message: Text | str, wall_time: float) -> RunRecord:
@@ -387,7 +383,7 @@ def _worker_main(conn: Connection, parent_pid: int, exercise: str, root: Path, o
         made = get_runner(*runner) if runner else None
         grader = Grader(Exercise(exercise, root), replace(options, runner=made) if made else options)
     except UserError as exc:
-        conn.send(("fatal", str(exc)))
+        conn.send(("fatal", sentence_of(exc)))  # a Text travels as it is, to be said in the TA's language
         return
     limit_grader_memory(grader.device)
     try:

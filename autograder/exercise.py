@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 
 from .errors import UserError
+from .i18n import L_
 from .paths import checks_dir, course_dir
 
 
@@ -63,11 +64,13 @@ class Exercise:
         meta = self.assignment_dir / "exercise.toml"
         if not meta.is_file():
             known = ", ".join(available(self.root)) or "none"
-            raise UserError(f"Unknown exercise '{name}' (no {meta}); known exercises: {known}.")
+            raise UserError(L_("Unknown exercise '{name}' (no {file}); known exercises: {known}.").format(
+                name=name, file=str(meta), known=known))
         try:
             self.spec = ExerciseSpec.model_validate(tomllib.loads(meta.read_text()))
         except (tomllib.TOMLDecodeError, ValidationError) as exc:
-            raise UserError(f"{meta} is not a valid exercise file: {_first_line(exc)}; fix it and run again.") from exc
+            raise UserError(L_("{file} is not a valid exercise file: {problem}; fix it and run again.").format(
+                file=str(meta), problem=_first_line(exc))) from exc
 
     @property
     def assignment_dir(self) -> Path:
@@ -92,8 +95,9 @@ class Exercise:
             return None
         path = self.assignment_dir / self.spec.probes
         if not path.is_file():
-            raise UserError(f"{self.assignment_dir / 'exercise.toml'} names probes {self.spec.probes!r}, but there is "
-                            f"no {path}; add the file or remove the setting.")
+            raise UserError(L_("{file} names probes {probes}, but there is no {path}; add the file or remove the "
+                               "setting.").format(file=str(self.assignment_dir / "exercise.toml"),
+                                                  probes=repr(self.spec.probes), path=str(path)))
         return path.read_text(encoding="utf-8")
 
     @property

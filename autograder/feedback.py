@@ -20,15 +20,11 @@ from .errors import UserError
 from .exercise import Exercise
 from .exports import safe_name
 from .gradebook import Gradebook, Row, row_message
-from .i18n import N_, Language, language_of, translations
+from .i18n import Language, language_of, translations
 from .results import OUTCOME_TEXT, STATUS_TEXT, CheckResult, GradingResult
 from .text import markdown_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-CELL_ENDING = {"error": N_("an error"), "timeout": N_("its time limit"), "died": N_("its process dying"),
-               "memory": N_("running out of memory"), "output_limit": N_("too much output")}
-
-
 def render_page(title: str, body: str, lang: Language = "en") -> str:
     """A self-contained HTML page: the shared template and style sheet, no external resources."""
     page = Template((TEMPLATES / "page.html").read_text())
@@ -120,11 +116,7 @@ def hints(row: Row, result: GradingResult | None, lang: Language = "en") -> list
         return out
     if message:
         out.append(message)
-    for cell in result.diagnostics.problem_cells:
-        where = _("Code cell {number}").format(number=cell.number) if cell.number else _("A cell the grader added")
-        ending = _(CELL_ENDING[cell.status]) if cell.status in CELL_ENDING else cell.status
-        out.append(_("{cell} ended with {ending}: {error}").format(cell=where, ending=ending,
-                                                                  error=cell.error or _("no message")))
+    out += [cell.sentence(lang) for cell in result.diagnostics.problem_cells]
     if any(c.public and c.outcome in ("failed", "error") for c in result.checks):
         out.append(_("Public checks failed: run `autograder check` on your notebook to see them before resubmitting."))
     if result.days_late:

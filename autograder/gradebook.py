@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .errors import UserError
-from .i18n import N_, Language, translations
+from .i18n import L_, N_, Language, translations
 from .intake import Roster, Student, local_time
 from .paths import course_dir
 from .results import GradingResult, RunRecord
@@ -205,7 +205,8 @@ class Gradebook:
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{path} is not a gradebook this tool can open ({exc}).") from None
+            raise UserError(L_("{path} is not a gradebook this tool can open ({problem}).").format(
+                path=str(path), problem=str(exc))) from None
 
     def __enter__(self) -> Gradebook:
         return self
@@ -223,8 +224,9 @@ class Gradebook:
     def _migrate(self) -> None:
         version = self.version
         if version > SCHEMA_VERSION:
-            raise UserError(f"The gradebook {self.path} has schema version {version}, newer than this autograder's "
-                            f"({SCHEMA_VERSION}); update the autograder.")
+            raise UserError(L_("The gradebook {path} has schema version {version}, newer than this autograder's "
+                               "({supported}); update the autograder.").format(
+                                   path=str(self.path), version=version, supported=SCHEMA_VERSION))
         for number in range(version + 1, SCHEMA_VERSION + 1):
             with self.transaction():
                 for statement in _statements(MIGRATIONS[number - 1]):
@@ -250,7 +252,8 @@ class Gradebook:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise UserError(f"Another batch is grading into {self.path}; wait for it to finish.") from None
+                raise UserError(L_("Another batch is grading into {path}; wait for it to finish.").format(
+                    path=str(self.path))) from None
             yield
 
     # roster -----------------------------------------------------------------------------
@@ -360,8 +363,8 @@ class Gradebook:
         """Every student's current row with its scored result under the policy in force."""
         policy = self.policy(exercise)
         if policy is None:
-            raise UserError(f"Nothing of {exercise} is graded in {self.path}; run `autograder grade {exercise} "
-                            "SUBMISSIONS` first.")
+            raise UserError(L_("Nothing of {exercise} is graded in {path}; run `autograder grade {exercise} "
+                               "SUBMISSIONS` first.").format(exercise=exercise, path=str(self.path)))
         roster = self.roster()
         entries = []
         for row in self.rows(exercise):

@@ -166,7 +166,7 @@ class Grader:
 
     def grade_file(self, path: Path) -> GradingResult:
         if not path.is_file():
-            raise UserError(f"No submission at {path}; check the path.")
+            raise UserError(L_("No submission at {path}; check the path.").format(path=str(path)))
         return self.grade_bytes(path.read_bytes(), str(path))
 
     def grade_bytes(self, data: bytes, label: str) -> GradingResult:

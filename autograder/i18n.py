@@ -120,9 +120,11 @@ def course_language(root: Path) -> Language | None:
     try:
         value = tomllib.loads(settings.read_text(encoding="utf-8")).get("language")
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{settings} is not valid TOML ({exc}); fix it and run again.") from None
+        raise UserError(L_("{path} is not valid TOML ({problem}); fix it and run again.").format(
+            path=str(settings), problem=str(exc))) from None
     if value is not None and value not in LANGUAGES:
-        raise UserError(f"{settings} sets language = {value!r}; use one of {', '.join(LANGUAGES)}.")
+        raise UserError(L_("{path} sets language = {value}; use one of {languages}.").format(
+            path=str(settings), value=repr(value), languages=", ".join(LANGUAGES)))
     return value
 
 

@@ -65,7 +65,8 @@ def parse_time(text: str, what: str) -> datetime:
     try:
         return local_time(datetime.fromisoformat(text.strip()))
     except ValueError:
-        raise UserError(f"{what} '{text}' is not a date-time; write it like 2026-05-01T23:59:00+09:00.") from None
+        raise UserError(L_("{what} '{text}' is not a date-time; write it like 2026-05-01T23:59:00+09:00.").format(
+            what=what, text=text)) from None
 
 
 @dataclass(frozen=True)
@@ -134,15 +135,15 @@ class Roster:
         Moodle's participants export as downloaded (see ROSTER_COLUMNS); whose id is the student id: our
         ``student_id``, else Canvas's SIS User ID (or its ID), else Moodle's ID number (or email address)."""
         if not path.is_file():
-            raise UserError(f"No roster at {path}; give a CSV file with a student_id column.")
+            raise UserError(L_("No roster at {path}; give a CSV file with a student_id column.").format(path=str(path)))
         reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))
         headers = {(h or "").strip().casefold(): h for h in reader.fieldnames or []}
         column = {f: next((headers[n] for n in names if n in headers), None) for f, names in ROSTER_COLUMNS.items()}
         id_columns = [c for c in (column["student_id"], column["sis_user_id"], column["idnumber"], column["lms_id"],
                                   column["email"]) if c]
         if not id_columns:
-            raise UserError(f"The roster {path} has no student_id column (nor a Canvas or Moodle export's ID "
-                            "columns); its header must name one.")
+            raise UserError(L_("The roster {path} has no student_id column (nor a Canvas or Moodle export's ID "
+                               "columns); its header must name one.").format(path=str(path)))
         students, seen = [], set()
         for line, raw in enumerate(reader, start=2):
             row = {f: nfc((raw.get(c) or "").strip()) if c else "" for f, c in column.items()}
@@ -150,9 +151,11 @@ class Roster:
                 continue  # the second row of a Canvas export
             sid = next((nfc((raw.get(c) or "").strip()) for c in id_columns if (raw.get(c) or "").strip()), "")
             if not sid:
-                raise UserError(f"The roster {path} has no student id on line {line}; fill it in or remove the line.")
+                raise UserError(L_("The roster {path} has no student id on line {line}; fill it in or remove the "
+                                   "line.").format(path=str(path), line=line))
             if sid in seen:
-                raise UserError(f"The roster {path} lists student {sid} twice (line {line}); keep one line per student.")
+                raise UserError(L_("The roster {path} lists student {student} twice (line {line}); keep one line per "
+                                   "student.").format(path=str(path), student=sid, line=line))
             seen.add(sid)
             deadline = parse_time(row["deadline"], f"The roster's deadline for {sid}") if row["deadline"] else None
             name = row["name"] or " ".join(p for p in (row["first"], row["last"]) if p)
@@ -215,9 +218,10 @@ def discover(source: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Found]:
     elif source.is_file() and zipfile.is_zipfile(source):
         entries = _zip_entries(source, max_bytes)
     elif source.exists():
-        raise UserError(f"{source} is neither a folder nor a zip file; give the folder or the LMS download (.zip).")
+        raise UserError(L_("{path} is neither a folder nor a zip file; give the folder or the LMS download (.zip).")
+                        .format(path=str(source)))
     else:
-        raise UserError(f"No submissions at {source}; check the path.")
+        raise UserError(L_("No submissions at {path}; check the path.").format(path=str(source)))
     found = []
     for entry in entries:
         parts = PurePosixPath(entry.path).parts

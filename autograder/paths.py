@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from .errors import UserError
+from .i18n import L_
 
 COURSE_SETTING = "AUTOGRADER_COURSE_DIR"
 PACKAGE = Path(__file__).resolve().parent
@@ -24,12 +25,13 @@ def course_dir() -> Path:
     if env:
         root = Path(env).resolve()
         if not root.is_dir():
-            raise UserError(f"The course folder {root} does not exist; create it (`autograder --course {root} new "
-                            "NAME` starts one) or fix --course / $AUTOGRADER_COURSE_DIR.")
+            raise UserError(L_("The course folder {root} does not exist; create it (`autograder --course {root} new "
+                               "NAME` starts one) or fix --course / $AUTOGRADER_COURSE_DIR.").format(root=str(root)))
         return root
     if not (BUNDLED_COURSE / "assignments").is_dir():  # installed: site-packages is no course
-        raise UserError("No course folder: pass --course DIR (or set $AUTOGRADER_COURSE_DIR) to the folder holding "
-                        "assignments/, solutions/ and rubrics/; `autograder --course DIR new NAME` starts one.")
+        raise UserError(L_("No course folder: pass --course DIR (or set $AUTOGRADER_COURSE_DIR) to the folder "
+                           "holding assignments/, solutions/ and rubrics/; `autograder --course DIR new NAME` starts "
+                           "one."))
     return BUNDLED_COURSE
 
 

@@ -20,12 +20,11 @@ from .build import write_atomic
 from .exports import flags_of
 from .feedback import exercise_title, render_page
 from .gradebook import Gradebook, Row, row_message
-from .i18n import N_, Language, language_of, translations
+from .i18n import Language, language_of, translations
 from .paths import course_relative
+from .results import STATUS_WORDS
 
 RAN = ("graded", "timeout", "crashed")
-STATUS_WORDS = {"graded": N_("graded"), "timeout": N_("timeout"), "crashed": N_("crashed"), "invalid": N_("invalid"),
-                "error": N_("error"), "missing": N_("missing"), "pending": N_("pending")}
 NEEDS_A_LOOK = ("error", "timeout", "crashed", "invalid")
 TOP_MESSAGES = 15
 JAPANESE_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "TakaoPGothic")

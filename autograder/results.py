@@ -11,6 +11,11 @@ from .i18n import LANGUAGES, N_, Language, Text, render, translations
 Outcome = Literal["passed", "failed", "error", "not_run"]
 OUTCOME_TEXT = {"passed": N_("passed"), "failed": N_("failed"), "error": N_("error in the check"),
                 "not_run": N_("not run")}
+CELL_ENDING = {"error": N_("an error"), "timeout": N_("its time limit"), "died": N_("its process dying"),
+               "memory": N_("running out of memory"), "output_limit": N_("too much output")}
+STATUS_WORDS = {  # a row's status in a word, for TAs' tables and lists
+    "graded": N_("graded"), "timeout": N_("timeout"), "crashed": N_("crashed"), "invalid": N_("invalid"),
+    "error": N_("error"), "missing": N_("missing"), "pending": N_("pending"), "superseded": N_("superseded")}
 STATUS_TEXT = {  # a row's status as a sentence for its student
     "graded": N_("graded"),
     "timeout": N_("graded, but the notebook hit its time limit"),
@@ -52,9 +57,13 @@ class CellDiagnostic(BaseModel):
     error: str | None = None
     duration: float = 0.0
 
-    @property
-    def label(self) -> str:
-        return f"code cell {self.number}" if self.number else f"cell {self.index + 1}"  # records older than numbers
+    def sentence(self, language: Language) -> str:
+        """How the cell ended, for its student: "Code cell 3 ended with an error: NameError: ..."."""
+        _ = translations(language).gettext
+        where = _("Code cell {number}").format(number=self.number) if self.number else _("A cell the grader added")
+        ending = _(CELL_ENDING[self.status]) if self.status in CELL_ENDING else self.status
+        return _("{cell} ended with {ending}: {error}").format(cell=where, ending=ending,
+                                                               error=self.error or _("no message"))
 
 
 class Diagnostics(BaseModel):

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import UserError
+from .i18n import L_
 from .results import CheckOutcome, CheckResult, GradingResult, RunRecord
 
 Visibility = Literal["visible", "hidden", "after_due_date", "after_published"]
@@ -72,7 +73,8 @@ class Rubric(BaseModel):
     @classmethod
     def load(cls, path: Path) -> Rubric:
         if not path.is_file():
-            raise UserError(f"The rubric {path} does not exist; create it with a [checks.<id>] table per check.")
+            raise UserError(L_("The rubric {path} does not exist; create it with a [checks.<id>] table per check.")
+                            .format(path=str(path)))
         return cls.parse(path.read_text(), str(path))
 
     @classmethod
@@ -81,11 +83,13 @@ class Rubric(BaseModel):
         try:
             return cls.model_validate(tomllib.loads(text))
         except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"The rubric {origin} is not valid TOML ({exc}); fix the syntax and run again.") from exc
+            raise UserError(L_("The rubric {path} is not valid TOML ({problem}); fix the syntax and run again.")
+                            .format(path=origin, problem=str(exc))) from exc
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
-            raise UserError(f"The rubric {origin} is invalid at '{where}': {err['msg']}; fix it and run again.") from exc
+            raise UserError(L_("The rubric {path} is invalid at '{where}': {problem}; fix it and run again.").format(
+                path=origin, where=where, problem=err["msg"])) from exc
 
     def verify(self, check_ids: list[str], path: Path, retired: set[str] = frozenset()) -> None:
         """Every check has points and every rubric entry names a real check (typos are caught here).
@@ -95,11 +99,12 @@ class Rubric(BaseModel):
         unknown = sorted(set(self.checks) - set(check_ids) - set(retired))
         unpriced = [c for c in check_ids if c not in self.checks and c not in retired]
         if unknown:
-            raise UserError(f"The rubric {path} names checks that do not exist: {', '.join(unknown)}; "
-                            f"the checks are: {', '.join(check_ids)}.")
+            raise UserError(L_("The rubric {path} names checks that do not exist: {unknown}; the checks are: "
+                               "{checks}.").format(path=str(path), unknown=", ".join(unknown),
+                                                   checks=", ".join(check_ids)))
         if unpriced:
-            raise UserError(f"The rubric {path} gives no points to: {', '.join(unpriced)}; add a [checks.<id>] "
-                            "table for each.")
+            raise UserError(L_("The rubric {path} gives no points to: {checks}; add a [checks.<id>] table for "
+                               "each.").format(path=str(path), checks=", ".join(unpriced)))
 
     def score(self, record: RunRecord, late_by: timedelta | None = None) -> GradingResult:
         """Points from stored outcomes: pure and fast, so a rubric change never re-runs a notebook.

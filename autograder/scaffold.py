@@ -9,7 +9,7 @@ import nbformat
 from .build import build, write_atomic
 from .errors import UserError
 from .exercise import Exercise
-from .i18n import CHECKS_DOMAIN, catalog_path
+from .i18n import CHECKS_DOMAIN, L_, catalog_path
 from .paths import checks_dir, course_dir
 
 EXERCISE_TOML = '''title = "{name}"
@@ -140,7 +140,8 @@ def _solution_notebook(name: str) -> nbformat.NotebookNode:
 
 def scaffold(name: str) -> list[Path]:
     if not name.isidentifier():
-        raise UserError(f"'{name}' is not a valid exercise name; use letters, digits and underscores.")
+        raise UserError(L_("'{name}' is not a valid exercise name; use letters, digits and underscores.").format(
+            name=name))
     root = course_dir()
     files = {
         root / "assignments" / name / "exercise.toml": EXERCISE_TOML.format(name=name),
@@ -153,7 +154,8 @@ def scaffold(name: str) -> list[Path]:
     }
     existing = [str(p) for p in files if p.exists()]
     if existing:
-        raise UserError(f"Exercise '{name}' already exists ({existing[0]}); pick another name or edit it.")
+        raise UserError(L_("Exercise '{name}' already exists ({path}); pick another name or edit it.").format(
+            name=name, path=str(existing[0])))
     for path, text in files.items():
         write_atomic(path, text)
     return [*files, build(Exercise(name))]

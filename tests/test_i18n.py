@@ -85,6 +85,30 @@ def test_the_course_or_exercise_setting_chooses_the_language(course_copy, tmp_pa
     assert result.exit_code == 2 and "use one of en, ja" in result.output
 
 
+def test_the_command_line_speaks_the_course_language_its_errors_included(course_copy, tmp_path):
+    book_path = synthetic_gradebook(tmp_path / "book.sqlite", students=2)
+    (course_copy / "course.toml").write_text('language = "ja"\n')
+    runner = CliRunner()
+
+    def says(args: list[str], sentence: str, exit_code: int) -> str:
+        result = runner.invoke(app, args)
+        squashed = re.sub(r"\s+", "", result.output)  # the terminal wraps lines where it likes
+        assert result.exit_code == exit_code and re.sub(r"\s+", "", sentence) in squashed, result.output
+        return result.output
+
+    # The command's own refusal, one raised deep in the package, one from the setting of the exercise asked for.
+    says(["export", EXERCISE, "--gradebook", str(book_path)], "エラー: 出力するものを指定してください", 2)
+    says(["regrade", EXERCISE, "--rubric", str(tmp_path / "none.toml"), "--gradebook", str(book_path)],
+         "採点基準がありません。パスを確認してください。", 2)
+    says(["grade", "no_such_exercise", str(tmp_path)], "'no_such_exercise' という課題はありません", 2)
+    # What a command reports when it has done its work, and the same in English when asked.
+    says(["export", EXERCISE, "--csv", str(tmp_path / "g.csv"), "--gradebook", str(book_path)],
+         "人分を書き出しました", 0)
+    english = says(["export", EXERCISE, "--csv", str(tmp_path / "g.csv"), "--gradebook", str(book_path), "--lang",
+                    "en"], "students written to", 0)
+    assert not JAPANESE.search(english)
+
+
 # --- check sentences: the exercise's own catalog ---------------------------------------------------------------------
 
 def _new_exercise(name: str, course: Path, monkeypatch) -> Exercise:

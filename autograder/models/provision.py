@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..i18n import L_
 from ..paths import cache_dir
 
 PROFILES = ("tiny", "full", "hub")
@@ -73,16 +74,15 @@ class ModelStore:
 
     def require(self) -> ModelStore:
         if not self.is_prepared():
-            raise UserError(
-                f"The '{self.profile}' model profile is not prepared in {self.root}; "
-                f"run `autograder models prepare --profile {self.profile}` first."
-            )
+            raise UserError(L_("The '{profile}' model profile is not prepared in {path}; run `autograder models "
+                               "prepare --profile {profile}` first.").format(profile=self.profile, path=str(self.root)))
         return self
 
 
 def store_for(profile: str) -> ModelStore:
     if profile not in PROFILES:
-        raise UserError(f"Unknown model profile '{profile}'; choose one of {', '.join(PROFILES)}.")
+        raise UserError(L_("Unknown model profile '{profile}'; choose one of {profiles}.").format(
+            profile=profile, profiles=", ".join(PROFILES)))
     if profile == "hub":
         hub = Path(os.environ.get("HF_HUB_CACHE", Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface")) / "hub"))
         return ModelStore("hub", hub.parent if hub.name == "hub" else hub)
@@ -262,10 +262,9 @@ def prepare(profile: str, force: bool = False, log: Callable[[str], None] = prin
     if profile == "hub":
         missing = [m for m in MODEL_BUILDERS if not (store.hub_cache / ("models--" + m.replace("/", "--"))).is_dir()]
         if missing:
-            raise UserError(
-                f"The hub profile needs these models in {store.hub_cache}: {', '.join(missing)}; "
-                "download them on a machine with access, or use --profile tiny."
-            )
+            raise UserError(L_("The hub profile needs these models in {path}: {models}; download them on a machine "
+                               "with access, or use --profile tiny.").format(path=str(store.hub_cache),
+                                                                            models=", ".join(missing)))
         return store
     if store.is_prepared() and not force:
         log(f"'{profile}' models already prepared in {store.root}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from ..errors import UserError
+from ..i18n import L_
 from .base import Runner
 from .confine import Sandbox, SandboxLimits, SandboxUnavailable
 from .kernel import KernelRunner
@@ -28,7 +29,8 @@ def get_runner(name: str | None = None, confined: bool = True, limits: SandboxLi
     Raises SandboxUnavailable (one sentence: what is wrong, what to do) where this machine cannot confine it."""
     name = name or DEFAULT_RUNNER
     if name not in RUNNERS:
-        raise UserError(f"Unknown runner '{name}'; choose one of: {', '.join(sorted(RUNNERS))}.")
+        raise UserError(L_("Unknown runner '{name}'; choose one of: {runners}.").format(
+            name=name, runners=", ".join(sorted(RUNNERS))))
     return RUNNERS[name](Sandbox(limits=limits) if confined else None)
 
 

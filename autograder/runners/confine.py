@@ -58,6 +58,10 @@ class SandboxUnavailable(UserError):
     """The sandbox cannot run here; the message says what is wrong and what to do."""
 
 
+PROBE_TIMED_OUT = L_("The sandbox's test run did not finish within 120 s; check the machine's load, or pass "
+                     "--no-sandbox.")
+
+
 @dataclass(frozen=True)
 class SandboxLimits:
     # RLIMIT_DATA per process (a forked run: on top of what the pre-imported libraries hold); with a cgroup,
@@ -279,7 +283,8 @@ class Lease:
         lock_dir = Path(tempfile.gettempdir()) / "autograder-sandbox-uids"
         lock_dir.mkdir(mode=0o700, exist_ok=True)
         if lock_dir.stat().st_uid != 0 or lock_dir.is_symlink():
-            raise SandboxUnavailable(f"{lock_dir} is not root's own folder; remove it and run again.")
+            raise SandboxUnavailable(L_("{path} is not root's own folder; remove it and run again.").format(
+                path=str(lock_dir)))
         for slot in range(UID_SLOTS):
             handle = open(lock_dir / f"{slot}.lock", "w")  # noqa: SIM115 - held for the run's lifetime
             try:
@@ -290,7 +295,8 @@ class Lease:
             self._lock, self.uid = handle, UID_BASE + slot
             break
         else:
-            raise SandboxUnavailable(f"All {UID_SLOTS} sandbox uids are in use; grade fewer submissions at once.")
+            raise SandboxUnavailable(L_("All {count} sandbox uids are in use; grade fewer submissions at once.").format(
+                count=UID_SLOTS))
         self.gid = self.uid
         _kill_uid(self.uid)  # leftovers of a grader that was killed itself
         if sandbox.cgroup_parents:
@@ -357,11 +363,11 @@ class Sandbox:
             if problem is None and whole_tree:
                 problem = next(filter(None, map(_unreadable, path.rglob("*"))), None)
             if problem:
-                raise SandboxUnavailable(
-                    f"The sandbox's unprivileged user cannot open {path} ({problem}): keep the grading Python "
-                    f"environment, the model cache and the temporary folder in directories every user may enter "
-                    f"(e.g. a venv made from /usr/bin/python3 outside /root, or set {PYTHON_SETTING} to one), "
-                    "or pass --no-sandbox.")
+                raise SandboxUnavailable(L_(
+                    "The sandbox's unprivileged user cannot open {path} ({problem}): keep the grading Python "
+                    "environment, the model cache and the temporary folder in directories every user may enter "
+                    "(e.g. a venv made from /usr/bin/python3 outside /root, or set {setting} to one), or pass "
+                    "--no-sandbox.").format(path=str(path), problem=problem, setting=PYTHON_SETTING))
 
     def _interpreter_roots(self) -> list[Path]:
         """The folders the interpreter needs: its environment, the installation it was made from, and package
@@ -372,8 +378,9 @@ class Sandbox:
             out = subprocess.run([str(self.python), "-I", "-c", code], capture_output=True, text=True, timeout=60,
                                  check=True).stdout
         except (OSError, subprocess.SubprocessError) as exc:
-            raise SandboxUnavailable(f"The sandbox's Python {self.python} does not run ({exc}); set {PYTHON_SETTING} "
-                                     "to a Python with ipykernel installed, or pass --no-sandbox.") from None
+            raise SandboxUnavailable(L_("The sandbox's Python {python} does not run ({problem}); set {setting} to a "
+                                        "Python with ipykernel installed, or pass --no-sandbox.").format(
+                                            python=str(self.python), problem=str(exc), setting=PYTHON_SETTING)) from None
         roots = list(dict.fromkeys(Path(p) for p in json.loads(out)))
         return [r for r in roots if not any(r != o and r.is_relative_to(o) for o in roots)]  # no folder twice
 
@@ -404,8 +411,7 @@ class Sandbox:
                 with os.fdopen(read, "rb") as pipe:
                     said = pipe.read().decode(errors="replace")
             except subprocess.TimeoutExpired:
-                raise SandboxUnavailable("The sandbox's test run did not finish within 120 s; check the machine's "
-                                         "load, or pass --no-sandbox.") from None
+                raise SandboxUnavailable(PROBE_TIMED_OUT) from None
             finally:
                 if write >= 0:
                     os.close(write)
@@ -415,13 +421,14 @@ class Sandbox:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         last = lines[-1] if lines else said or f"exit status {done.returncode}"
         if not said:
-            raise SandboxUnavailable(f"This machine does not let the grader make the sandbox's namespaces ({last}): "
-                                     "run as root, or allow unprivileged user namespaces (user.max_user_namespaces > "
-                                     "0; in a container, a seccomp/AppArmor profile that permits them), or pass "
-                                     "--no-sandbox.")
-        raise SandboxUnavailable(f"The Python {self.python} cannot load its libraries inside the sandbox ({last}): "
-                                 f"install ipykernel in that environment and make it readable to all users, or set "
-                                 f"{PYTHON_SETTING} to one that has it, or pass --no-sandbox.")
+            raise SandboxUnavailable(L_("This machine does not let the grader make the sandbox's namespaces "
+                                        "({problem}): run as root, or allow unprivileged user namespaces "
+                                        "(user.max_user_namespaces > 0; in a container, a seccomp/AppArmor profile "
+                                        "that permits them), or pass --no-sandbox.").format(problem=last))
+        raise SandboxUnavailable(L_("The Python {python} cannot load its libraries inside the sandbox ({problem}): "
+                                    "install ipykernel in that environment and make it readable to all users, or set "
+                                    "{setting} to one that has it, or pass --no-sandbox.").format(
+                                        python=str(self.python), problem=last, setting=PYTHON_SETTING))
 
     def require_bwrap(self) -> None:
         """Refuse, with what to install, where bubblewrap cannot start the fresh-kernel runner's cage."""
@@ -431,9 +438,10 @@ class Sandbox:
         missing = [t for t in tools if shutil.which(t) is None]
         if missing:
             package = "bubblewrap" if "bwrap" in missing else "util-linux"
-            raise SandboxUnavailable(f"The fresh-kernel runner's sandbox needs {' and '.join(missing)}, which this "
-                                     f"machine lacks: install the Debian package {package} (`make system-deps`), or "
-                                     "use the default runner (--runner warm).")
+            raise SandboxUnavailable(L_("The fresh-kernel runner's sandbox needs {tools}, which this machine lacks: "
+                                        "install the Debian package {package} (`make system-deps`), or use the "
+                                        "default runner (--runner warm).").format(tools=" and ".join(missing),
+                                                                                  package=package))
         with self.lease() as lease, tempfile.TemporaryDirectory(prefix="autograder-probe-") as scratch:
             channel = Path(scratch) / ".grader"
             channel.mkdir()
@@ -445,16 +453,16 @@ class Sandbox:
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=self.launcher_env())
             except subprocess.TimeoutExpired:
-                raise SandboxUnavailable("The sandbox's test run did not finish within 120 s; check the machine's "
-                                         "load, or pass --no-sandbox.") from None
+                raise SandboxUnavailable(PROBE_TIMED_OUT) from None
         if done.returncode == 0:
             self._bwrap_checked = True
             return
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
         last = lines[-1] if lines else f"exit status {done.returncode}"
-        raise SandboxUnavailable(f"bubblewrap cannot create the sandbox on this machine ({last}): allow unprivileged "
-                                 "user namespaces (user.max_user_namespaces > 0; in a container, a seccomp/AppArmor "
-                                 "profile that permits them), or use the default runner (--runner warm).")
+        raise SandboxUnavailable(L_("bubblewrap cannot create the sandbox on this machine ({problem}): allow "
+                                    "unprivileged user namespaces (user.max_user_namespaces > 0; in a container, a "
+                                    "seccomp/AppArmor profile that permits them), or use the default runner (--runner "
+                                    "warm).").format(problem=last))
 
     # --- the view of the filesystem ----------------------------------------------------
 
