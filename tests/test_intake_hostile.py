@@ -283,8 +283,8 @@ def test_a_regrade_rubric_stays_in_force_for_the_next_grade(tmp_path):
         regrade(book, EXERCISE, custom)
         summary = grade_cohort(Exercise(EXERCISE), folder, book)
         assert book.policy(EXERCISE).origin == str(custom)
-        assert any("rubric in force" in note and "custom.toml" in note and str(tmp_path) not in note
-                   for note in summary.notes)
+        notes = [str(note) for note in summary.notes]
+        assert any("rubric in force" in note and "custom.toml" in note and str(tmp_path) not in note for note in notes)
         regrade(book, EXERCISE)  # the way back
         assert book.policy(EXERCISE).origin == str(Exercise(EXERCISE).rubric_file)
 
