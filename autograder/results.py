@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .i18n import LANGUAGES, N_, Language, Text, render, translations
+from .i18n import L_, LANGUAGES, N_, Language, Text, render, translations
 
 Outcome = Literal["passed", "failed", "error", "not_run"]
 OUTCOME_TEXT = {"passed": N_("passed"), "failed": N_("failed"), "error": N_("error in the check"),
@@ -50,6 +50,14 @@ class CheckOutcome(BaseModel):
         return self.translations.get(language) or CheckWords(title=self.title, message=self.message)
 
 
+def cell_name(number: int, start: bool = False) -> Text:
+    """How a sentence names a cell (`start`: at the sentence's start): the student's "code cell N" (0: a cell the
+    grader added)."""
+    if number:
+        return (L_("Code cell {number}") if start else L_("code cell {number}")).format(number=number)
+    return L_("A cell the grader added") if start else L_("a cell the grader added")
+
+
 class CellDiagnostic(BaseModel):
     index: int  # position in the notebook as run (grader cells included)
     number: int = 0  # the student's "code cell N"
@@ -60,10 +68,9 @@ class CellDiagnostic(BaseModel):
     def sentence(self, language: Language) -> str:
         """How the cell ended, for its student: "Code cell 3 ended with an error: NameError: ..."."""
         _ = translations(language).gettext
-        where = _("Code cell {number}").format(number=self.number) if self.number else _("A cell the grader added")
         ending = _(CELL_ENDING[self.status]) if self.status in CELL_ENDING else self.status
-        return _("{cell} ended with {ending}: {error}").format(cell=where, ending=ending,
-                                                               error=self.error or _("no message"))
+        return _("{cell} ended with {ending}: {error}").format(cell=render(cell_name(self.number, start=True), language),
+                                                               ending=ending, error=self.error or _("no message"))
 
 
 class Diagnostics(BaseModel):

@@ -18,8 +18,9 @@ from typing import Literal
 import nbformat
 
 from .. import agent
-from ..i18n import L_, Text
+from ..i18n import Text
 from ..notebook import GRADER_CELL_TAGS
+from ..results import cell_name
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent.py"
 
@@ -49,10 +50,7 @@ class CellRecord:
     number: int = 0  # the student's own count, "code cell N" (as Jupyter's [N] after Run All); 0: a grader cell
 
     def name(self, start: bool = False) -> Text:
-        """How a sentence names the cell (`start`: at the sentence's start): "code cell N", or a grader cell."""
-        if self.number:
-            return (L_("Code cell {number}") if start else L_("code cell {number}")).format(number=self.number)
-        return L_("A cell the grader added") if start else L_("a cell the grader added")
+        return cell_name(self.number, start)
 
     @property
     def failed(self) -> bool:
