@@ -599,3 +599,59 @@ def report(
         raise _fail(exc, language) from None
     _ = translations(language).gettext
     console.print(escape(_("report written to {path}").format(path=str(target))))
+
+
+@app.command()
+def serve(
+    exercises: Annotated[Optional[list[str]], typer.Argument(help="Exercises open for submissions; default: all.")] = None,
+    roster: Annotated[Optional[Path], typer.Option("--roster", help="CSV of the students (as for grade); each gets a personal link. Default: the roster already in the gradebook.")] = None,
+    gradebook: GradebookOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; put a TLS reverse proxy in front before opening it beyond this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="The address students reach the service at (the proxy's https://...), for the links; default: http://HOST:PORT.")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", min=1, help="Submissions graded at once per exercise; default: from the cores, memory and GPU memory, shared among the exercises.")] = None,
+    profile: ProfileOpt = "tiny",
+    device: DeviceOpt = None,
+    runner: RunnerOpt = None,
+    no_sandbox: NoSandboxOpt = False,
+    max_file_mib: Annotated[float, typer.Option("--max-file-mib", min=0.001, help="The largest upload taken; larger ones are refused (413) unread.")] = 16,
+    reissue_links: Annotated[bool, typer.Option("--reissue-links", help="Replace every link (the old ones stop working) and write them all to access.csv.")] = False,
+    deadline: DeadlineOpt = None,
+    lang: LangOpt = None,
+) -> None:
+    """Serve submissions: students upload through their personal link (or the JSON API) and see feedback in
+    seconds; the TA link opens a live dashboard. Links are written to access.csv beside the gradebook."""
+    import logging
+    from contextlib import closing
+
+    import uvicorn
+
+    from .exercise import Exercise
+    from .grading import GradeOptions
+    from .intake import Roster
+    from .models.provision import store_for
+    from .service import access_file, open_service
+    from .service.app import create_app
+
+    language = _language(lang, exercises[0] if exercises else None)
+    _ = translations(language).gettext
+    try:
+        for name in exercises or []:
+            Exercise(name)
+        store_for(profile).require()
+        with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox, language=language)) as chosen:
+            chosen_runner = (chosen.name, chosen.confined)  # checked here, built per worker
+        url = (base_url or f"http://{host}:{port}").rstrip("/")
+        with _gradebook(gradebook, create=True) as book, book.batch_lock():
+            service, notes = open_service(book, exercises or [], Roster.load(roster) if roster else None, url,
+                                          language, GradeOptions(profile=profile, device=device), chosen_runner,
+                                          int(max_file_mib * 2**20), jobs, reissue_links, deadline)
+            for note in notes:
+                console.print(f"[yellow]{escape(render(note, language))}[/yellow]")
+            console.print(escape(_("Serving {exercises} at {url}; the students' links and the TA's are in {path}.")
+                                 .format(exercises=", ".join(service.served), url=url,
+                                         path=str(access_file(book.path)))))
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+            uvicorn.run(create_app(service), host=host, port=port, access_log=False, log_level="warning")
+    except UserError as exc:
+        raise _fail(exc, language) from None

@@ -134,28 +134,8 @@ def grade_cohort(
         if roster is not None:
             gradebook.set_roster(roster)
         roster = gradebook.roster()
-        if options.device is None:
-            from .grading import default_device
-
-            options = replace(options, device=default_device())  # the same device in every worker
-        checks = collect_checks(exercise, options.public_only, cuda=options.device.startswith("cuda"))
-        notes = []
-        in_force = gradebook.policy(exercise.name)
-        if in_force is not None and in_force.origin != str(exercise.rubric_file):  # set by `regrade --rubric`
-            rubric_text, origin = in_force.rubric_text, in_force.origin
-            notes.append(L_("Scored with the rubric in force, {rubric} (from `regrade --rubric`); `autograder regrade "
-                            "{exercise}` goes back to the exercise's own rubric.").format(
-                                rubric=course_relative(origin), exercise=exercise.name))
-        else:
-            rubric_text, origin = exercise.rubric_file.read_text(), str(exercise.rubric_file)
-        check_ids = [c.id for c in collect_checks(exercise)]
-        retired = retired_checks(gradebook, exercise.name, check_ids)
-        Rubric.parse(rubric_text, origin).verify(check_ids, Path(origin), retired)
-        if retired:
-            notes.append(L_("Stored outcomes of checks the exercise no longer has ({checks}) are kept and score "
-                            "nothing.").format(checks=", ".join(sorted(retired))))
-        policy, _ = gradebook.set_policy(exercise.name, rubric_text, origin,
-                                         resolve_deadline(gradebook, exercise.name, deadline))
+        setup = prepare(exercise, gradebook, options, deadline)
+        options = setup.options
         located: dict[tuple[str, str], Found] = {}
         registered = []
         for item in found:
@@ -175,7 +155,7 @@ def grade_cohort(
         current = gradebook.rows(exercise.name)
         skipped = sum(1 for r in current if r.status not in ("pending", "missing", "error")) if not force else 0
         jobs = max(1, min(jobs or default_jobs(options.profile, exercise), len(tasks) or 1))
-        batch = _Batch(exercise, options, (runner, confined) if runner else None, checks, policy, gradebook, roster, jobs, on_progress)
+        batch = Batch(exercise, setup, (runner, confined) if runner else None, gradebook, roster, jobs, on_progress)
         batch.run(tasks)
     rows = gradebook.rows(exercise.name)
     return Summary(
@@ -183,8 +163,47 @@ def grade_cohort(
         elapsed=time.monotonic() - started, jobs=jobs, rows=rows, not_found=not_found,
         not_in_roster=[r for r in rows if roster and r.student_id not in roster],
         superseded=sum(1 for r in gradebook.rows(exercise.name, current_only=False) if r.status == "superseded"),
-        notes=notes,
+        notes=setup.notes,
     )
+
+
+@dataclass
+class Setup:
+    """What a batch (or the submission service) grades with: the options with the device chosen, every check
+    (the ones an unrun submission fails), and the rubric and deadline in force."""
+
+    options: GradeOptions
+    checks: list[CheckOutcome]
+    policy: Policy
+    notes: list[Text]  # what the TA should know about this rubric, one sentence each
+
+
+def prepare(exercise: Exercise, gradebook: Gradebook, options: GradeOptions, deadline: str | None) -> Setup:
+    """Put the exercise's rubric in force (or keep one set by `regrade --rubric`), verified against its checks,
+    with the deadline (see ``resolve_deadline``), rescoring stored rows."""
+    if options.device is None:
+        from .grading import default_device
+
+        options = replace(options, device=default_device())  # the same device in every worker
+    checks = collect_checks(exercise, options.public_only, cuda=options.device.startswith("cuda"))
+    notes = []
+    in_force = gradebook.policy(exercise.name)
+    if in_force is not None and in_force.origin != str(exercise.rubric_file):  # set by `regrade --rubric`
+        rubric_text, origin = in_force.rubric_text, in_force.origin
+        notes.append(L_("Scored with the rubric in force, {rubric} (from `regrade --rubric`); `autograder regrade "
+                        "{exercise}` goes back to the exercise's own rubric.").format(
+                            rubric=course_relative(origin), exercise=exercise.name))
+    else:
+        rubric_text, origin = exercise.rubric_file.read_text(), str(exercise.rubric_file)
+    check_ids = [c.id for c in collect_checks(exercise)]
+    retired = retired_checks(gradebook, exercise.name, check_ids)
+    Rubric.parse(rubric_text, origin).verify(check_ids, Path(origin), retired)
+    if retired:
+        notes.append(L_("Stored outcomes of checks the exercise no longer has ({checks}) are kept and score "
+                        "nothing.").format(checks=", ".join(sorted(retired))))
+    policy, _ = gradebook.set_policy(exercise.name, rubric_text, origin,
+                                     resolve_deadline(gradebook, exercise.name, deadline))
+    return Setup(options, checks, policy, notes)
 
 
 def retired_checks(gradebook: Gradebook, exercise: str, check_ids: list[str]) -> set[str]:
@@ -225,44 +244,72 @@ class _Slot:
     started: float = 0.0
 
 
-class _Batch:
+class Batch:
     """Hands submissions to worker processes and writes what comes back (the gradebook's single writer)."""
 
-    def __init__(self, exercise: Exercise, options: GradeOptions, runner: tuple[str, bool] | None, checks: list[CheckOutcome],
-                 policy: Policy, gradebook: Gradebook, roster: Roster, jobs: int,
-                 on_progress: Callable[[Progress], None] | None) -> None:
-        self.exercise, self.options, self.runner, self.checks, self.policy = exercise, options, runner, checks, policy
+    def __init__(self, exercise: Exercise, setup: Setup, runner: tuple[str, bool] | None, gradebook: Gradebook,
+                 roster: Roster, jobs: int, on_progress: Callable[[Progress], None] | None = None) -> None:
+        self.exercise, self.options, self.runner = exercise, setup.options, runner
+        self.checks, self.policy = setup.checks, setup.policy
         self.gradebook, self.roster, self.jobs = gradebook, roster, jobs
         self.on_progress = on_progress or (lambda p: None)
         spec = exercise.spec.limits
-        limits = options.limits or RunLimits(spec.cell_timeout, spec.notebook_timeout, spec.call_timeout)
+        limits = self.options.limits or RunLimits(spec.cell_timeout, spec.notebook_timeout, spec.call_timeout)
         # The runner enforces the real limits; this only catches a grader process that hangs itself.
         self.backstop = 2 * limits.notebook_timeout + BACKSTOP_MARGIN
-        self.worker_options = replace(options, threads=options.threads or default_threads(options.profile, jobs))
+        self.worker_options = replace(self.options,
+                                      threads=self.options.threads or default_threads(self.options.profile, jobs))
         self.context = multiprocessing.get_context("spawn")
         self.progress = Progress(total=0)
         self.deaths: Counter = Counter()  # worker deaths per submission
         self.start_failures = 0
+        self.serving = False
+        self.busy: frozenset[int] = frozenset()  # the rows being graded now
 
-    def run(self, tasks: list[tuple[Row, Found]]) -> None:
+    def run(self, tasks: list[tuple[Row, Found]], feed: Callable[[set[int]], list[tuple[Row, Found]] | None] | None = None,
+            wake: Connection | None = None) -> None:
+        """Grade ``tasks``. With ``feed`` (the submission service) keep the workers and go on: each round
+        ``feed(rows in hand)`` gives the tasks that arrived since (None: stop), and anything received on ``wake``
+        starts a round at once."""
+        self.serving = feed is not None
         self.progress = Progress(total=len(tasks))
         self.on_progress(self.progress)
-        for row, item in tasks:
-            if item.problem is not None:  # found unusable while listing: its row says why, nothing runs
-                self._finish(row, self._unrun(row, *item.problem, 0.0))
-        tasks = [(row, item) for row, item in tasks if item.problem is None]
-        if not tasks:
+        queue: deque[tuple[Row, Found]] = deque()
+        found: dict[int, Found] = {}
+        slots: list[_Slot] = []
+
+        def take(more: list[tuple[Row, Found]]) -> None:
+            for row, item in more:
+                if item.problem is not None:  # found unusable while listing: its row says why, nothing runs
+                    self._finish(row, self._unrun(row, *item.problem, 0.0))
+                else:
+                    queue.append((row, item))
+                    found[row.id] = item
+
+        take(tasks)
+        if not queue and not self.serving:
             return
-        queue = deque(tasks)
-        found = {row.id: item for row, item in tasks}
         slots = [self._start() for _ in range(self.jobs)]
         try:
-            while queue or any(s.row for s in slots):
+            while True:
+                if self.serving:
+                    more = feed({row.id for row, _ in queue} | {s.row.id for s in slots if s.row})
+                    if more is None:
+                        break
+                    self.progress.total += len(more)
+                    take(more)
+                elif not queue and not any(s.row for s in slots):
+                    break
                 for slot in slots:
                     if slot.ready and slot.row is None and queue:
                         row, item = queue.popleft()
                         self._assign(slot, row, item)
-                wait([s.conn for s in slots] + [s.process.sentinel for s in slots], timeout=1.0)
+                self.busy = frozenset(s.row.id for s in slots if s.row)
+                ready = wait([s.conn for s in slots] + [s.process.sentinel for s in slots] + ([wake] if wake else []),
+                             timeout=1.0)
+                if wake is not None and wake in ready:
+                    while wake.poll():
+                        wake.recv_bytes()
                 for i, slot in enumerate(slots):
                     if not self._serve(slot):
                         slots[i] = self._replace(slot, queue, found)
@@ -273,6 +320,7 @@ class _Batch:
                         slots[i] = self._replace(slot, queue, found)
                 slots = [s for s in slots if s is not None]
         finally:
+            self.busy = frozenset()
             for slot in slots:
                 self._stop(slot)
 
@@ -331,7 +379,7 @@ class _Batch:
             if self.start_failures > 2 * self.jobs:
                 raise UserError(L_("The grading workers keep dying as they start; run `autograder run` on one "
                                    "submission to see why."))
-        return self._start() if queue else None
+        return self._start() if queue or self.serving else None
 
     def _unrun(self, row: Row, status: Status, message: Text | str, wall_time: float) -> RunRecord:
         record = RunRecord(exercise=self.exercise.name, submission=row.source or "", sha256=row.sha256 or "",

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 from .errors import UserError
 from .i18n import L_
@@ -35,6 +35,14 @@ class Lms(BaseModel):
     canvas_assignment_id: str | None = None  # the number in the assignment's Canvas address
 
 
+class Service(BaseModel):
+    """How the submission service (``autograder serve``) takes this exercise (``[service]``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Uploads a student may make in any hour: enough to fix and resubmit, too few to probe the hidden checks.
+    uploads_per_hour: PositiveInt = 6
+
+
 class ExerciseSpec(BaseModel):
     """``assignments/<name>/exercise.toml``."""
 
@@ -53,6 +61,7 @@ class ExerciseSpec(BaseModel):
     # that need to look at objects (a model's parameters, files on disk) through plain data. Students may read it.
     probes: str | None = None
     lms: Lms = Lms()
+    service: Service = Service()
     # The language of the pages written for this exercise (feedback, report); default: course.toml's, else English.
     language: Literal["en", "ja"] | None = None
 

@@ -141,6 +141,11 @@ def _score_line(result: GradingResult, visible: list[CheckResult], withheld: lis
 
 
 def feedback_html(page: FeedbackPage) -> str:
+    return render_page(f"{page.title} — {page.student}", feedback_body(page), page.lang)
+
+
+def feedback_body(page: FeedbackPage) -> str:
+    """The page's content as HTML, every text escaped (also the submission service's attempt page)."""
     e = html.escape
     parts = [f"<h1>{e(page.title)}</h1>",
              f'<p class="meta">{e(page.student)}' + (f" · {e(page.submitted)}" if page.submitted else "") + "</p>",
@@ -156,7 +161,7 @@ def feedback_html(page: FeedbackPage) -> str:
     if page.hints:
         parts.append(f'<h2>{e(page.words["hints"])}</h2><ul class="hints">'
                      + "".join(f"<li>{e(h)}</li>" for h in page.hints) + "</ul>")
-    return render_page(f"{page.title} — {page.student}", "\n".join(parts), page.lang)
+    return "\n".join(parts)
 
 
 def feedback_markdown(page: FeedbackPage) -> str:

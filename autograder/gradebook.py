@@ -94,6 +94,28 @@ MIGRATIONS = [
     ALTER TABLE roster ADD COLUMN section TEXT NOT NULL DEFAULT '';
     ALTER TABLE roster ADD COLUMN email TEXT NOT NULL DEFAULT '';
     """,
+    # 3: the submission service (autograder/service/): personal links (only their hashes), uploads (each an
+    # attempt the student waits for; the service's queue is the pending ones) and released feedback.
+    """
+    CREATE TABLE access (
+        student_id TEXT PRIMARY KEY,
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE uploads (
+        public_id TEXT PRIMARY KEY,
+        submission_id INTEGER NOT NULL REFERENCES submissions(id),
+        exercise TEXT NOT NULL,
+        student_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        uploaded_at TEXT NOT NULL
+    );
+    CREATE INDEX uploads_by_student ON uploads (exercise, student_id, uploaded_at);
+    CREATE TABLE releases (
+        exercise TEXT PRIMARY KEY,
+        released_at TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 NO_SUBMISSION = N_("No submission was received.")  # stored in English; pages show it in their language
@@ -302,13 +324,15 @@ class Gradebook:
                 [(exercise, s.student_id, s.name, stamp, NO_SUBMISSION) for s in roster.students.values()
                  if s.student_id not in known])
             added = db.total_changes - before
-            self._choose_current(db, exercise)
+            self.choose_current(db, exercise)
         return added
 
-    def _choose_current(self, db: sqlite3.Connection, exercise: str) -> None:
+    def choose_current(self, db: sqlite3.Connection, exercise: str) -> None:
         """Per student: the latest submitted notebook is current (other files only when there is no notebook;
-        a 'missing' row only when there is nothing); ungraded older ones become 'superseded'."""
+        a 'missing' row only when there is nothing); ungraded older ones become 'superseded', except uploads to the
+        service (each is an attempt its student waits for: graded, kept as history)."""
         rows = [Row(**r) for r in db.execute("SELECT * FROM submissions WHERE exercise = ?", (exercise,))]
+        attempts = {r[0] for r in db.execute("SELECT submission_id FROM uploads WHERE exercise = ?", (exercise,))}
         by_student: dict[str, list[Row]] = {}
         for row in rows:
             by_student.setdefault(row.student_id, []).append(row)
@@ -321,7 +345,7 @@ class Gradebook:
                 if best.status == "superseded":
                     db.execute("UPDATE submissions SET status = 'pending', message = '' WHERE id = ?", (best.id,))
             for row in student_rows:
-                if row is not best and row.status == "pending":
+                if row is not best and row.status == "pending" and row.id not in attempts:
                     db.execute("UPDATE submissions SET status = 'superseded', message = ? WHERE id = ?",
                                (f"Not graded: the later submission {best.source} is the one graded.", row.id))
 

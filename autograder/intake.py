@@ -242,7 +242,7 @@ def _digest(item: Found) -> tuple[str, Text] | None:
     try:
         item.sha256, item.size = _read_capped(item.opener, item.max_bytes, hashlib.sha256(), keep=False)[1:]
     except TooLarge:
-        return _too_large(item.source, item.max_bytes)
+        return too_large(item.source, item.max_bytes)
     except NotImplementedError:
         return "invalid", L_("The file {file} is compressed with a method Python cannot read (e.g. Deflate64); make "
                              "the zip again with ordinary Deflate compression.").format(file=item.source)
@@ -258,7 +258,7 @@ def _digest(item: Found) -> tuple[str, Text] | None:
     return None
 
 
-def _too_large(source: str, max_bytes: int) -> tuple[str, Text]:
+def too_large(source: str, max_bytes: int) -> tuple[str, Text]:
     return "invalid", L_("The file {file} is larger than {mib} MiB, far more than a notebook of this course; submit "
                          "the .ipynb file alone (clear large outputs first).").format(file=source,
                                                                                        mib=f"{max_bytes / MiB:g}")
@@ -343,7 +343,7 @@ def _zip_entries(archive: Path, max_bytes: int) -> Iterator[_Entry]:
             continue
 
         if info.file_size > max_bytes:  # as declared; _read_capped holds a lying declaration to the cap too
-            yield _Entry(name, when, "zip", None, _too_large(name, max_bytes))
+            yield _Entry(name, when, "zip", None, too_large(name, max_bytes))
             continue
 
         def opener(info: zipfile.ZipInfo = info) -> io.BufferedIOBase:

@@ -29,7 +29,8 @@ JAPANESE = re.compile("[\u3040-\u30ff\u4e00-\u9fff]")
 
 def marked_messages() -> set[str]:
     """Every message the package marks for translation, as Babel extracts it."""
-    found = extract_from_dir(str(ROOT / "autograder"), method_map=[("checks/**", "ignore"), ("**.py", "python")],
+    found = extract_from_dir(str(ROOT / "autograder"), method_map=[("checks/**", "ignore"), ("**.py", "python"),
+                                                                          ("templates/service/**.html", "jinja2")],
                              keywords={"_": None, "N_": None, "L_": None})
     return {message for _, _, message, _, _ in found if isinstance(message, str)}
 

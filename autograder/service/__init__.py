@@ -1,0 +1,57 @@
+"""The submission service (``autograder serve``): students upload and read their feedback in seconds,
+TAs watch the cohort live, all in the same gradebook as ``autograder grade``.
+
+- ``store``: what the service keeps in the gradebook (links as hashes, uploads, releases);
+- ``queue``: per exercise, a grading batch that never ends, fed by committed uploads;
+- ``app``: the web pages and the JSON API (Starlette).
+
+``open_service`` builds what ``app.create_app`` serves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cohort import default_jobs, prepare
+from ..errors import UserError
+from ..exercise import Exercise, available
+from ..gradebook import Gradebook
+from ..grading import GradeOptions
+from ..i18n import L_, Language, Text
+from ..intake import Roster
+from . import store
+from .app import Served, Service
+from .queue import ExerciseQueue
+
+
+def open_service(book: Gradebook, exercises: list[str], roster: Roster | None, base_url: str, language: Language,
+                 options: GradeOptions, runner: tuple[str, bool] | None, max_bytes: int, jobs: int | None = None,
+                 reissue_links: bool = False, deadline: str | None = None) -> tuple[Service, list[Text]]:
+    """The service over ``book`` for ``exercises`` (default: every exercise of the course), with the rubric of
+    each put in force with the deadline (``--deadline``, else the one in force, else the rubric's), a 'missing' row for every roster student and a link for each (see ``store.issue_links``).
+    Returns it with notes for the TA."""
+    if roster is not None:
+        book.set_roster(roster)
+    roster = book.roster()
+    if not roster:
+        raise UserError(L_("The service needs a roster to make the students' links; pass --roster roster.csv."))
+    notes: list[Text] = []
+    served = {}
+    names = exercises or available()
+    for name in names:
+        exercise = Exercise(name)
+        setup = prepare(exercise, book, options, deadline)
+        notes += setup.notes
+        book.register(name, [], roster)
+        queue = ExerciseQueue(exercise, book.path, setup, runner, roster,
+                              jobs or max(1, default_jobs(setup.options.profile, exercise) // len(names)),
+                              max_bytes)
+        served[name] = Served(exercise, setup, queue)
+    notes += store.issue_links(book, roster, access_file(book.path), base_url, reissue_links)
+    service = Service(book.path, book.path.parent / "uploads", roster, served, language, max_bytes,
+                      secure_cookies=base_url.startswith("https://"))
+    return service, notes
+
+
+def access_file(book_path: Path) -> Path:
+    return book_path.parent / "access.csv"
