@@ -54,16 +54,19 @@ def render_student(exercise: Exercise) -> str:
     return nbformat.writes(student_notebook(nbformat.read(path, as_version=4))) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file. ``mode``: the file's
+    permissions (default: an ordinary file's); a secret's file is never readable by others, even briefly."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the result is an ordinary file
+        if mode is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -642,6 +642,7 @@ def serve(
         with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox, language=language)) as chosen:
             chosen_runner = (chosen.name, chosen.confined)  # checked here, built per worker
         url = (base_url or f"http://{host}:{port}").rstrip("/")
+        _can_listen(host, port)
         with _gradebook(gradebook, create=True) as book, book.batch_lock():
             service, notes = open_service(book, exercises or [], Roster.load(roster) if roster else None, url,
                                           language, GradeOptions(profile=profile, device=device), chosen_runner,
@@ -655,3 +656,15 @@ def serve(
             uvicorn.run(create_app(service), host=host, port=port, access_log=False, log_level="warning")
     except UserError as exc:
         raise _fail(exc, language) from None
+
+
+def _can_listen(host: str, port: int) -> None:
+    """Say so before any work when the address is taken or not this machine's."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise UserError(L_("Cannot listen on {host}:{port} ({problem}); choose another --port or --host.").format(
+            host=host, port=port, problem=os.strerror(exc.errno) if exc.errno else str(exc))) from None

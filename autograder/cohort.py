@@ -266,7 +266,8 @@ class Batch:
         self.serving = False
         self.busy: frozenset[int] = frozenset()  # the rows being graded now
 
-    def run(self, tasks: list[tuple[Row, Found]], feed: Callable[[set[int]], list[tuple[Row, Found]] | None] | None = None,
+    def run(self, tasks: list[tuple[Row, Found]],
+            feed: Callable[[set[int]], list[tuple[Row, Found]] | None] | None = None,
             wake: Connection | None = None) -> None:
         """Grade ``tasks``. With ``feed`` (the submission service) keep the workers and go on: each round
         ``feed(rows in hand)`` gives the tasks that arrived since (None: stop), and anything received on ``wake``
@@ -276,7 +277,6 @@ class Batch:
         self.on_progress(self.progress)
         queue: deque[tuple[Row, Found]] = deque()
         found: dict[int, Found] = {}
-        slots: list[_Slot] = []
 
         def take(more: list[tuple[Row, Found]]) -> None:
             for row, item in more:

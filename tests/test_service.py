@@ -7,8 +7,11 @@ the durability test runs servers of its own and kills one mid-queue.
 from __future__ import annotations
 
 import csv
+import os
 import re
+import socket
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -21,8 +24,9 @@ from autograder.intake import Roster, Student
 from autograder.service.store import TA, holder, issue_links
 from browser import CHROMIUM, Browser
 from cohort_data import EXERCISE, SOLUTION, Expect, expected_score, personal, points
-from conftest import mutate, wrong_answers
-from serving import MAX_MIB, UPLOADS_PER_HOUR, VISIBLE, burst, make_service_course, start_server, submit, wait_graded
+from conftest import ROOT, mutate, wrong_answers
+from serving import (AUTOGRADER, MAX_MIB, UPLOADS_PER_HOUR, VISIBLE, burst, make_service_course, start_server, submit,
+                     wait_graded)
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +82,14 @@ def test_students_see_the_visible_checks_until_the_ta_releases_the_rest(own_serv
 
     # a rubric change, then the dashboard's rescore: stored outcomes, new points
     rubric = server.course / "rubrics" / f"{EXERCISE}.toml"
-    rubric.write_text(rubric.read_text().replace("[checks.test_translation]\npoints = 1",
-                                                 "[checks.test_translation]\npoints = 3"))
+    text = rubric.read_text()
     with server.browser_session("__ta__") as ta:
         csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', ta.get(f"/ta/{EXERCISE}").text).group(1)
+        rubric.write_text(text + "\n[checks.test_no_such_check]\npoints = 1\n")  # a typo: refused, nothing changes
+        refused = ta.post(f"/ta/{EXERCISE}/regrade", data={"csrf": csrf})
+        assert refused.status_code == 400 and "test_no_such_check" in refused.text
+        rubric.write_text(text.replace("[checks.test_translation]\npoints = 1",
+                                       "[checks.test_translation]\npoints = 3"))
         assert ta.post(f"/ta/{EXERCISE}/regrade", data={"csrf": csrf}).status_code == 303
     rescored = wait_graded(server, "s1", ids["s1"])
     assert rescored["score"] == expected_score(Expect("graded", set(), None), check_points) + 2
@@ -255,3 +263,18 @@ def test_a_student_submits_through_the_upload_page_in_a_real_browser(server, tmp
 def test_a_burst_of_a_hundred_uploads_from_fifty_students_all_end_graded(tmp_path):
     measured = burst(tmp_path, students=50, each=2, jobs=2, spread=30)
     assert measured["uploads"] == 100  # burst() itself asserts that every acknowledged upload ended graded
+
+
+def test_a_port_in_use_or_no_roster_is_one_sentence_before_any_work(tmp_path):
+    course, roster = make_service_course(tmp_path)
+    env = {**os.environ, "AUTOGRADER_COURSE_DIR": str(course), "AUTOGRADER_CACHE": str(ROOT / ".cache")}
+    book = str(tmp_path / "book.sqlite")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        busy = subprocess.run([AUTOGRADER, "serve", EXERCISE, "--roster", str(roster), "--gradebook", book,
+                               "--port", port], env=env, capture_output=True, text=True, timeout=120)
+    said = " ".join(busy.stderr.split())  # the terminal wraps the sentence
+    assert busy.returncode == 2 and "Cannot listen on" in said and "choose another --port" in said
+    alone = subprocess.run([AUTOGRADER, "serve", EXERCISE, "--gradebook", str(tmp_path / "empty.sqlite")],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 2 and "pass --roster" in " ".join(alone.stderr.split())

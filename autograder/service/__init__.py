@@ -27,9 +27,10 @@ from .queue import ExerciseQueue
 def open_service(book: Gradebook, exercises: list[str], roster: Roster | None, base_url: str, language: Language,
                  options: GradeOptions, runner: tuple[str, bool] | None, max_bytes: int, jobs: int | None = None,
                  reissue_links: bool = False, deadline: str | None = None) -> tuple[Service, list[Text]]:
-    """The service over ``book`` for ``exercises`` (default: every exercise of the course), with the rubric of
-    each put in force with the deadline (``--deadline``, else the one in force, else the rubric's), a 'missing' row for every roster student and a link for each (see ``store.issue_links``).
-    Returns it with notes for the TA."""
+    """The service over ``book`` for ``exercises`` (default: every exercise of the course): the rubric of each
+    put in force with the deadline (``--deadline``, else the one in force, else the rubric's), a 'missing' row
+    for every roster student without a submission and a link for each (``store.issue_links``). Returns it with
+    notes for the TA."""
     if roster is not None:
         book.set_roster(roster)
     roster = book.roster()

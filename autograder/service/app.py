@@ -38,11 +38,12 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 
 from ..cohort import FAILED, Setup, regrade
+from ..errors import UserError
 from ..exercise import Exercise
 from ..exports import export_csv
 from ..feedback import TEMPLATES, Visibility, feedback_body, feedback_page, who
 from ..gradebook import Gradebook, Policy, Row, from_iso, row_message
-from ..i18n import LANGUAGES, L_, Language, Text, render, translations
+from ..i18n import LANGUAGES, L_, Language, Text, render, sentence_of, translations
 from ..intake import Roster, local_time, too_large
 from ..report import build_report
 from ..results import STATUS_WORDS, GradingResult
@@ -380,8 +381,11 @@ def _release(service: Service, served: Served) -> None:
 
 def _rescore(service: Service, served: Served) -> None:
     """Rescore every stored submission with the exercise's rubric file as it is now (after a rubric change)."""
-    with service.book() as book:
-        policy, _, _ = regrade(book, served.exercise.name)
+    try:
+        with service.book() as book:
+            policy, _, _ = regrade(book, served.exercise.name)
+    except UserError as exc:  # a rubric that does not parse or does not match the checks: nothing changed
+        raise Refusal(400, sentence_of(exc)) from None
     served.queue.use_policy(policy)
 
 
@@ -536,7 +540,8 @@ def create_app(service: Service) -> Guard:
         Route("/", home), Route("/login/{token}", login), Route("/language/{language}", choose_language),
         Route("/static/style.css", style), Route("/submit/{exercise}", submit, methods=["POST"]),
         Route("/attempts/{public_id}", attempt_page), Route("/ta", dashboard),
-        Route("/ta/{exercise}", exercise_dashboard), Route("/ta/{exercise}/release", release_feedback, methods=["POST"]),
+        Route("/ta/{exercise}", exercise_dashboard),
+        Route("/ta/{exercise}/release", release_feedback, methods=["POST"]),
         Route("/ta/{exercise}/regrade", rescore, methods=["POST"]), Route("/ta/{exercise}/grades.csv", grades_csv),
         Route("/ta/{exercise}/report", cohort_report),
         Route("/api/submissions", api_submit, methods=["POST"]),

@@ -72,8 +72,7 @@ def issue_links(book: Gradebook, roster: Roster, access_csv: Path, base_url: str
             name = "TA" if sid == TA else roster.students[sid].name
             writer.writerow({"student_id": sid, "name": name, "token": tokens[sid],
                              "link": f"{base_url.rstrip('/')}/login/{tokens[sid]}"})
-    write_atomic(access_csv, out.getvalue())
-    os.chmod(access_csv, 0o600)
+    write_atomic(access_csv, out.getvalue(), mode=0o600)  # it holds every link
     notes = []
     if fresh:
         notes.append(L_("{count} new link(s) written to {path}.").format(count=len(fresh), path=str(access_csv)))
@@ -114,9 +113,10 @@ def store_upload(book: Gradebook, uploads: Path, exercise: str, student_id: str,
     source = display_name(filename)
     with book.transaction() as db:
         # The same bytes again are the same row (a file is graded once); the attempt is still counted.
-        db.execute("INSERT OR IGNORE INTO submissions (exercise, student_id, student_name, source, sha256, size, layout,"
-                   " submitted_at, submitted_at_from, registered_at, status) VALUES (?, ?, ?, ?, ?, ?, 'upload', ?,"
-                   " 'upload', ?, 'pending')", (exercise, student_id, name, source, sha256, len(data), stamp, stamp))
+        db.execute("INSERT OR IGNORE INTO submissions (exercise, student_id, student_name, source, sha256, size,"
+                   " layout, submitted_at, submitted_at_from, registered_at, status)"
+                   " VALUES (?, ?, ?, ?, ?, ?, 'upload', ?, 'upload', ?, 'pending')",
+                   (exercise, student_id, name, source, sha256, len(data), stamp, stamp))
         row_id = db.execute("SELECT id FROM submissions WHERE exercise = ? AND student_id = ? AND sha256 = ?",
                             (exercise, student_id, sha256)).fetchone()[0]
         db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
@@ -151,7 +151,8 @@ def uploads_since(book: Gradebook, exercise: str, student_id: str, window: timed
     """When the student uploaded to the exercise within the last ``window``, oldest first."""
     since = (datetime.now(timezone.utc) - window).isoformat(timespec="seconds")
     return [datetime.fromisoformat(r[0]) for r in book.db.execute(
-        "SELECT uploaded_at FROM uploads WHERE exercise = ? AND student_id = ? AND uploaded_at > ? ORDER BY uploaded_at",
+        "SELECT uploaded_at FROM uploads WHERE exercise = ? AND student_id = ? AND uploaded_at > ?"
+        " ORDER BY uploaded_at",
         (exercise, student_id, since))]
 
 
