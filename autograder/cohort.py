@@ -249,8 +249,8 @@ class Batch:
 
     def __init__(self, exercise: Exercise, setup: Setup, runner: tuple[str, bool] | None, gradebook: Gradebook,
                  roster: Roster, jobs: int, on_progress: Callable[[Progress], None] | None = None) -> None:
-        self.exercise, self.options, self.runner = exercise, setup.options, runner
-        self.checks, self.policy = setup.checks, setup.policy
+        self.exercise, self.setup, self.options, self.runner = exercise, setup, setup.options, runner
+        self.checks = setup.checks
         self.gradebook, self.roster, self.jobs = gradebook, roster, jobs
         self.on_progress = on_progress or (lambda p: None)
         spec = exercise.spec.limits
@@ -402,7 +402,8 @@ class Batch:
         self._finish(row, record)
 
     def _finish(self, row: Row, record: RunRecord) -> None:
-        self.gradebook.save(row.id, record, self.policy.score(record, row, self.roster))
+        # the policy in force now (the submission service may put a new one in force while it grades)
+        self.gradebook.save(row.id, record, self.setup.policy.score(record, row, self.roster))
         p = self.progress
         p.done += 1
         p.failed += record.status in FAILED

@@ -327,12 +327,15 @@ class Gradebook:
             self.choose_current(db, exercise)
         return added
 
-    def choose_current(self, db: sqlite3.Connection, exercise: str) -> None:
-        """Per student: the latest submitted notebook is current (other files only when there is no notebook;
-        a 'missing' row only when there is nothing); ungraded older ones become 'superseded', except uploads to the
-        service (each is an attempt its student waits for: graded, kept as history)."""
-        rows = [Row(**r) for r in db.execute("SELECT * FROM submissions WHERE exercise = ?", (exercise,))]
-        attempts = {r[0] for r in db.execute("SELECT submission_id FROM uploads WHERE exercise = ?", (exercise,))}
+    def choose_current(self, db: sqlite3.Connection, exercise: str, student_id: str | None = None) -> None:
+        """Per student (every one, or ``student_id``'s alone): the latest submitted notebook is current (other
+        files only when there is no notebook; a 'missing' row only when there is nothing); ungraded older ones
+        become 'superseded', except uploads to the service (each is an attempt its student waits for: graded,
+        kept as history)."""
+        only = " AND student_id = ?" if student_id is not None else ""
+        values = (exercise, student_id) if student_id is not None else (exercise,)
+        rows = [Row(**r) for r in db.execute(f"SELECT * FROM submissions WHERE exercise = ?{only}", values)]
+        attempts = {r[0] for r in db.execute(f"SELECT submission_id FROM uploads WHERE exercise = ?{only}", values)}
         by_student: dict[str, list[Row]] = {}
         for row in rows:
             by_student.setdefault(row.student_id, []).append(row)

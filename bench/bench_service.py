@@ -34,7 +34,9 @@ def main() -> None:
     print(f"{m['uploads']} uploads from {m['students']} students sent in {m['sent_in']:.1f} s, graded {m['jobs']} at "
           f"a time: last result {m['last_result']:.1f} s after the first upload ({m['rate']:.1f} graded/min); "
           f"upload answered in {m['upload_median'] * 1000:.0f} ms median, {m['upload_max'] * 1000:.0f} ms max; "
-          "none lost, all graded")
+          f"statuses {m['statuses']}, {m['graded_rows']} graded rows")
+    if m["statuses"] != {"graded": m["uploads"]} or m["graded_rows"] != m["uploads"]:
+        sys.exit("not every upload ended as its own graded row")
 
 
 if __name__ == "__main__":

@@ -54,9 +54,6 @@ log = logging.getLogger("autograder.service")
 COOKIE = "autograder_session"
 LANGUAGE_COOKIE = "autograder_language"
 MULTIPART_SLACK = 1 << 20  # what a form adds around the file it carries
-# API statuses: the row's, with pending split into queued and running.
-API_STATUSES = {"pending": "queued", "graded": "graded", "invalid": "invalid", "timeout": "timeout",
-                "crashed": "crashed", "error": "error"}
 
 
 @dataclass
@@ -172,11 +169,11 @@ def _deadline(service: Service, served: Served, student_id: str) -> datetime | N
 def _when(value: datetime | str | None) -> str:
     """A moment as this machine's local time (the course's, where it runs)."""
     moment = from_iso(value) if isinstance(value, str) else value
-    return local_time(moment).astimezone().strftime("%Y-%m-%d %H:%M %Z") if moment else ""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z") if moment else ""  # a naive one is local already
 
 
-def _result(service: Service, served: Served, row: Row) -> GradingResult | None:
-    record = row.run_record()
+def _result(service: Service, book: Gradebook, served: Served, row: Row) -> GradingResult | None:
+    record = book.record_of(row)  # a damaged record reads as none: the page says "error", not a server error
     return served.policy.score(record, row, service.roster) if record else None
 
 
@@ -197,15 +194,6 @@ def _place(book: Gradebook, served: Served, row: Row) -> int:
     return waiting.index(row.id) if row.id in waiting else 0
 
 
-def _limit_upload(book: Gradebook, served: Served, student_id: str) -> None:
-    allowed = served.exercise.spec.service.uploads_per_hour
-    recent = store.uploads_since(book, served.exercise.name, student_id, timedelta(hours=1))
-    if len(recent) >= allowed:
-        raise Refusal(429, L_("You have uploaded {count} times in the last hour, the most this exercise allows; "
-                              "upload again after {time}.").format(count=len(recent),
-                                                                  time=_when(recent[0] + timedelta(hours=1))))
-
-
 async def _upload(request: Request, service: Service) -> tuple[str, UploadFile, object]:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > service.max_bytes + MULTIPART_SLACK:  # refused unread
@@ -220,11 +208,16 @@ async def _upload(request: Request, service: Service) -> tuple[str, UploadFile, 
 
 
 def _accept(service: Service, served: Served, student_id: str, filename: str, data: bytes) -> str:
-    with service.book() as book:
-        _limit_upload(book, served, student_id)
-        student = service.roster.students.get(student_id)
-        public_id = store.store_upload(book, service.uploads, served.exercise.name, student_id,
-                                       student.name if student else "", filename, data)
+    student = service.roster.students.get(student_id)
+    try:
+        with service.book() as book:
+            public_id = store.store_upload(book, service.uploads, served.exercise.name, student_id,
+                                           student.name if student else "", filename, data,
+                                           served.exercise.spec.service.uploads_per_hour)
+    except store.TooMany as refused:
+        raise Refusal(429, L_("You have uploaded {count} times in the last hour, the most this exercise allows; "
+                              "upload again after {time}.").format(count=refused.count,
+                                                                  time=_when(refused.again))) from None
     served.queue.wake()
     return public_id
 
@@ -262,7 +255,7 @@ def home(request: Request) -> Response:
         for name, served in service.served.items():
             lines = []
             for attempt in store.attempts(book, name, whose):
-                result = _result(service, served, attempt.row)
+                result = _result(service, book, served, attempt.row)
                 page = feedback_page("", attempt.row, result, visibility[name], language)
                 lines.append({"id": attempt.public_id, "when": _when(attempt.uploaded_at),
                               "file": attempt.row.source or "", "state": _state(served, attempt.row),
@@ -294,19 +287,24 @@ def attempt_page(request: Request) -> Response:
     _, whose = _session(request)
     language = service.language_of(request)
     with service.book() as book:
-        found = store.attempt(book, request.path_params["public_id"])
-        if found is None or (found[0] != whose and whose != store.TA) or found[1].row.exercise not in service.served:
-            raise Refusal(404, L_("There is no such submission of yours."))
-        attempt = found[1]
+        attempt = _own_attempt(service, book, request.path_params["public_id"], whose)
         served = service.served[attempt.row.exercise]
         state = _state(served, attempt.row)
-        result = _result(service, served, attempt.row)
+        result = _result(service, book, served, attempt.row)
         place = _place(book, served, attempt.row) if state == "queued" else 0
         body = "" if state in ("queued", "running") else feedback_body(feedback_page(
             served.exercise.spec.title, attempt.row, result, _visibility(book, served), language))
     return service.page(request, "attempt.html", title=served.exercise.spec.title, state=state, place=place,
                         when=_when(attempt.uploaded_at), file=attempt.row.source or "", feedback=body,
                         status_words=_status_words(language))
+
+
+def _own_attempt(service: Service, book: Gradebook, public_id: str, whose: str) -> store.Attempt:
+    """The attempt, when ``whose`` may see it (its student, or the TA) and the service serves its exercise."""
+    attempt = store.attempt(book, public_id)
+    if attempt is None or whose not in (attempt.row.student_id, store.TA) or attempt.row.exercise not in service.served:
+        raise Refusal(404, L_("There is no such submission of yours."))
+    return attempt
 
 
 def _status_words(language: Language) -> dict[str, str]:
@@ -440,15 +438,13 @@ def api_submission(request: Request) -> Response:
     whose = _bearer(request)
     language = service.language_of(request)
     with service.book() as book:
-        found = store.attempt(book, request.path_params["public_id"])
-        if found is None or (found[0] != whose and whose != store.TA) or found[1].row.exercise not in service.served:
-            raise Refusal(404, L_("There is no such submission of yours."))
-        row = found[1].row
+        attempt = _own_attempt(service, book, request.path_params["public_id"], whose)
+        row = attempt.row
         served = service.served[row.exercise]
-        state = _state(served, row)
-        result = _result(service, served, row)
+        state = _state(served, row)  # queued | running | graded | invalid | timeout | crashed | error
+        result = _result(service, book, served, row)
         visibility = _visibility(book, served)
-    answer: dict = {"id": found[1].public_id, "exercise": row.exercise, "status": API_STATUSES.get(state, state),
+    answer: dict = {"id": attempt.public_id, "exercise": row.exercise, "status": state,
                     "score": None, "max_score": None, "released": True, "results": None}
     if result is not None:
         results = result.gradescope(language)

@@ -71,9 +71,7 @@ class ExerciseQueue(threading.Thread):
 
     def use_policy(self, policy: Policy) -> None:
         """A regrade put a new rubric or deadline in force: what is graded from now on is scored with it."""
-        self.setup.policy = policy
-        if self.batch is not None:
-            self.batch.policy = policy
+        self.setup.policy = policy  # the batch scores with its setup's policy
 
     def stop(self) -> None:
         self._stopping.set()

@@ -90,13 +90,44 @@ class Attempt:
     row: Row
 
 
+class TooMany(Exception):
+    """The student has used the exercise's uploads of the window; ``again`` is when one frees up."""
+
+    def __init__(self, count: int, again: datetime) -> None:
+        super().__init__(count, again)
+        self.count, self.again = count, again
+
+
 def store_upload(book: Gradebook, uploads: Path, exercise: str, student_id: str, name: str, filename: str,
-                 data: bytes) -> str:
-    """Keep an upload durably and queue it (see the module docstring); returns its public id."""
+                 data: bytes, allowed: int, window: timedelta = timedelta(hours=1)) -> str:
+    """Keep an upload durably and queue it (see the module docstring); returns its public id. Refused with
+    ``TooMany``, storing nothing, when the student already made ``allowed`` uploads within ``window``: counted
+    in the same write transaction, so two uploads at once cannot both take the last one."""
     public_id = secrets.token_hex(12)
-    folder = uploads / exercise
+    sha256 = hashlib.sha256(data).hexdigest()
+    stamp = now()
+    with book.transaction() as db:
+        recent = uploads_since(book, exercise, student_id, window)
+        if len(recent) >= allowed:
+            raise TooMany(len(recent), recent[0] + window)
+        path = _write_synced(uploads / exercise, f"{public_id}.upload", data)
+        # The same bytes again are the same row (a file is graded once); the attempt is still counted.
+        db.execute("INSERT OR IGNORE INTO submissions (exercise, student_id, student_name, source, sha256, size,"
+                   " layout, submitted_at, submitted_at_from, registered_at, status)"
+                   " VALUES (?, ?, ?, ?, ?, ?, 'upload', ?, 'upload', ?, 'pending')",
+                   (exercise, student_id, name, display_name(filename), sha256, len(data), stamp, stamp))
+        row_id = db.execute("SELECT id FROM submissions WHERE exercise = ? AND student_id = ? AND sha256 = ?",
+                            (exercise, student_id, sha256)).fetchone()[0]
+        db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
+                   (public_id, row_id, exercise, student_id, str(path), stamp))
+        book.choose_current(db, exercise, student_id)
+    return public_id
+
+
+def _write_synced(folder: Path, name: str, data: bytes) -> Path:
+    """The file on disk, synced with its folder entry, before the row that names it commits."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{public_id}.upload"
+    path = folder / name
     partial = path.with_suffix(".part")
     with open(partial, "wb") as out:
         out.write(data)
@@ -108,21 +139,7 @@ def store_upload(book: Gradebook, uploads: Path, exercise: str, student_id: str,
         os.fsync(directory)
     finally:
         os.close(directory)
-    sha256 = hashlib.sha256(data).hexdigest()
-    stamp = now()
-    source = display_name(filename)
-    with book.transaction() as db:
-        # The same bytes again are the same row (a file is graded once); the attempt is still counted.
-        db.execute("INSERT OR IGNORE INTO submissions (exercise, student_id, student_name, source, sha256, size,"
-                   " layout, submitted_at, submitted_at_from, registered_at, status)"
-                   " VALUES (?, ?, ?, ?, ?, ?, 'upload', ?, 'upload', ?, 'pending')",
-                   (exercise, student_id, name, source, sha256, len(data), stamp, stamp))
-        row_id = db.execute("SELECT id FROM submissions WHERE exercise = ? AND student_id = ? AND sha256 = ?",
-                            (exercise, student_id, sha256)).fetchone()[0]
-        db.execute("INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
-                   (public_id, row_id, exercise, student_id, str(path), stamp))
-        book.choose_current(db, exercise)
-    return public_id
+    return path
 
 
 def display_name(filename: str) -> str:
@@ -140,11 +157,11 @@ def attempts(book: Gradebook, exercise: str, student_id: str) -> list[Attempt]:
     return [Attempt(r["public_id"], r["uploaded_at"], _row(r)) for r in found]
 
 
-def attempt(book: Gradebook, public_id: str) -> tuple[str, Attempt] | None:
-    """(the uploading student, the attempt) for a public id."""
-    r = book.db.execute("SELECT u.public_id, u.uploaded_at, u.student_id AS uploader, s.* FROM uploads u JOIN"
-                        " submissions s ON s.id = u.submission_id WHERE u.public_id = ?", (public_id,)).fetchone()
-    return (r["uploader"], Attempt(r["public_id"], r["uploaded_at"], _row(r))) if r else None
+def attempt(book: Gradebook, public_id: str) -> Attempt | None:
+    """The attempt with a public id (its row's student is the one who uploaded it)."""
+    r = book.db.execute("SELECT u.public_id, u.uploaded_at, s.* FROM uploads u JOIN submissions s ON"
+                        " s.id = u.submission_id WHERE u.public_id = ?", (public_id,)).fetchone()
+    return Attempt(r["public_id"], r["uploaded_at"], _row(r)) if r else None
 
 
 def uploads_since(book: Gradebook, exercise: str, student_id: str, window: timedelta) -> list[datetime]:
