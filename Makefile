@@ -48,10 +48,10 @@ demo: cage-check models
 	@echo "Gradescope results.json files are in out/demo/"
 
 test: models system-deps
-	$(BIN)/python -m pytest -n $(JOBS) tests
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup tests
 
 test-slow: models system-deps
-	$(BIN)/python -m pytest -n $(JOBS) --run-slow tests
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --run-slow tests
 
 validate: models
 	$(BIN)/autograder validate

@@ -378,6 +378,8 @@ def grade(
     runner: RunnerOpt = None,
     no_sandbox: NoSandboxOpt = False,
     max_file_mib: Annotated[float, typer.Option("--max-file-mib", min=0.001, help="Files larger than this are rows marked invalid, never read whole (zip bombs stop here).")] = 64,
+    executor: Annotated[Literal["local", "ray"], typer.Option("--executor", help="Where the grading workers run: local (processes of this machine) or ray (actors on a Ray cluster; needs the ray extra).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="The Ray cluster's head, HOST:PORT; default: $RAY_ADDRESS, else the cluster this machine belongs to.")] = None,
     lang: LangOpt = None,
 ) -> None:
     """Grade a cohort into the gradebook: resumable (run it again after any interruption), never grading a file twice.
@@ -402,19 +404,21 @@ def grade(
     counts = _("done {done} · [red]failed {failed}[/red] · remaining {remaining} · ETA").format(
         done="{task.completed}/{task.total}", failed="{task.fields[failed]}", remaining="{task.fields[remaining]}")
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn(counts), TimeRemainingColumn(),
-               TimeElapsedColumn())
+               TimeElapsedColumn(), TextColumn("{task.fields[nodes]}"))
     try:
         ex = Exercise(exercise)
-        store_for(profile).require()  # say so now, not from every worker
+        if executor == "local":  # say so now, not from every worker (a cluster's nodes use their own models)
+            store_for(profile).require()
         with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox, language=language)) as chosen:
             runner, confined = chosen.name, chosen.confined  # checked here, built per worker
         with _gradebook(gradebook, create=True) as book:
             with Progress(*columns, console=console) as bar:
                 task = bar.add_task(escape(_("grading {exercise}").format(exercise=exercise)), total=None, failed=0,
-                                    remaining="?")
+                                    remaining="?", nodes="")
 
                 def show(p) -> None:
-                    bar.update(task, total=p.total, completed=p.done, failed=p.failed, remaining=p.remaining)
+                    bar.update(task, total=p.total, completed=p.done, failed=p.failed, remaining=p.remaining,
+                               nodes=escape(_per_node(p.nodes)) if executor == "ray" else "")
                     if p.row is not None and p.status in FAILED:
                         row = book.row(p.row.id)
                         bar.console.print(f"  [red]{escape(_(STATUS_WORDS[p.status]))}[/red] {escape(row.student_id)} "
@@ -424,10 +428,16 @@ def grade(
                 summary = grade_cohort(ex, submissions, book, GradeOptions(profile=profile, device=device),
                                        roster=Roster.load(roster) if roster else None, deadline=deadline,
                                        jobs=jobs, force=force, on_progress=show, runner=runner, confined=confined,
-                                       max_bytes=int(max_file_mib * 2**20))
+                                       max_bytes=int(max_file_mib * 2**20), executor=executor,
+                                       ray_address=ray_address)
             _print_summary(summary, book.path, language)
     except UserError as exc:
         raise _fail(exc, language) from None
+
+
+def _per_node(counts) -> str:
+    """Submissions graded per node: "10.0.0.5/3f2a9c01 12, 10.0.0.6/77b1e0d2 11"."""
+    return ", ".join(f"{node} {n}" for node, n in sorted(counts.items()))
 
 
 def _print_summary(summary, path: Path, language: Language) -> None:
@@ -451,6 +461,8 @@ def _print_summary(summary, path: Path, language: Language) -> None:
             found=summary.found, new=summary.new, graded=summary.graded, jobs=summary.jobs,
             seconds=f"{summary.elapsed:.0f}", rate=f"{rate:.1f}", skipped=summary.skipped,
             superseded=summary.superseded)))
+    if summary.executor == "ray":
+        console.print(escape(_("per node: {counts}").format(counts=_per_node(summary.nodes))))
     s = summary.scores
     console.print(escape(_("scores: mean {mean}, median {median}, min {min}, max {max}").format(
         mean=f"{mean(s):.2f}", median=f"{median(s):g}", min=f"{min(s):g}", max=f"{max(s):g}") if s

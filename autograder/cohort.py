@@ -12,23 +12,22 @@ resumes where it stopped: the next run grades only what has no result yet.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-import signal
 import time
-import traceback
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from .checking import collect_checks
 from .errors import UserError
 from .exercise import Exercise
+from .executors import Executor, Worker, WorkerJob, make_executor
+from .executors.local import LocalExecutor
 from .gradebook import Gradebook, Policy, Row, iso
-from .i18n import L_, Text, sentence_of
-from .grading import GradeOptions, Grader, default_threads, limit_grader_memory, unrun_outcomes
+from .i18n import L_, Text
+from .grading import GradeOptions, unrun_outcomes
 from .intake import DEFAULT_MAX_BYTES, Found, Roster, TooLarge, discover, parse_time
 from .paths import course_relative
 from .results import CheckOutcome, Diagnostics, RunRecord, Status
@@ -45,6 +44,8 @@ SLOT_GPU_MEMORY = {"tiny": 1 * GIB}
 SLOT_GPU_MEMORY_DEFAULT = 8 * GIB
 # A worker still busy this long past twice the notebook time limit is stuck itself, and is killed.
 BACKSTOP_MARGIN = 300.0
+# A worker not ready this long after it was asked for never will be (on a cluster: no node has room for it).
+START_BACKSTOP = 600.0
 
 
 def default_jobs(profile: str, exercise: Exercise | None = None) -> int:
@@ -78,6 +79,7 @@ class Progress:
     failed: int = 0
     row: Row | None = None  # the submission just finished
     status: str = ""
+    nodes: Counter = field(default_factory=Counter)  # submissions graded per node (cluster runs)
 
     @property
     def remaining(self) -> int:
@@ -98,6 +100,9 @@ class Summary:
     not_in_roster: list[Row] = field(default_factory=list)
     superseded: int = 0
     notes: list[Text] = field(default_factory=list)  # what the TA should know about this batch, one sentence each
+    executor: str = "local"
+    nodes: Counter = field(default_factory=Counter)  # submissions graded per node (cluster runs)
+    dispatch: list[float] = field(default_factory=list)  # what carrying each submission cost (bench/bench_cohort.py)
 
     @property
     def statuses(self) -> Counter:
@@ -121,15 +126,18 @@ def grade_cohort(
     runner: str | None = None,
     confined: bool = True,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> Summary:
     """Grade every submission in SUBMISSIONS that has no result yet; see the module docstring.
 
     ``runner`` names the runner each worker builds (``autograder.runners.RUNNERS``), confined unless
     ``confined`` is False; without it a worker uses ``options.runner`` (which must then be picklable) or
-    the Grader's default."""
+    the Grader's default. ``executor`` says where the workers run (``autograder.executors``)."""
     started = time.monotonic()
     options = options or GradeOptions()
-    with gradebook.batch_lock():
+    with gradebook.batch_lock(), make_executor(executor, ray_address) as workers_at:
+        options = replace(options, device=workers_at.choose_device(options.device))
         found = discover(submissions, max_bytes)
         if roster is not None:
             gradebook.set_roster(roster)
@@ -154,8 +162,9 @@ def grade_cohort(
         not_found = [row for row in todo if (row.student_id, row.sha256) not in located]
         current = gradebook.rows(exercise.name)
         skipped = sum(1 for r in current if r.status not in ("pending", "missing", "error")) if not force else 0
-        jobs = max(1, min(jobs or default_jobs(options.profile, exercise), len(tasks) or 1))
-        batch = Batch(exercise, setup, (runner, confined) if runner else None, gradebook, roster, jobs, on_progress)
+        jobs = max(1, min(jobs or workers_at.capacity(options.profile, exercise, options.device), len(tasks) or 1))
+        batch = Batch(exercise, setup, (runner, confined) if runner else None, gradebook, roster, jobs, on_progress,
+                      workers_at)
         batch.run(tasks)
     rows = gradebook.rows(exercise.name)
     return Summary(
@@ -163,7 +172,7 @@ def grade_cohort(
         elapsed=time.monotonic() - started, jobs=jobs, rows=rows, not_found=not_found,
         not_in_roster=[r for r in rows if roster and r.student_id not in roster],
         superseded=sum(1 for r in gradebook.rows(exercise.name, current_only=False) if r.status == "superseded"),
-        notes=setup.notes,
+        notes=setup.notes, executor=executor, nodes=batch.nodes, dispatch=batch.dispatch,
     )
 
 
@@ -233,38 +242,35 @@ def regrade(gradebook: Gradebook, exercise: str, rubric: Path | None = None, dea
     return policy, changed, retired
 
 
-# the worker pool ------------------------------------------------------------------------------
-
-@dataclass
-class _Slot:
-    process: multiprocessing.process.BaseProcess
-    conn: Connection
-    ready: bool = False
-    row: Row | None = None
-    started: float = 0.0
-
+# the batch ------------------------------------------------------------------------------------
 
 class Batch:
-    """Hands submissions to worker processes and writes what comes back (the gradebook's single writer)."""
+    """Hands submissions to grading workers and writes what comes back (the gradebook's single writer).
+
+    The workers are the executor's (local processes, or Ray actors on a cluster); everything decided about a
+    submission (retry, backstop, score, its row) is decided here."""
 
     def __init__(self, exercise: Exercise, setup: Setup, runner: tuple[str, bool] | None, gradebook: Gradebook,
-                 roster: Roster, jobs: int, on_progress: Callable[[Progress], None] | None = None) -> None:
+                 roster: Roster, jobs: int, on_progress: Callable[[Progress], None] | None = None,
+                 executor: Executor | None = None) -> None:
         self.exercise, self.setup, self.options, self.runner = exercise, setup, setup.options, runner
         self.checks = setup.checks
         self.gradebook, self.roster, self.jobs = gradebook, roster, jobs
         self.on_progress = on_progress or (lambda p: None)
+        self.executor = executor or LocalExecutor()
         spec = exercise.spec.limits
         limits = self.options.limits or RunLimits(spec.cell_timeout, spec.notebook_timeout, spec.call_timeout)
         # The runner enforces the real limits; this only catches a grader process that hangs itself.
         self.backstop = 2 * limits.notebook_timeout + BACKSTOP_MARGIN
-        self.worker_options = replace(self.options,
-                                      threads=self.options.threads or default_threads(self.options.profile, jobs))
-        self.context = multiprocessing.get_context("spawn")
+        threads = self.options.threads or self.executor.threads(self.options.profile, jobs)
+        self.job = WorkerJob(exercise.name, exercise.root, replace(self.options, threads=threads), runner)
         self.progress = Progress(total=0)
         self.deaths: Counter = Counter()  # worker deaths per submission
         self.start_failures = 0
         self.serving = False
         self.busy: frozenset[int] = frozenset()  # the rows being graded now
+        self.nodes: Counter = Counter()  # submissions graded per node (cluster runs)
+        self.dispatch: list[float] = []  # per submission, seconds from handing it out to its record, beyond grading
 
     def run(self, tasks: list[tuple[Row, Found]],
             feed: Callable[[set[int]], list[tuple[Row, Found]] | None] | None = None,
@@ -289,83 +295,72 @@ class Batch:
         take(tasks)
         if not queue and not self.serving:
             return
-        slots = [self._start() for _ in range(self.jobs)]
+        workers = [self.executor.start(self.job) for _ in range(self.jobs)]
         try:
             while True:
                 if self.serving:
-                    more = feed({row.id for row, _ in queue} | {s.row.id for s in slots if s.row})
+                    more = feed({row.id for row, _ in queue} | {w.row.id for w in workers if w.row})
                     if more is None:
                         break
                     self.progress.total += len(more)
                     take(more)
-                elif not queue and not any(s.row for s in slots):
+                elif not queue and not any(w.row for w in workers):
                     break
-                for slot in slots:
-                    if slot.ready and slot.row is None and queue:
+                for worker in workers:
+                    if worker.ready and worker.row is None and queue:
                         row, item = queue.popleft()
-                        self._assign(slot, row, item)
-                self.busy = frozenset(s.row.id for s in slots if s.row)
-                ready = wait([s.conn for s in slots] + [s.process.sentinel for s in slots] + ([wake] if wake else []),
-                             timeout=1.0)
-                if wake is not None and wake in ready:
+                        self._assign(worker, row, item)
+                self.busy = frozenset(w.row.id for w in workers if w.row)
+                self.executor.wait(workers, wake, timeout=1.0)
+                if wake is not None:
                     while wake.poll():
                         wake.recv_bytes()
-                for i, slot in enumerate(slots):
-                    if not self._serve(slot):
-                        slots[i] = self._replace(slot, queue, found)
-                    elif slot.row and time.monotonic() - slot.started > self.backstop:
-                        slot.process.kill()
-                        self._finish_unrun(slot, "timeout", L_("Grading did not finish within {seconds} s.").format(
+                for i, worker in enumerate(workers):
+                    now = time.monotonic()
+                    if not self._serve(worker):
+                        workers[i] = self._replace(worker, queue, found)
+                    elif worker.row and now - worker.started > self.backstop:
+                        worker.kill()
+                        self._finish_unrun(worker, "timeout", L_("Grading did not finish within {seconds} s.").format(
                             seconds=f"{self.backstop:.0f}"))
-                        slots[i] = self._replace(slot, queue, found)
-                slots = [s for s in slots if s is not None]
+                        workers[i] = self._replace(worker, queue, found)
+                    elif not worker.ready and now - worker.created > START_BACKSTOP:  # e.g. no room on a cluster
+                        worker.kill()
+                        workers[i] = self._replace(worker, queue, found)
+                workers = [w for w in workers if w is not None]
         finally:
             self.busy = frozenset()
-            for slot in slots:
-                self._stop(slot)
+            for worker in workers:
+                worker.stop()
 
-    def _start(self) -> _Slot:
-        parent, child = self.context.Pipe()
-        process = self.context.Process(
-            target=_worker_main, daemon=True,
-            args=(child, os.getpid(), self.exercise.name, self.exercise.root, self.worker_options, self.runner))
-        process.start()
-        child.close()
-        return _Slot(process, parent)
-
-    def _assign(self, slot: _Slot, row: Row, item: Found) -> None:
-        slot.row, slot.started = row, time.monotonic()
+    def _assign(self, worker: Worker, row: Row, item: Found) -> None:
+        worker.row, worker.started = row, time.monotonic()
         try:
             data = item.read()
         except (OSError, TooLarge) as exc:  # it was readable, and within the cap, when the batch listed it
-            return self._finish_unrun(slot, "error", L_("The file could not be read again ({problem}); run the batch "
-                                                        "again.").format(problem=str(exc)))
+            return self._finish_unrun(worker, "error", L_("The file could not be read again ({problem}); run the "
+                                                          "batch again.").format(problem=str(exc)))
         if hashlib.sha256(data).hexdigest() != row.sha256:
-            return self._finish_unrun(slot, "error", L_("The file changed while the batch ran; run the batch again."))
-        slot.conn.send((row.source, data))
+            return self._finish_unrun(worker, "error", L_("The file changed while the batch ran; run the batch again."))
+        worker.send(row.source, data)
 
-    def _serve(self, slot: _Slot) -> bool:
+    def _serve(self, worker: Worker) -> bool:
         """Handle what the worker sent; False when it has died."""
-        try:
-            while slot.conn.poll():
-                kind, payload = slot.conn.recv()
-                if kind == "ready":
-                    slot.ready = True
-                elif kind == "fatal":
-                    raise UserError(payload)
-                elif kind == "done":
-                    self._finish_slot(slot, RunRecord.model_validate_json(payload))
-                elif kind == "failed":
-                    self._finish_unrun(slot, "error", L_("The grader failed on this submission: {problem}").format(
-                        problem=payload))
-        except (EOFError, OSError):
-            return False
-        return slot.process.is_alive()
+        for kind, payload in worker.receive():
+            if kind == "ready":
+                worker.ready = True
+            elif kind == "fatal":
+                raise UserError(payload)
+            elif kind == "done":
+                self._finish_worker(worker, RunRecord.model_validate_json(payload))
+            elif kind == "failed":
+                self._finish_unrun(worker, "error", L_("The grader failed on this submission: {problem}").format(
+                    problem=payload))
+        return worker.alive()
 
-    def _replace(self, dead: _Slot, queue: deque, found: dict[int, Found]) -> _Slot | None:
+    def _replace(self, dead: Worker, queue: deque, found: dict[int, Found]) -> Worker | None:
         """A new worker for a dead one (None when no work is left); its submission is retried once, then
         recorded as an error."""
-        dead.process.join(timeout=5)
         if dead.row is not None:
             self.deaths[dead.row.id] += 1
             if self.deaths[dead.row.id] < 2:
@@ -379,7 +374,8 @@ class Batch:
             if self.start_failures > 2 * self.jobs:
                 raise UserError(L_("The grading workers keep dying as they start; run `autograder run` on one "
                                    "submission to see why."))
-        return self._start() if queue or self.serving else None
+        dead.kill()
+        return self.executor.start(self.job) if queue or self.serving else None
 
     def _unrun(self, row: Row, status: Status, message: Text | str, wall_time: float) -> RunRecord:
         record = RunRecord(exercise=self.exercise.name, submission=row.source or "", sha256=row.sha256 or "",
@@ -391,14 +387,16 @@ class Batch:
         record.outcomes = unrun_outcomes(self.checks, record)
         return record
 
-    def _finish_unrun(self, slot: _Slot, status: Status, message: Text | str) -> None:
-        assert slot.row is not None
-        row, slot.row = slot.row, None
-        self._finish(row, self._unrun(row, status, message, time.monotonic() - slot.started))
+    def _finish_unrun(self, worker: Worker, status: Status, message: Text | str) -> None:
+        assert worker.row is not None
+        row, worker.row = worker.row, None
+        self._finish(row, self._unrun(row, status, message, time.monotonic() - worker.started))
 
-    def _finish_slot(self, slot: _Slot, record: RunRecord) -> None:
-        assert slot.row is not None
-        row, slot.row = slot.row, None
+    def _finish_worker(self, worker: Worker, record: RunRecord) -> None:
+        assert worker.row is not None
+        row, worker.row = worker.row, None
+        self.nodes[worker.node] += 1
+        self.dispatch.append(time.monotonic() - worker.started - record.diagnostics.wall_time)
         self._finish(row, record)
 
     def _finish(self, row: Row, record: RunRecord) -> None:
@@ -408,65 +406,5 @@ class Batch:
         p.done += 1
         p.failed += record.status in FAILED
         p.row, p.status = row, record.status
+        p.nodes = self.nodes
         self.on_progress(p)
-
-    def _stop(self, slot: _Slot) -> None:
-        try:
-            slot.conn.send(None)
-        except OSError:
-            pass
-        slot.process.join(timeout=10 if slot.row is None else 0)
-        if slot.process.is_alive():
-            slot.process.kill()
-            slot.process.join(timeout=5)
-
-
-def _worker_main(conn: Connection, parent_pid: int, exercise: str, root: Path, options: GradeOptions,
-                 runner: tuple[str, bool] | None) -> None:
-    """A grading worker: one Grader, many submissions, until the parent says stop (or dies)."""
-    _die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    from .runners import get_runner
-
-    try:
-        made = get_runner(*runner) if runner else None
-        grader = Grader(Exercise(exercise, root), replace(options, runner=made) if made else options)
-    except UserError as exc:
-        conn.send(("fatal", sentence_of(exc)))  # a Text travels as it is, to be said in the TA's language
-        return
-    limit_grader_memory(grader.device)
-    try:
-        with grader:
-            _serve_tasks(conn, grader)
-    finally:
-        if made is not None:
-            made.close()
-
-
-def _serve_tasks(conn: Connection, grader: Grader) -> None:
-    conn.send(("ready", None))
-    while True:
-        try:
-            task = conn.recv()
-        except EOFError:
-            return
-        if task is None:
-            return
-        label, data = task
-        try:
-            conn.send(("done", grader.run(data, label).model_dump_json()))
-        except Exception as exc:  # a grader bug must not end the batch; the row records it
-            conn.send(("failed", traceback.format_exception_only(exc)[-1].strip()))
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to kill this worker when the batch process dies, even by SIGKILL (the runners' student
-    processes, a Jupyter kernel or a warm zygote, watch their own parent and end in turn)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)

@@ -27,7 +27,7 @@ from ..i18n import L_
 from ..paths import cache_dir
 
 PROFILES = ("tiny", "full", "hub")
-FORMAT_VERSION = "1"  # bump when what `prepare` writes changes, so old caches are rebuilt
+FORMAT_VERSION = "2"  # bump when what `prepare` writes changes, so old caches are rebuilt
 
 T5_SMALL = "google-t5/t5-small"
 FLAN_T5_SMALL = "google/flan-t5-small"
@@ -71,6 +71,19 @@ class ModelStore:
         if not marker.is_file():
             return False
         return json.loads(marker.read_text()).get("format") == FORMAT_VERSION
+
+    def fingerprint(self) -> str:
+        """What identifies the weights and data: for stand-ins, the hashes of their files recorded when they were
+        built (deterministic: the same on every machine with the same libraries); for ``hub``, the snapshot
+        revisions the hub ids resolve to (the hub names a snapshot by its content)."""
+        if self.profile == "hub":
+            repos = {m: self.hub_cache / ("models--" + m.replace("/", "--")) for m in MODEL_BUILDERS}
+            recorded = json.dumps({m: (repo / "refs" / "main").read_text().strip() if (repo / "refs" / "main").is_file()
+                                   else sorted(p.name for p in (repo / "snapshots").glob("*"))
+                                   for m, repo in repos.items()}, sort_keys=True)
+        else:
+            recorded = json.dumps(json.loads((self.root / "manifest.json").read_text())["files"], sort_keys=True)
+        return hashlib.sha256(recorded.encode()).hexdigest()[:16]
 
     def require(self) -> ModelStore:
         if not self.is_prepared():
@@ -295,6 +308,8 @@ def prepare(profile: str, force: bool = False, log: Callable[[str], None] = prin
             log(f"building {profile} stand-in for dataset {dataset_id}")
             build(staged.dataset_path(dataset_id))
             manifest["datasets"][dataset_id] = str(staged.dataset_path(dataset_id).relative_to(staging))
+        manifest["files"] = {path.relative_to(staging).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+                             for path in sorted(staging.rglob("*")) if path.is_file()}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
         # Readable by every user: the sandbox runs notebooks as an unprivileged one (mkdtemp and
         # safetensors create owner-only files).
