@@ -35,7 +35,7 @@ class Lms(BaseModel):
     canvas_assignment_id: str | None = None  # the number in the assignment's Canvas address
 
 
-class Service(BaseModel):
+class ServiceSpec(BaseModel):
     """How the submission service (``autograder serve``) takes this exercise (``[service]``)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -61,7 +61,7 @@ class ExerciseSpec(BaseModel):
     # that need to look at objects (a model's parameters, files on disk) through plain data. Students may read it.
     probes: str | None = None
     lms: Lms = Lms()
-    service: Service = Service()
+    service: ServiceSpec = ServiceSpec()
     # The language of the pages written for this exercise (feedback, report); default: course.toml's, else English.
     language: Literal["en", "ja"] | None = None
 

@@ -51,6 +51,14 @@ class Visibility:
     def shows(self, check: CheckResult) -> bool:
         return check.visibility in self.released
 
+    def score(self, result: GradingResult) -> tuple[float, float, bool]:
+        """(score, out of, whether everything is shown): while any check is withheld, only the visible checks'
+        points (the total would tell what the hidden ones gave)."""
+        if all(self.shows(c) for c in result.checks):
+            return result.score, result.max_score, True
+        visible = [c for c in result.checks if self.shows(c) and c.outcome != "not_run"]
+        return sum(c.points for c in visible), sum(c.max_points for c in visible), False
+
 
 def who(row: Row) -> str:
     return f"{row.student_name} ({row.student_id})" if row.student_name else row.student_id
@@ -91,9 +99,7 @@ def feedback_page(title: str, row: Row, result: GradingResult | None, visibility
                         None, [_("check"), _("result"), _("points"), _("message")],
                         words={"status": _("Status"), "checks": _("Checks"), "hints": _("What to look at")})
     if result is not None:
-        visible = [c for c in result.checks if visibility.shows(c)]
-        withheld = [c for c in result.checks if not visibility.shows(c)]
-        page.score = _score_line(result, visible, withheld, _)
+        page.score = _score_line(result, visibility, _)
         for c in result.checks:
             if visibility.shows(c):
                 points = "" if c.outcome == "not_run" else f"{c.points:g} / {c.max_points:g}"
@@ -128,10 +134,9 @@ def hints(row: Row, result: GradingResult | None, lang: Language = "en") -> list
     return out
 
 
-def _score_line(result: GradingResult, visible: list[CheckResult], withheld: list[CheckResult], _) -> str:
-    if withheld:
-        got = sum(c.points for c in visible if c.outcome != "not_run")
-        of = sum(c.max_points for c in visible if c.outcome != "not_run")
+def _score_line(result: GradingResult, visibility: Visibility, _) -> str:
+    got, of, everything = visibility.score(result)
+    if not everything:
         return _("Visible checks: {got} / {of} points; your total is released later.").format(got=f"{got:g}",
                                                                                               of=f"{of:g}")
     if result.late_penalty:

@@ -448,16 +448,13 @@ def api_submission(request: Request) -> Response:
                     "score": None, "max_score": None, "released": True, "results": None}
     if result is not None:
         results = result.gradescope(language)
-        shown = [visibility.shows(c) for c in result.checks]
-        if not all(shown):  # what the feedback page shows: the visible checks' points, the rest hidden
-            results["tests"] = [test if show else {"name": test["name"], "number": test["number"],
-                                                    "visibility": test["visibility"], "output": "hidden"}
-                                for test, show in zip(results["tests"], shown)]
-            visible = [c for c, show in zip(result.checks, shown) if show and c.outcome != "not_run"]
-            results["score"] = sum(c.points for c in visible)
-            answer.update(score=results["score"], max_score=sum(c.max_points for c in visible), released=False)
-        else:
-            answer.update(score=result.score, max_score=result.max_score)
+        score, max_score, released = visibility.score(result)  # what the feedback page shows
+        if not released:
+            results["tests"] = [test if visibility.shows(c) else {"name": test["name"], "number": test["number"],
+                                                                  "visibility": test["visibility"], "output": "hidden"}
+                                for test, c in zip(results["tests"], result.checks)]
+            results["score"] = score
+        answer.update(score=score, max_score=max_score, released=released)
         results.pop("extra_data", None)  # the run's diagnostics are the TA's
         answer["results"] = results
     return JSONResponse(answer)
