@@ -18,6 +18,17 @@ import time
 from pathlib import Path
 
 RAY = str(Path(sys.executable).parent / "ray")
+# argv: address, nodes, timeout; exit 0 once the head counts that many live nodes
+_COUNT_NODES = """
+import sys, time, ray
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+deadline = time.monotonic() + float(sys.argv[3])
+while (alive := sum(1 for n in ray.nodes() if n["Alive"])) != int(sys.argv[2]):
+    if time.monotonic() > deadline:
+        print(f"{alive} alive")
+        sys.exit(1)
+    time.sleep(0.5)
+"""
 
 
 def _free_port() -> int:
@@ -87,11 +98,16 @@ class Cluster:
         return node
 
     def start(self, nodes: int = 2, timeout: float = 120) -> Cluster:
-        self._up(self._start("--head", "--port", str(self.port), "--include-dashboard=false",
-                             "--dashboard-port", str(_free_port()), "--temp-dir", str(self.temp)), timeout)
-        for _ in range(nodes - 1):
-            self._up(self._start("--address", self.address), timeout)
-        self.wait_for(timeout)
+        """Start the head and ``nodes - 1`` workers; a cluster that fails to come up is stopped, never left."""
+        try:
+            self._up(self._start("--head", "--port", str(self.port), "--include-dashboard=false",
+                                 "--dashboard-port", str(_free_port()), "--temp-dir", str(self.temp)), timeout)
+            for _ in range(nodes - 1):
+                self._up(self._start("--address", self.address), timeout)
+            self.wait_for(timeout)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def add_node(self, timeout: float = 120) -> Node:
@@ -112,22 +128,16 @@ class Cluster:
             time.sleep(0.2)
         return node
 
-    def alive_nodes(self) -> int:
-        """Nodes the cluster counts as active (from `ray status`, which asks the head, not a dashboard)."""
-        out = subprocess.run([RAY, "status", "--address", self.address], capture_output=True, text=True, timeout=60)
-        if out.returncode != 0 or "Active:" not in out.stdout:
-            return 0
-        active = out.stdout.split("Active:", 1)[1].split("Pending:", 1)[0]
-        return sum(1 for line in active.splitlines() if "node_" in line)
-
     def wait_for(self, timeout: float) -> None:
-        """Until the cluster counts exactly the nodes whose processes run."""
-        deadline = time.monotonic() + timeout
-        while self.alive_nodes() != (running := sum(1 for n in self.nodes if n.process.poll() is None)):
-            if time.monotonic() > deadline:
-                logs = "\n".join(n.log.read_text()[-3000:] for n in self.nodes)
-                raise RuntimeError(f"the Ray cluster did not settle at {running} nodes:\n{logs}")
-            time.sleep(0.5)
+        """Until the cluster's head counts exactly the nodes whose processes run (asked of the head itself, as a
+        short-lived driver: `ray status` reports the autoscaler's view, which lags behind under load)."""
+        running = sum(1 for n in self.nodes if n.process.poll() is None)
+        out = subprocess.run([sys.executable, "-c", _COUNT_NODES, self.address, str(running), str(timeout)],
+                             capture_output=True, text=True, timeout=timeout + 60)
+        if out.returncode != 0:
+            logs = "\n".join(n.log.read_text()[-3000:] for n in self.nodes)
+            raise RuntimeError(f"the Ray cluster did not settle at {running} nodes ({out.stdout.strip()}):\n"
+                               f"{out.stderr[-2000:]}\n{logs}")
 
     def stop(self) -> list[int]:
         """Kill every node; returns the processes of the cluster still alive after (none, when all is well)."""
