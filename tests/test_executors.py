@@ -64,7 +64,7 @@ def test_the_code_fingerprint_follows_the_exercise_s_checks(tmp_path):
     assert code_fingerprint(exercise) != before
 
 
-def test_the_model_fingerprint_follows_the_weights(tmp_path, monkeypatch):
+def test_the_model_fingerprint_follows_the_recorded_file_hashes(tmp_path, monkeypatch):
     from autograder.models.provision import store_for
 
     shutil.copytree(ROOT / ".cache" / "models" / "tiny", tmp_path / "models" / "tiny")

@@ -167,7 +167,10 @@ class RayWorker(Worker):
             self.lost = True
             return []
         except ray.exceptions.RayError as exc:
-            return [("failed", str(exc).strip().splitlines()[-1])]
+            problem = str(exc).strip().splitlines()[-1]
+            # a failure while the actor loads its grader is the batch's to stop on; one while grading is that row's
+            return [("failed", problem) if self.ready else ("fatal", L_(
+                "A grading actor could not start on the cluster: {problem}").format(problem=problem))]
         if kind == "ready":
             self.node = payload["node"]
             problem = self.executor.agreement.check(self.node, payload["fingerprint"])
