@@ -4,13 +4,24 @@ The pytest plugin here provides the fixtures checks use (``submission``, ``refer
 ``exercise``), reports CUDA-marked checks as *not run* on CPU runners, and turns pytest's
 reports into one ``CheckOutcome`` per check id (the test function's name; the cases of a
 parametrised check are folded into one outcome).
+
+A grader keeps one ``CheckSession``: pytest configures itself and collects the check files once,
+then runs the collected checks again for every submission.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import queue
 import random
 import re
+import shutil
+import tempfile
+import threading
 import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +158,12 @@ class _Plugin:
                 check.cases.append(_Case("error", _label(item, L_("the check crashed: {error}").format(
                     error=_exc_text(call.excinfo))), call.duration))
 
+    def begin(self, ctx: GradingContext | None, submission: Submission) -> None:
+        """Make the next round of checks about this submission."""
+        self.ctx, self._submission = ctx, submission
+        for check in self.checks.values():
+            check.cases = []
+
     def outcomes(self) -> list[CheckOutcome]:
         return [_fold(check, self.locales) for check in self.checks.values()]
 
@@ -215,21 +232,182 @@ def _fold(check: _Check, locales: Path | None) -> CheckOutcome:
     )
 
 
-def _run_pytest(files: list[Path], plugin: _Plugin, extra: list[str]) -> None:
-    if not files:
-        return
-    args = [str(f) for f in files] + [
+# Environment variables through which pytest takes options and plugins from outside (a TA's shell, a CI job):
+# they would change what the checks do, so the grader's sessions never see them.
+_PYTEST_ENVIRONMENT = ("PYTEST_ADDOPTS", "PYTEST_PLUGINS")
+
+
+@contextmanager
+def _without_pytest_environment() -> Iterator[None]:
+    saved = {name: os.environ.pop(name) for name in _PYTEST_ENVIRONMENT if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+def _pytest_args(files: list[Path], extra: list[str]) -> list[str]:
+    return [str(f) for f in files] + [
         "-c", str(PYTEST_INI), "--rootdir", str(PYTEST_INI.parent),
-        "-p", "no:cacheprovider", "-p", "no:terminal", "-p", "no:randomly", "-p", "no:xdist",
+        # Only pytest's own plugins and the grader's: a plugin installed next to the grader (a rerunner,
+        # a randomiser, a timeout) would change outcomes.
+        "--disable-plugin-autoload", "-p", "no:cacheprovider", "-p", "no:terminal",
         # No log capture: it re-attaches handlers to every logger for every phase of every check (tens of ms
         # a submission with transformers' loggers), and outcomes never use it.
         "-p", "no:logging",
+        # These three install process-wide hooks (sys.unraisablehook, threading.excepthook, faulthandler) for
+        # a session's whole life, which for a grader's session is the grader's; they only ever add warnings.
+        "-p", "no:unraisableexception", "-p", "no:threadexception", "-p", "no:faulthandler",
         "--assert=plain", "--import-mode=importlib", *extra,
     ]
-    pytest.main(args, plugins=[plugin])
+
+
+def _broken(problem: str) -> UserError:
+    return UserError(L_("The check files are broken ({problem}); fix them and run again.").format(problem=problem))
+
+
+def _run_pytest(files: list[Path], plugin: _Plugin, extra: list[str]) -> None:
+    if not files:
+        return
+    with _without_pytest_environment():
+        pytest.main(_pytest_args(files, extra), plugins=[plugin])
     if plugin.collect_errors:
-        raise UserError(L_("The check files are broken ({problem}); fix them and run again.").format(
-            problem=str(plugin.collect_errors[0])))
+        raise _broken(plugin.collect_errors[0])
+
+
+_ENDED = object()  # the session's thread has left pytest.main
+
+
+@dataclass
+class _Request:
+    """A wire request a check makes, for the caller's thread to send."""
+
+    send: Callable[[bytes, float], bytes]
+    payload: bytes
+    timeout: float
+
+
+class CheckSession:
+    """One pytest session that runs the same check files for many submissions.
+
+    pytest configures itself and collects once (on a tokenizer submission, that was about a tenth of
+    the grader's time when done per submission). Then, for each submission, the collected items run
+    again in order, the last one with no next item, so that every fixture (session scope included) is
+    torn down and the next submission's checks set them up afresh, as pytest-xdist's workers run the
+    items they are sent. Check modules stay imported either way (pytest caches them per process).
+
+    pytest.main does not return between submissions, so it runs on a thread of its own. The caller's
+    thread waits while a round runs and sends the checks' requests to the student process for them:
+    a runner's session is used only on the thread that started it (a Jupyter kernel client's sockets
+    belong to that thread's event loop), as when pytest ran on the caller's thread. pytest's capture
+    is active only while an item runs, as in a session per submission.
+    """
+
+    def __init__(self, files: list[Path], public_files: set[Path] | frozenset[Path] = frozenset(),
+                 locales: Path | None = None) -> None:
+        self._plugin = _Plugin(None, None, set(public_files), locales)
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._results: queue.SimpleQueue = queue.SimpleQueue()  # _Request while a round runs, then its end
+        self._answers: queue.SimpleQueue = queue.SimpleQueue()  # the caller's answer to each _Request
+        self._closed = False
+        self._tmp = Path(tempfile.mkdtemp(prefix="autograder-checks-"))  # tmp_path's base, emptied after each round
+        # OpenMP's thread count is per thread: a new thread would run the checks' tensor work on every core.
+        self._threads = torch.get_num_threads()
+        self._thread: threading.Thread | None = None
+        if not files:
+            return
+        self._thread = threading.Thread(target=self._main, args=(files,), name="autograder-checks", daemon=True)
+        with _without_pytest_environment():  # pytest reads its environment while it configures, before this returns
+            self._thread.start()
+            started = self._results.get()
+        if started is not None:
+            self.close()
+            raise started if isinstance(started, BaseException) else _broken("pytest stopped before running them")
+
+    @classmethod
+    def for_exercise(cls, exercise: Exercise, public_only: bool = False) -> CheckSession:
+        return cls(exercise.check_files(public_only), {f.resolve() for f in exercise.public_check_files},
+                   exercise.catalog_dir)
+
+    def _main(self, files: list[Path]) -> None:
+        torch.set_num_threads(self._threads)
+        try:
+            pytest.main(_pytest_args(files, ["--basetemp", str(self._tmp)]), plugins=[self._plugin, self])
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
+            self._results.put(exc)
+        self._results.put(_ENDED)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session) -> bool:
+        if self._plugin.collect_errors:
+            self._results.put(_broken(self._plugin.collect_errors[0]))
+            return True
+        self._results.put(None)  # configured and collected
+        while (job := self._jobs.get()) is not None:
+            try:
+                self._results.put(self._round(session.items, *job))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+                self._results.put(exc)
+        return True
+
+    def _round(self, items: list, ctx: GradingContext | None, submission: Submission) -> list[CheckOutcome]:
+        self._plugin.begin(ctx, submission)
+        try:
+            for item, next_item in zip(items, [*items[1:], None]):
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=next_item)
+        finally:
+            for leftover in self._tmp.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
+        return self._plugin.outcomes()
+
+    def run(self, ctx: GradingContext | None, submission: Submission) -> list[CheckOutcome]:
+        """Run every check against a finished student process; one outcome per check id."""
+        if self._thread is None:
+            return []
+        if self._closed or not self._thread.is_alive():
+            raise RuntimeError("the check session has ended")
+        send = submission.send
+        submission.send = functools.partial(self._relayed, send)
+        try:
+            self._jobs.put((ctx, submission))
+            while isinstance(result := self._results.get(), _Request):
+                try:
+                    answer: bytes | Exception = result.send(result.payload, result.timeout)
+                except Exception as exc:  # noqa: BLE001 - raised in the check that asked
+                    answer = exc
+                self._answers.put(answer)
+        finally:
+            submission.send = send
+        if result is _ENDED:
+            raise RuntimeError("the check session ended while it ran the checks")
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _relayed(self, send: Callable[[bytes, float], bytes], payload: bytes, timeout: float) -> bytes:
+        """A check's request, sent by the caller's thread (runs on the session's thread)."""
+        if self._closed:
+            raise RuntimeError("the check session was closed while the checks ran")
+        self._results.put(_Request(send, payload, timeout))
+        answer = self._answers.get()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        """End the session (its fixtures are already torn down after each round)."""
+        self._closed = True
+        if self._thread is not None and self._thread.is_alive():
+            self._answers.put(RuntimeError("the check session was closed while the checks ran"))  # a check waiting
+            self._jobs.put(None)
+            self._thread.join()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> CheckSession:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _collect(exercise: Exercise, public_only: bool) -> _Plugin:
@@ -252,11 +430,3 @@ def collect_checks(exercise: Exercise, public_only: bool = False, cuda: bool = F
                      **worded(c.title, [NO_CUDA] if c.needs_cuda and not cuda else [], plugin.locales))
         for c in plugin.checks.values()
     ]
-
-
-def run_checks(ctx: GradingContext, submission: Submission, public_only: bool = False) -> list[CheckOutcome]:
-    """Run the checks against a finished student process; one outcome per check id."""
-    files = ctx.exercise.check_files(public_only)
-    plugin = _Plugin(ctx, submission, {f.resolve() for f in ctx.exercise.public_check_files}, ctx.exercise.catalog_dir)
-    _run_pytest(files, plugin, [])
-    return plugin.outcomes()

@@ -14,7 +14,7 @@ from typing import Any
 import nbformat
 from nbformat.v4 import new_notebook
 
-from .checking import GradingContext, collect_checks, run_checks
+from .checking import CheckSession, GradingContext, collect_checks
 from .errors import UserError
 from .exercise import Exercise
 from .i18n import L_, Text, joined, sentence_of
@@ -130,6 +130,7 @@ class Grader:
             call_timeout=spec.limits.call_timeout,
             gpu_memory_bytes=int(gpu_gib * 2**30) if gpu_gib else None,
         )
+        self._check_session: CheckSession | None = None  # started at the first submission
         self.readable = tuple(p for p in (self.store.hub_cache, self.store.datasets_dir) if p.is_dir())
         self.threads = self.options.threads or default_threads(self.store.profile)
         import torch
@@ -144,7 +145,10 @@ class Grader:
         return RunJob(notebook, env=env, limits=self.limits, readable=self.readable)
 
     def close(self) -> None:
-        """End the long-lived processes of the runner this grader made (also done at exit)."""
+        """End the check session and the long-lived processes of the runner this grader made (also done at exit)."""
+        if self._check_session is not None:
+            self._check_session.close()
+            self._check_session = None
         if self._owns_runner:
             self.options.runner.close()
 
@@ -205,7 +209,9 @@ class Grader:
             checks_started = time.monotonic()
             ctx = GradingContext(self.exercise, self.store, self.device, self.dtype, parameters)
             submission = Submission(session, self.limits, parameters, self.probe_names)
-            record.outcomes = run_checks(ctx, submission, self.options.public_only)
+            if self._check_session is None:
+                self._check_session = CheckSession.for_exercise(self.exercise, self.options.public_only)
+            record.outcomes = self._check_session.run(ctx, submission)
             if observe is not None:
                 observe(submission)
             diagnostics.checks_time = round(time.monotonic() - checks_started, 3)

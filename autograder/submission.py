@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import agent
@@ -37,6 +38,9 @@ class Submission:
     def __init__(self, session: StudentSession, limits: RunLimits, parameters: dict[str, Any],
                  probes: frozenset[str] = frozenset()) -> None:
         self._session = session
+        # How a wire request reaches the student process; a check session that runs the checks on a thread of its
+        # own routes it to the thread that started the process (a Jupyter kernel's client works only there).
+        self.send: Callable[[bytes, float], bytes] = session.request
         self._limits = limits
         self.parameters = parameters
         self._probes = probes  # the grader's own functions in the student process (not the student's time)
@@ -75,7 +79,7 @@ class Submission:
                     cell=failed.name(), what=what))
             raise StudentFailure(L_("The notebook's process died, so {what} could not be read.").format(what=what))
         try:
-            blob = self._session.request(agent.encode(request), timeout=self._limits.call_timeout)
+            blob = self.send(agent.encode(request), self._limits.call_timeout)
             answer = agent.decode(blob, max_bytes=self._limits.answer_bytes)
         except SessionError as exc:
             raise StudentFailure(L_("{what}: {problem}.").format(what=what, problem=sentence_of(exc))) from None

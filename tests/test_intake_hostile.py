@@ -252,7 +252,7 @@ def test_terminal_output_has_no_control_characters(tmp_path):
 
 
 def test_long_values_in_messages_are_clipped(tmp_path):
-    from autograder.checking import _Plugin, _run_pytest
+    from autograder.checking import CheckSession
     from autograder.runners.base import RunLimits
     from autograder.submission import Submission
     from test_wire import InProcessSession
@@ -261,9 +261,8 @@ def test_long_values_in_messages_are_clipped(tmp_path):
     check_file.write_text("def test_echo(submission):\n"
                           "    value = submission.value('answer')\n"
                           "    assert False, f'`answer` is {value!r}, expected 3'\n")
-    plugin = _Plugin(None, Submission(InProcessSession({"answer": "x" * 10_000_000}), RunLimits(), {}), set())
-    _run_pytest([check_file], plugin, [])
-    [outcome] = plugin.outcomes()
+    with CheckSession([check_file]) as checks:
+        [outcome] = checks.run(None, Submission(InProcessSession({"answer": "x" * 10_000_000}), RunLimits(), {}))
     assert outcome.outcome == "failed" and len(outcome.message) < 2100 and "more characters not shown" in outcome.message
 
 

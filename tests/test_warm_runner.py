@@ -41,6 +41,7 @@ def graders():
     made = {name: Grader(Exercise("t5_decoding"), GradeOptions(runner=RUNNERS[name]())) for name in ("kernel", "warm")}
     yield made
     for grader in made.values():
+        grader.close()
         grader.options.runner.close()
 
 

@@ -178,7 +178,7 @@ def test_a_tensor_sent_to_many_calls_travels_once_and_each_call_gets_its_own_cop
 def test_a_fixture_that_reads_the_student_fails_the_check_rather_than_crashing_it(tmp_path):
     """Checks may read a student value once per submission in a fixture (e.g. their figures); when the student's
     work is missing there, every check using it *fails* with the student's message, as in the check body."""
-    from autograder.checking import _Plugin, _run_pytest
+    from autograder.checking import CheckSession
 
     check_file = tmp_path / "test_fixture_reads.py"
     check_file.write_text(
@@ -189,9 +189,8 @@ def test_a_fixture_that_reads_the_student_fails_the_check_rather_than_crashing_i
         "def test_one(figures):\n    assert figures\n\n"
         "def test_two(figures):\n    assert figures\n\n"
         "def test_other(submission):\n    raise RuntimeError('a bug in the check')\n")
-    plugin = _Plugin(None, Submission(InProcessSession({}), RunLimits(), {}), set())
-    _run_pytest([check_file], plugin, [])
-    outcomes = {o.id: o for o in plugin.outcomes()}
+    with CheckSession([check_file]) as checks:
+        outcomes = {o.id: o for o in checks.run(None, Submission(InProcessSession({}), RunLimits(), {}))}
     assert {i: o.outcome for i, o in outcomes.items()} == {"test_one": "failed", "test_two": "failed",
                                                           "test_other": "error"}
     assert "`figures` is not defined" in outcomes["test_one"].message
