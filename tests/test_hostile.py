@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -79,14 +80,22 @@ def appended(result, base: Path) -> list[tuple[str, str]]:
     return [(c.status, c.error or "") for c in result.diagnostics.problem_cells if c.number > own]
 
 
-def no_process_with(marker: str) -> bool:
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
-                return False
-        except OSError:
-            continue
+def no_process_with(marker: str, within: float = 10.0) -> bool:
+    """No process's command line holds `marker` (within a few seconds: a run's processes are killed when its
+    session closes, and reaped by the runner's chores thread right after)."""
+    deadline = time.monotonic() + within
+    while any(_cmdline_has(entry, marker) for entry in Path("/proc").iterdir() if entry.name.isdigit()):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
     return True
+
+
+def _cmdline_has(process: Path, marker: str) -> bool:
+    try:
+        return marker.encode() in (process / "cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def graded_normally(grader) -> None:

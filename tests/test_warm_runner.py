@@ -192,7 +192,7 @@ def test_nothing_of_one_submission_reaches_the_next(warm):
     finally:
         first.close()
         second.close()
-    assert not os.path.exists(first_dir)
+    assert _gone_path(first_dir), "the first submission's folder outlived its session"
 
 
 def test_student_environment_and_folders_are_the_submissions_own(warm):

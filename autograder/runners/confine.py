@@ -180,6 +180,7 @@ class _RunGroup:
         if "cpu" in self.folders:  # the same share for every run, however many processes it starts
             self._write(self.folders["cpu"] / ("cpu.weight" if self.v2 else "cpu.shares"),
                         "100" if self.v2 else "1024", optional=True)
+        self._cpu_clock = self._open_cpu_clock()
 
     @staticmethod
     def _write(path: Path, value: str, optional: bool = False) -> None:
@@ -194,16 +195,30 @@ class _RunGroup:
         """The files a process writes its pid to, to join the run."""
         return [str(folder / "cgroup.procs") for folder in dict.fromkeys(self.folders.values())]
 
-    def cpu_seconds(self) -> float | None:
+    def _open_cpu_clock(self) -> int | None:
+        """The group's CPU counter, kept open: the runner reads it at every cell and call, and a pread of an open
+        descriptor costs a twentieth of opening the file each time."""
+        if self.v2 and "cpu" in self.folders:
+            path = self.folders["cpu"] / "cpu.stat"
+        elif not self.v2 and "cpuacct" in self.folders:
+            path = self.folders["cpuacct"] / "cpuacct.usage"
+        else:
+            return None
         try:
-            if self.v2 and "cpu" in self.folders:
-                stat = dict(line.split() for line in (self.folders["cpu"] / "cpu.stat").read_text().splitlines())
-                return int(stat["usage_usec"]) / 1e6
-            if "cpuacct" in self.folders:
-                return int((self.folders["cpuacct"] / "cpuacct.usage").read_text()) / 1e9
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None
+
+    def cpu_seconds(self) -> float | None:
+        if self._cpu_clock is None:
+            return None
+        try:
+            text = os.pread(self._cpu_clock, 4096, 0).decode()
+            if self.v2:  # cpu.stat: "usage_usec N" among other lines
+                return int(dict(line.split() for line in text.splitlines())["usage_usec"]) / 1e6
+            return int(text) / 1e9  # cpuacct.usage, in nanoseconds
         except (OSError, ValueError, KeyError):
-            pass
-        return None
+            return None
 
     def breach(self) -> Text | None:
         """Which limit was hit, if any, as words for the student."""
@@ -237,6 +252,9 @@ class _RunGroup:
                     pass
 
     def remove(self) -> None:
+        if self._cpu_clock is not None:
+            os.close(self._cpu_clock)
+            self._cpu_clock = None
         for folder in dict.fromkeys(self.folders.values()):
             self._kill(folder)
             pause = 0.001

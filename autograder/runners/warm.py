@@ -8,7 +8,8 @@ submission (``warm_worker.py`` is the student side). A child is a copy of the zy
 of one submission is visible to the next; what a child changes stays in its own copy, and the
 zygote is not dumpable, so a process of the same (non-root) user cannot write into its memory
 either. A child can only kill it, and the next submission then gets a new zygote. While one
-submission is being checked, the next child is already forked and set up (pipelining).
+submission runs and is checked, a thread of the runner forks and cages the next child and
+reaps the last one (pipelining).
 
 Otherwise the isolation is that of separate processes of one user, as with the kernel runner:
 without a sandbox this is not a cage (no network, file or memory confinement); with one, each child
@@ -40,6 +41,8 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,13 +289,27 @@ class _Recipe:
 
 
 class _Pool:
-    """The zygote and the next child, shared by a runner and its finalizer (not by the runner itself)."""
+    """The zygote and the next child, shared by a runner and its finalizer (not by the runner itself).
+
+    Its chores (forking and caging the next child, ending a finished run: waiting for its processes to
+    go, removing its cgroup and folder) run on one thread of their own, in order, off the grading path:
+    a submission neither waits for the next one's process nor for the last one's teardown."""
 
     def __init__(self, sandbox: Sandbox | None) -> None:
         self.sandbox = sandbox
         self.lock = threading.Lock()
         self.zygote: _Zygote | None = None
         self.spare: tuple[_Recipe, _Child] | None = None
+        self.closed = False
+        self._chores_name = f"autograder-runner-{id(self):x}"
+        self._chores = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._chores_name)
+
+    def later(self, chore: Callable[..., None], *args: object) -> None:
+        """Run ``chore(*args)`` on the chores thread, after the chores before it (here and now once closed)."""
+        try:
+            self._chores.submit(chore, *args)
+        except RuntimeError:  # the pool was closed: nothing runs on its thread any more
+            chore(*args)
 
     def take(self, recipe: _Recipe) -> _Child:
         """A child for this recipe: the spare forked during the last submission, or a new one."""
@@ -306,7 +323,7 @@ class _Pool:
 
     def prefork(self, recipe: _Recipe) -> None:
         with self.lock:
-            if self.spare is None:
+            if self.spare is None and not self.closed:
                 try:
                     self.spare = (recipe, self._fork(recipe))
                 except (RuntimeError, OSError):
@@ -335,6 +352,11 @@ class _Pool:
 
     def close(self) -> None:
         with self.lock:
+            self.closed = True
+        # Wait for the runs still being ended and a fork under way; not on the chores thread itself (a finalizer
+        # may run there), which would wait for itself.
+        self._chores.shutdown(wait=not threading.current_thread().name.startswith(self._chores_name))
+        with self.lock:
             if self.spare is not None:
                 self.spare[1].close()
                 self.spare = None
@@ -344,10 +366,12 @@ class _Pool:
 
 
 class WarmSession(StudentSession):
-    def __init__(self, child: _Child, job: RunJob, sandbox: Sandbox | None) -> None:
+    def __init__(self, child: _Child, job: RunJob, sandbox: Sandbox | None,
+                 end_later: Callable[[Callable[[], None]], None]) -> None:
         self.limits = job.limits
         self.sandbox = sandbox
         self._child = child
+        self._end_later = end_later
         self._clock = RunClock(run_meter(child.lease, child.pid))
         self.cpu_time_limits = self._clock.counts_cpu
         self._stuck: Text | None = None
@@ -460,7 +484,11 @@ class WarmSession(StudentSession):
             raise SessionError(L_("the notebook's process died")) from None
 
     def close(self) -> None:
-        self._child.close()
+        """Kill every process of the run now; waiting for them to go and removing what the run left (its cgroup,
+        uid, folder) is the runner's chore (``_Pool.later``). A run's processes all die with the group: a caged
+        run's init is in it, and the kernel kills its whole pid namespace when init dies."""
+        self._child.signal_group(signal.SIGKILL)
+        self._end_later(self._child.close)
 
 
 def _cell_result(body: bytes) -> dict:
@@ -492,16 +520,15 @@ class WarmRunner(Runner):
 
     def prepare(self, job: RunJob) -> None:
         """Start the zygote and fork the first child in the background; start() waits for them."""
-        threading.Thread(target=self._pool.prefork, args=(_Recipe.of(job),), name="autograder-zygote",
-                         daemon=True).start()
+        self._pool.later(self._pool.prefork, _Recipe.of(job))
 
     def start(self, job: RunJob) -> StudentSession:
         if self.sandbox is not None:
             self.sandbox.require_reachable(list(job.readable), whole_tree=True)
         recipe = _Recipe.of(job)
-        session = WarmSession(self._ready_child(recipe), job, self.sandbox)
-        self._pool.prefork(recipe)  # the next submission's process gets ready while this one is checked
-        return session
+        child = self._ready_child(recipe)
+        self._pool.later(self._pool.prefork, recipe)  # the next submission's process gets ready while this one runs
+        return WarmSession(child, job, self.sandbox, self._pool.later)
 
     def _ready_child(self, recipe: _Recipe) -> _Child:
         for _ in range(2):
