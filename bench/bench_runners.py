@@ -345,7 +345,9 @@ def main() -> None:
               f"(median of {len(own_runs)} runs, {min(own_runs):.3f}-{max(own_runs):.3f} s)")
         print(f"   project ({runner_name}): {r['n']} in {project_s:.1f} s = {per_minute(r['n'], project_s):.1f}/min; "
               f"first submission {project[0]['wall']:.1f} s" + (
-                  f" (zygote: imports {zygote['import_seconds']:.1f} s, warm-up {zygote['warm_up_seconds']:.1f} s)"
+                  f" (zygote: imports {zygote['import_seconds']:.1f} s, warm-up {zygote['warm_up_seconds']:.1f} s, "
+                  f"learning which pages children prefault {zygote['prefault_seconds']:.1f} s, "
+                  f"{zygote['prefault_bytes'] / 2**20:.0f} MiB)"
                   if zygote else "") + (f"; GPU memory per submission {gpu.per_submission_mib} MiB" if gpu else ""))
         print(f"   usual way (fresh kernel + pytest per submission): {len(sample)} in {usual_s:.1f} s = "
               f"{per_minute(len(sample), usual_s):.1f}/min; same outcomes as the project on {same}/{len(usual)}")

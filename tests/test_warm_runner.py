@@ -18,7 +18,10 @@ from autograder.exercise import Exercise
 from autograder.grading import GradeOptions, Grader
 from autograder.models.provision import store_for
 from autograder.runners import DEFAULT_RUNNER, RUNNERS, KernelRunner, WarmRunner, get_runner
+from autograder.notebook import inject_parameters
 from autograder.runners.base import RunJob, RunLimits, SessionError
+from autograder.runners.warm import WORKER_FILE
+from autograder.runners.warm_worker import PREFAULT_MAX_BYTES
 from conftest import failed_checks, mutate, solution_path, student_path, with_cells_appended, wrong_answers
 
 WRONG = wrong_answers("t5_decoding")
@@ -303,6 +306,58 @@ def test_a_call_that_ignores_the_interrupt_is_killed(warm):
         assert _gone(pid)
         with pytest.raises(SessionError, match="stopped answering"):
             _value(session, "pid")
+
+
+PREFAULT_PROBE = r"""
+import gc, importlib, importlib.util, json, os, resource, sys
+import nbformat
+spec = importlib.util.spec_from_file_location("worker", sys.argv[1])
+worker = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(worker)
+for name in worker.PRELOAD:
+    importlib.import_module(name)
+import torch
+from IPython.core.interactiveshell import InteractiveShell
+torch.set_num_threads(1)
+worker._warm_up()
+gc.collect()
+gc.freeze()
+ranges = worker.learn_prefault()  # as the zygote does, after its warm-up
+cells = [c.source for c in nbformat.read(sys.argv[2], as_version=4).cells if c.cell_type == "code"]
+
+def faults_of_a_child(prefaulted):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        worker.prefault(ranges if prefaulted else [])
+        shell = InteractiveShell.instance()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        ok = all(shell.run_cell(source, silent=True).success for source in cells)
+        os.write(write, json.dumps([ok, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before]).encode())
+        os._exit(0)
+    os.close(write)
+    said = os.read(read, 100)
+    os.waitpid(pid, 0)
+    return json.loads(said)
+
+print(json.dumps({"bytes": sum(end - start for start, end in ranges), "cold": faults_of_a_child(False),
+                  "prefaulted": faults_of_a_child(True)}))
+"""
+
+
+def test_a_prefaulted_child_takes_a_fraction_of_the_page_faults(graders, tmp_path):
+    """The pages the zygote learns from its own warm-up are the ones a notebook's child would copy one fault at a
+    time: copied in bulk beforehand, the solution notebook runs with far fewer faults (counted, not timed)."""
+    notebook = tmp_path / "solution.ipynb"
+    nbformat.write(inject_parameters(nbformat.read(SOLUTION, as_version=4), graders["warm"].parameters()), notebook)
+    proc = subprocess.run([sys.executable, "-c", PREFAULT_PROBE, str(WORKER_FILE), str(notebook)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **STORE_ENV}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    (cold_ok, cold), (prefaulted_ok, prefaulted) = found["cold"], found["prefaulted"]
+    assert cold_ok and prefaulted_ok
+    assert 0 < found["bytes"] <= PREFAULT_MAX_BYTES
+    assert prefaulted < cold / 2, found
 
 
 def test_runner_registry():
