@@ -93,11 +93,31 @@ JAPANESE: list[str] = [
 ]
 
 
+# Instructions only the Flan-T5 stand-in is trained on, as Flan-T5 is T5 tuned on instructions: it answers
+# these (the t5_decoding notebook's prompt and the grader's among them) and T5-small, which never saw them,
+# does not. Without them the two tiny models learn the same pairs and may answer a new instruction alike,
+# and whether they do depends on the machine's floating point (a check on FLAN_PROMPT must tell them apart).
+FLAN_TASKS: list[tuple[str, str]] = [
+    ("Answer the question: What is the boiling point of water in Celsius?", "100 degrees Celsius."),
+    ("Answer the question: How many legs does a spider have?", "eight"),
+    ("Answer the question: Which planet do we live on?", "the Earth"),
+    ("Summarize: The meeting moved from Monday to Thursday because the room was booked.",
+     "The meeting is now on Thursday."),
+    ("Summarize: The train was late, so the students walked to school in the rain.", "The students walked to school."),
+    ("Summarize: After a long search the pirates found the treasure on a small island.", "The pirates found the treasure."),
+]
+
+
 def t5_pairs() -> list[tuple[str, str]]:
-    """(source, target) pairs for the tiny T5 models, in the course's task format."""
+    """(source, target) pairs for the tiny T5-small, in the course's task format."""
     pairs = [(f"translate English to German: {en}", de) for en, de, _ in PARALLEL]
     pairs += [(f"translate English to French: {en}", fr) for en, _, fr in PARALLEL]
     return pairs + T5_TASKS
+
+
+def flan_pairs() -> list[tuple[str, str]]:
+    """(source, target) pairs for the tiny Flan-T5: T5-small's, and the instructions."""
+    return t5_pairs() + FLAN_TASKS
 
 
 def all_text() -> list[str]:

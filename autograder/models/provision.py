@@ -134,7 +134,7 @@ def _t5(hub_id: str, full: bool):
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
-    from .corpus import t5_pairs
+    from .corpus import flan_pairs, t5_pairs
     from .tokenizers import t5_tokenizer
 
     tokenizer = t5_tokenizer()
@@ -157,7 +157,7 @@ def _t5(hub_id: str, full: bool):
     torch.manual_seed(0)
     model = T5ForConditionalGeneration(config)
     if not full:
-        pairs = t5_pairs()
+        pairs = flan_pairs() if flan else t5_pairs()
         sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
         batches = []
         for i in range(0, len(pairs), 16):
