@@ -199,7 +199,7 @@ def _warm_up() -> None:
 def learn_prefault() -> list[tuple[int, int]]:
     """The zygote's pages a child will most likely write to, as (start, end) address ranges, learned once.
 
-    A forked child shares the zygote's memory until it writes to it; then each 4 KiB page it touches (a
+    A forked child shares the zygote's memory until it writes to it; then each page it touches (a
     reference count, a cache entry) costs a fault and a copy. A notebook on the tiny models takes about
     5,000 such faults spread over all its code, a third of its own time. A probe child runs the warm-up
     again and reports which pages of the zygote's writable memory it then holds alone (present and
@@ -212,7 +212,8 @@ def learn_prefault() -> list[tuple[int, int]]:
     if pid == 0:
         os.close(read)
         try:
-            os.write(write, json.dumps(_pages_written_by(_warm_up)).encode())
+            with os.fdopen(write, "wb") as pipe:  # writes it all, however large
+                pipe.write(json.dumps(_pages_written_by(_warm_up)).encode())
         finally:
             os._exit(0)
     os.close(write)
@@ -239,7 +240,7 @@ def _pages_written_by(work) -> list[list[int]]:
                 regions.append((start, end))
     work()
     wanted = numpy.uint64((1 << 63) | (1 << 56))  # present, exclusively mapped
-    page, ranges, total = 4096, [], 0
+    page, ranges, total = os.sysconf("SC_PAGE_SIZE"), [], 0
     with open("/proc/self/pagemap", "rb", buffering=0) as pagemap:
         for start, end in regions:
             entries = numpy.frombuffer(os.pread(pagemap.fileno(), 8 * ((end - start) // page), 8 * (start // page)),
