@@ -262,6 +262,49 @@ def cap_gpu_memory(limit: int | None) -> None:
     torch.cuda._lazy_call(cap)  # runs at CUDA's initialisation, as torch.cuda.manual_seed does
 
 
+# The course's environment (course.toml's [environment]) as the grader hands it to the student process: JSON with the
+# top-level modules notebook code may import and the packages they come from, for the refusal's sentence.
+COURSE_MODULES_SETTING = "AUTOGRADER_COURSE_MODULES"
+# How a refused or missing import ends its message; the grader finds the module and the packages in it.
+NOT_IN_COURSE = "No module named {module!r} in the course's environment, which provides: {packages}"
+
+
+def guard_course_imports() -> None:
+    """Let the notebook's own code import only what the course's environment provides (and the standard
+    library), as students have it where they work; a library's own imports are not concerned.
+
+    Notebook code runs in the namespace ``__main__``: an import statement there (or in a function the notebook
+    defines) of any other top-level module raises ModuleNotFoundError naming the module and what the course
+    provides, whether or not this machine happens to have it. Not a barrier (the process is the student's own):
+    it keeps grading to the environment the notebook was written for."""
+    import builtins
+
+    setting = os.environ.pop(COURSE_MODULES_SETTING, "")
+    if not setting:
+        return
+    course = json.loads(setting)
+    allowed, packages = frozenset(course["modules"]), course["packages"]
+    real_import = builtins.__import__
+
+    def refusal(module: str) -> ModuleNotFoundError:
+        return ModuleNotFoundError(NOT_IN_COURSE.format(module=module, packages=packages), name=module)
+
+    def course_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if level or not globals or globals.get("__name__") != "__main__":
+            return real_import(name, globals, locals, fromlist, level)
+        top = name.partition(".")[0]
+        if top not in allowed:
+            raise refusal(top)
+        try:
+            return real_import(name, globals, locals, fromlist, level)
+        except ModuleNotFoundError as exc:
+            if exc.name != top:  # a submodule, or something the package itself lacks: Python's own words
+                raise
+            raise refusal(top) from None
+
+    builtins.__import__ = course_import
+
+
 def as_block(block: str, at_line_start: bool) -> str:
     """A result, a display or an error line as a cell's text shows it: on lines of its own, while
     streams run on as written. Both runners lay out a cell's text by this rule."""
@@ -330,6 +373,13 @@ class OutputPipe:
         with self.lock:
             if not self.lock.wait_for(lambda: self._markers_seen >= target, timeout=self.SYNC_SECONDS):
                 self._diverted = True
+
+
+def prepare_kernel() -> None:
+    """A Jupyter kernel's setup before the notebook's first cell: its output in written order, the course's
+    imports (the warm runner's child does the same steps itself)."""
+    order_kernel_output()
+    guard_course_imports()
 
 
 def order_kernel_output() -> None:

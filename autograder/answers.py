@@ -6,8 +6,9 @@ expects students to write:
 ```toml
 [[wrong]]
 name = "argmax over the wrong axis"
-loses = ["test_next_token_argmax"]      # exactly the checks that must lose points
+loses = ["test_next_token_argmax"]      # exactly the checks that must lose points, all of one step
 hint = "last (vocabulary) axis"         # optional: a failing check's message says this
+# steps = ["greedy", "sample"]          # optional: several independent slips, and the steps they touch
 # random = true                         # optional: it draws random numbers (graded three times by the tests)
 [[wrong.edit]]
 old = "lm_logits[0, -1].argmax(-1)"     # text of the solution's code cells...
@@ -61,6 +62,9 @@ class DeclaredAnswer(BaseModel):
     name: str
     edit: list[Edit] = Field(min_length=1)
     loses: list[str] = []  # wrong answers: the checks that must lose points
+    # wrong answers made of several independent slips: the steps they touch (by default a wrong answer is one
+    # mistake, so all it loses must be checks of one step: the checks' `step` markers)
+    steps: list[str] = []
     hint: str | None = None  # wrong answers: a phrase some losing check's message must contain
     random: bool = False  # its grade depends on random draws: the tests grade it three times and compare
 

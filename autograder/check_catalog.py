@@ -27,8 +27,8 @@ from .paths import course_relative
 
 # Callables whose string arguments are sentences for the student (autograder.testing's and the exceptions a
 # check raises), so a plain string there is an untranslated sentence.
-SENTENCE_TAKERS = {"expect", "expect_shape", "expect_close", "expect_by_hand", "as_int_list", "StudentFailure",
-                   "AssertionError"}
+SENTENCE_TAKERS = {"expect", "expect_shape", "expect_close", "expect_equal", "expect_by_hand", "expect_derived",
+                   "expect_fed_once", "as_int", "as_int_list", "StudentFailure", "Missing", "AssertionError"}
 MAX_LISTED = 12  # problems listed one by one; the rest are counted
 
 

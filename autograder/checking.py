@@ -35,7 +35,7 @@ from .i18n import LANGUAGES, L_, Text, check_translations, render
 from .models.provision import ModelStore
 from .reference import Reference
 from .results import CheckOutcome, CheckWords
-from .submission import StudentFailure, Submission
+from .submission import Missing, StudentFailure, Submission
 from .text import clip
 
 PYTEST_INI = Path(__file__).resolve().parent / "checks" / "pytest.ini"
@@ -62,6 +62,7 @@ class _Case:
     outcome: str
     message: Text | str
     duration: float
+    missing: bool = False  # failed only because what it judges was never made (an earlier cell stopped)
 
 
 @dataclass
@@ -71,6 +72,7 @@ class _Check:
     public: bool
     needs_cuda: bool
     constant: str | None  # why the checked value cannot change with the grading parameters (the `constant` marker)
+    step: str  # the step of the exercise it judges (the `step` marker; else the check alone)
     cases: list[_Case] = field(default_factory=list)
 
 
@@ -119,9 +121,11 @@ class _Plugin:
             if check_id not in self.checks:
                 title = check_title(getattr(item, "function", None).__doc__, check_id)
                 constant = item.get_closest_marker("constant")
+                step = item.get_closest_marker("step")
                 self.checks[check_id] = _Check(check_id, title, Path(item.fspath).resolve() in self.public_files,
                                                item.get_closest_marker("cuda") is not None,
-                                               (constant.args or ["(no reason given)"])[0] if constant else None)
+                                               (constant.args or ["(no reason given)"])[0] if constant else None,
+                                               str(step.args[0]) if step and step.args else check_id)
 
     def pytest_runtest_setup(self, item) -> None:
         if item.get_closest_marker("cuda") and not (self.ctx and self.ctx.cuda):
@@ -144,7 +148,8 @@ class _Plugin:
             check.cases.append(_Case("not_run", NO_CUDA if item.get_closest_marker("cuda") else L_("skipped"), 0.0))
         elif call.when == "setup" and report.failed and isinstance(call.excinfo.value, StudentFailure):
             # A fixture that reads the student's work (e.g. their figures, once per submission) failed on it.
-            check.cases.append(_Case("failed", _label(item, _failure_text(call.excinfo.value)), call.duration))
+            check.cases.append(_Case("failed", _label(item, _failure_text(call.excinfo.value)), call.duration,
+                                     isinstance(call.excinfo.value, Missing)))
         elif call.when == "setup" and report.failed:
             check.cases.append(_Case("error", L_("the check could not start: {error}").format(
                 error=_exc_text(call.excinfo)), call.duration))
@@ -153,7 +158,8 @@ class _Plugin:
                 check.cases.append(_Case("passed", "", call.duration))
             elif isinstance(call.excinfo.value, AssertionError):
                 message = _failure_text(call.excinfo.value) or L_("the check failed")
-                check.cases.append(_Case("failed", _label(item, message), call.duration))
+                check.cases.append(_Case("failed", _label(item, message), call.duration,
+                                         isinstance(call.excinfo.value, Missing)))
             else:
                 check.cases.append(_Case("error", _label(item, L_("the check crashed: {error}").format(
                     error=_exc_text(call.excinfo))), call.duration))
@@ -229,6 +235,7 @@ def _fold(check: _Check, locales: Path | None) -> CheckOutcome:
         public=check.public,
         cases_passed=sum(c.outcome == "passed" for c in cases),
         cases_total=len(cases),
+        missing=outcome == "failed" and all(c.missing for c in cases if c.outcome == "failed"),
     )
 
 
@@ -419,6 +426,11 @@ def _collect(exercise: Exercise, public_only: bool) -> _Plugin:
 def constant_checks(exercise: Exercise) -> dict[str, str]:
     """The checks marked ``@pytest.mark.constant(reason)``, with their reasons."""
     return {c.id: c.constant for c in _collect(exercise, False).checks.values() if c.constant is not None}
+
+
+def check_steps(exercise: Exercise) -> dict[str, str]:
+    """Each check's step (``@pytest.mark.step(name)``; a check without one is a step of its own)."""
+    return {c.id: c.step for c in _collect(exercise, False).checks.values()}
 
 
 def collect_checks(exercise: Exercise, public_only: bool = False, cuda: bool = False) -> list[CheckOutcome]:

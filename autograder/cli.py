@@ -13,7 +13,7 @@ from rich.markup import escape as escape_markup
 from rich.table import Table
 
 from .errors import UserError
-from .i18n import L_, Language, Text, course_language, language_of, render, sentence_of, translations
+from .i18n import L_, Language, Text, render, sentence_of, translations
 from .paths import course_relative
 from .text import printable
 
@@ -66,10 +66,12 @@ def main() -> None:
 def _language(chosen: Language | None, exercise: str | None = None, quiet: bool = False) -> Language:
     """The language a command speaks: --lang, else the exercise's, else the course's, else English. A setting
     that cannot be read ends the command with its sentence (in English); `quiet`: English, and nothing said."""
+    from .course import course_settings
+    from .exercise import language_of
     from .paths import course_dir
 
     try:
-        return language_of(exercise, chosen) if exercise else chosen or course_language(course_dir()) or "en"
+        return language_of(exercise, chosen) if exercise else chosen or course_settings(course_dir()).language or "en"
     except UserError as exc:
         if quiet:
             return chosen or "en"
@@ -324,7 +326,12 @@ def _print_validation(report) -> None:
     for check, reason in report.constant.items():
         console.print(f"  constant: {escape(check)} — {escape(reason)}")
     if report.copy and report.copy.kept_parameters:
-        console.print(f"  same in the notebook and in grading (not varied): {escape(', '.join(report.copy.kept_parameters))}")
+        from .exercise import Exercise
+
+        constant = Exercise(report.exercise).spec.constant_parameters
+        for name in report.copy.kept_parameters:
+            console.print(f"  not varied in grading: {escape(name)}"
+                          + (f" — {escape(constant[name])}" if name in constant else ""))
     if report.copy and report.copy.stand_ins:
         console.print("  copied-output run used, in place of the notebook's own: "
                       + escape(", ".join(f"{k}={v!r}" for k, v in report.copy.stand_ins.items())))

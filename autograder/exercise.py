@@ -8,8 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
+from .course import course_settings
 from .errors import UserError
-from .i18n import L_
+from .i18n import L_, Language
 from .paths import checks_dir, course_dir
 
 
@@ -57,6 +58,10 @@ class ExerciseSpec(BaseModel):
     # cannot run here (the hub's dataset, a 13-minute training budget); same forms as grading_parameters.
     # They must differ from the grading values, as the notebook's own do. validate names them.
     proof_parameters: dict[str, bool | int | float | str | list[str]] = {}
+    # Grading parameters that keep the notebook's own value, each with the reason (the course's model: no other one
+    # of its family is provisioned). validate refuses any other parameter the grader does not vary: a value typed in
+    # from the notebook would pass where it should have been read from the parameters cell.
+    constant_parameters: dict[str, str] = {}
     # A Python file beside exercise.toml whose functions the grader appends as the notebook's last cell, for checks
     # that need to look at objects (a model's parameters, files on disk) through plain data. Students may read it.
     probes: str | None = None
@@ -124,6 +129,19 @@ class Exercise:
 
     def check_files(self, public_only: bool = False) -> list[Path]:
         return self.public_check_files if public_only else self.public_check_files + self.hidden_check_files
+
+
+def language_of(exercise: str, chosen: Language | None = None) -> Language:
+    """The language pages of an exercise are written in: ``--lang``, else the exercise's ``language``, else the
+    course's, else English."""
+    if chosen:
+        return chosen
+    root = course_dir()
+    try:
+        spec_language = Exercise(exercise, root).spec.language
+    except UserError:  # graded earlier, no longer in this course folder
+        spec_language = None
+    return spec_language or course_settings(root).language or "en"
 
 
 def available(root: Path | None = None) -> list[str]:

@@ -17,10 +17,10 @@ from string import Template
 
 from .build import write_atomic
 from .errors import UserError
-from .exercise import Exercise
+from .exercise import Exercise, language_of
 from .exports import safe_name
 from .gradebook import Gradebook, Row, row_message
-from .i18n import Language, language_of, translations
+from .i18n import Language, translations
 from .results import OUTCOME_TEXT, STATUS_TEXT, CheckResult, GradingResult
 from .text import markdown_text
 

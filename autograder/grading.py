@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable
@@ -14,7 +15,9 @@ from typing import Any
 import nbformat
 from nbformat.v4 import new_notebook
 
+from . import agent
 from .checking import CheckSession, GradingContext, collect_checks
+from .course import course_settings
 from .errors import UserError
 from .exercise import Exercise
 from .i18n import L_, Text, joined, sentence_of
@@ -53,6 +56,7 @@ def default_threads(profile: str, jobs: int = 1) -> int:
     return max(1, len(os.sched_getaffinity(0)) // jobs)
 
 
+STANDARD_PROBES = Path(__file__).resolve().parent / "probes.py"
 GRADER_MEMORY_SETTING = "AUTOGRADER_GRADER_MEMORY_GIB"
 GRADER_MEMORY_HEADROOM_GIB = 4.0
 
@@ -120,8 +124,9 @@ class Grader:
         self.device = self.options.device or default_device()
         self.checks = collect_checks(exercise, self.options.public_only, cuda=self.device.startswith("cuda"))
         self.dtype = "float16" if self.device.startswith("cuda") else "float32"
-        self.probes = exercise.probes_source
-        self.probe_names = frozenset(bound_names(self.probes or ""))
+        # The harness's own probes, then the exercise's: the notebook's last cell (see autograder/probes.py).
+        self.probes = "\n\n".join(p for p in (STANDARD_PROBES.read_text(encoding="utf-8"), exercise.probes_source) if p)
+        self.probe_names = frozenset(bound_names(self.probes))
         spec = exercise.spec
         gpu_gib = spec.limits.gpu_memory(self.store.profile) if self.device.startswith("cuda") else None
         self.limits = self.options.limits or RunLimits(
@@ -131,6 +136,7 @@ class Grader:
             gpu_memory_bytes=int(gpu_gib * 2**30) if gpu_gib else None,
         )
         self._check_session: CheckSession | None = None  # started at the first submission
+        self.environment = course_settings(exercise.root).environment
         self.readable = tuple(p for p in (self.store.hub_cache, self.store.datasets_dir) if p.is_dir())
         self.threads = self.options.threads or default_threads(self.store.profile)
         import torch
@@ -142,6 +148,9 @@ class Grader:
     def _job(self, notebook: nbformat.NotebookNode) -> RunJob:
         threads = str(self.threads)
         env = {**self.store.env(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        if self.environment.declared:
+            env[agent.COURSE_MODULES_SETTING] = json.dumps({"modules": sorted(self.environment.modules()),
+                                                            "packages": self.environment.described()})
         return RunJob(notebook, env=env, limits=self.limits, readable=self.readable)
 
     def close(self) -> None:
@@ -194,8 +203,7 @@ class Grader:
                 raise InvalidNotebook(L_("The 'parameters' cell no longer sets {names}; restore it from the exercise "
                                          "notebook.").format(names=", ".join(missing)))
             notebook = inject_seed(inject_parameters(nb, parameters), submission_seed(data))
-            if self.probes is not None:
-                notebook = inject_probes(notebook, self.probes)
+            notebook = inject_probes(notebook, self.probes)
             job = self._job(notebook)
         except InvalidNotebook as exc:
             return self._without_run(record, diagnostics, "invalid", sentence_of(exc), started)

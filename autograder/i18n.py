@@ -22,12 +22,10 @@ from __future__ import annotations
 import functools
 import gettext
 import io
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import UserError
 
 LOCALES = Path(__file__).resolve().parent / "locales"
 DOMAIN = "autograder"
@@ -110,34 +108,3 @@ def joined(*parts: Text | str, sep: str = " ") -> Text:
     kept = [p for p in parts if p]
     return Text(sep.replace("{", "{{").replace("}", "}}").join(f"{{p{i}}}" for i in range(len(kept))), None,
                 tuple((f"p{i}", p) for i, p in enumerate(kept)))
-
-
-def course_language(root: Path) -> Language | None:
-    """``language`` in the course folder's ``course.toml``, if it sets one."""
-    settings = root / "course.toml"
-    if not settings.is_file():
-        return None
-    try:
-        value = tomllib.loads(settings.read_text(encoding="utf-8")).get("language")
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(L_("{path} is not valid TOML ({problem}); fix it and run again.").format(
-            path=str(settings), problem=str(exc))) from None
-    if value is not None and value not in LANGUAGES:
-        raise UserError(L_("{path} sets language = {value}; use one of {languages}.").format(
-            path=str(settings), value=repr(value), languages=", ".join(LANGUAGES)))
-    return value
-
-
-def language_of(exercise: str, chosen: Language | None = None) -> Language:
-    """The language pages of an exercise are written in: ``--lang``, else the exercise's ``language``, else the
-    course's, else English."""
-    if chosen:
-        return chosen
-    from .exercise import Exercise
-    from .paths import course_dir
-
-    try:
-        spec_language = Exercise(exercise).spec.language
-    except UserError:  # graded earlier, no longer in this course folder
-        spec_language = None
-    return spec_language or course_language(course_dir()) or "en"

@@ -133,8 +133,8 @@ def inject_seed(nb: nbformat.NotebookNode, seed: int) -> nbformat.NotebookNode:
 
 
 def inject_probes(nb: nbformat.NotebookNode, source: str) -> nbformat.NotebookNode:
-    """A copy of nb whose last cell defines the exercise's probe functions (see ``ExerciseSpec.probes``): after
-    every student cell, so a student cell cannot replace them."""
+    """A copy of nb whose last cell defines the probe functions (the harness's and the exercise's, see
+    ``ExerciseSpec.probes``): after every student cell, so a student cell cannot replace them."""
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))
     nb.cells.append(new_code_cell(source, metadata={"tags": [PROBES_TAG]}))
     return nb

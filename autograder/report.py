@@ -17,10 +17,11 @@ from pathlib import Path
 from statistics import mean, median
 
 from .build import write_atomic
+from .exercise import language_of
 from .exports import flags_of
 from .feedback import exercise_title, render_page
 from .gradebook import Gradebook, Row, row_message
-from .i18n import Language, language_of, translations
+from .i18n import Language, translations
 from .paths import course_relative
 from .results import STATUS_WORDS
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel
 
+from .agent import NOT_IN_COURSE
 from .i18n import L_, LANGUAGES, N_, Language, Text, render, translations
 
 Outcome = Literal["passed", "failed", "error", "not_run"]
@@ -44,6 +46,9 @@ class CheckOutcome(BaseModel):
     cases_passed: int = 0
     cases_total: int = 0
     translations: dict[str, CheckWords] = {}  # by language, where it reads differently from the English
+    # Failed only because what it judges was never made: an earlier cell stopped before making it. validate's
+    # one-mistake rule counts these apart (no check can judge what a stopped cell never computed).
+    missing: bool = False
 
     def words(self, language: str) -> CheckWords:
         """The title and message in a language (English where the check has no translation)."""
@@ -58,6 +63,20 @@ def cell_name(number: int, start: bool = False) -> Text:
     return L_("A cell the grader added") if start else L_("a cell the grader added")
 
 
+_NOT_IN_COURSE = re.compile("ModuleNotFoundError: " + re.escape(NOT_IN_COURSE).replace(
+    re.escape("{module!r}"), "'(?P<module>[^']+)'").replace(re.escape("{packages}"), "(?P<packages>.*)"))
+
+
+def cell_error(error: str) -> Text | str:
+    """A cell's error as its student should read it: Python's own words, but for an import the course's
+    environment does not provide, which is a sentence in every language."""
+    found = _NOT_IN_COURSE.fullmatch(error)
+    if not found:
+        return error
+    return L_("ModuleNotFoundError: the course's environment has no module `{module}`; it provides {packages}, "
+              "so import only from those").format(module=found["module"], packages=found["packages"])
+
+
 class CellDiagnostic(BaseModel):
     index: int  # position in the notebook as run (grader cells included)
     number: int = 0  # the student's "code cell N"
@@ -70,7 +89,9 @@ class CellDiagnostic(BaseModel):
         _ = translations(language).gettext
         ending = _(CELL_ENDING[self.status]) if self.status in CELL_ENDING else self.status
         return _("{cell} ended with {ending}: {error}").format(cell=render(cell_name(self.number, start=True), language),
-                                                               ending=ending, error=self.error or _("no message"))
+                                                               ending=ending,
+                                                               error=render(cell_error(self.error), language)
+                                                               if self.error else _("no message"))
 
 
 class Diagnostics(BaseModel):

@@ -26,9 +26,13 @@ N = 7
 
 PUBLIC_CHECKS = '''"""Public checks of {name}: students run them with `autograder check`; they count in grading too."""
 
+import pytest
+
 from autograder.testing import expect_shape
 
 
+# Checks of one step of the exercise share a step: validate proves that one wrong answer costs one step only.
+@pytest.mark.step("squares")
 def test_squares_shape(submission, exercise):
     """`squares` holds one value per number below N."""
     expect_shape(submission.tensor("squares"), (exercise.parameters["N"],), "`squares`")
@@ -42,6 +46,7 @@ import torch
 from autograder.testing import _, expect, expect_close
 
 
+@pytest.mark.step("squares")
 def test_squares_values(submission, exercise):
     """`squares` holds 0², 1², ..., (N-1)²."""
     expected = torch.arange(exercise.parameters["N"]) ** 2

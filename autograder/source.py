@@ -58,21 +58,24 @@ class Definition:
     name: str
     node: ast.stmt
     cell: CellRecord
+    previous: Definition | None = None  # the binding this one replaced (``x = f(x)`` goes on from there)
 
     def reach(self, definitions: dict[str, Definition]) -> list[ast.AST]:
         """The definition's code and that of every notebook function and variable it uses, transitively."""
         seen, bodies, todo = set(), [], [self]
         while todo:
             current = todo.pop()
-            if current.name in seen:
+            if id(current) in seen:
                 continue
-            seen.add(current.name)
+            seen.add(id(current))
             function = isinstance(current.node, (ast.FunctionDef, ast.AsyncFunctionDef))
             body = current.node if function else getattr(current.node, "value", current.node)
             bodies.append(body)
             local = _locals(current.node) if function else set()
-            todo += [definitions[n.id] for n in ast.walk(body) if isinstance(n, ast.Name)
-                     and n.id in definitions and n.id not in local and n.id != current.name]
+            used = {n.id for n in ast.walk(body) if isinstance(n, ast.Name) and n.id not in local}
+            todo += [definitions[name] for name in used if name in definitions and name != current.name]
+            if current.name in used and current.previous is not None and not function:
+                todo.append(current.previous)
         return bodies
 
     def words(self, definitions: dict[str, Definition]) -> tuple[set[str], set[str]]:
@@ -109,7 +112,21 @@ def definitions(cells: list[CellRecord]) -> dict[str, Definition]:
             continue
         for node in _top_level(tree):
             for name in _bound_names(node):
-                found[name] = Definition(name, node, cell)
+                found[name] = Definition(name, node, cell, found.get(name))
+    return found
+
+
+def imported_modules(source: str) -> set[str]:
+    """The top-level modules a piece of code imports anywhere (relative imports left out)."""
+    tree = _parse(source)
+    if tree is None:
+        return set()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.partition(".")[0])
     return found
 
 

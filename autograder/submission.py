@@ -7,12 +7,18 @@ from typing import Any
 
 from . import agent
 from .i18n import L_, Text, joined, sentence_of
+from .results import cell_error
 from .runners.base import CellRecord, RunLimits, SessionError, StudentSession
 from .source import Definition, definitions
 
 
 class StudentFailure(AssertionError):
     """A check failed because of the student's work; the message (a str or a Text) is shown to the student."""
+
+
+class Missing(StudentFailure):
+    """What a check asked for does not exist because an earlier cell stopped with an error: the loss of a step that
+    never ran, caused by that cell, not a judgement of the step itself."""
 
 
 class StudentRaised(StudentFailure):
@@ -23,6 +29,10 @@ class StudentRaised(StudentFailure):
             function=function, type=type_name, message=message), hint))
         self.type_name = type_name
         self.error_message = message
+
+
+class MissingRaised(StudentRaised, Missing):
+    """A student function raised NameError because a name it uses was never made: an earlier cell stopped."""
 
 
 _MISSING = object()
@@ -98,8 +108,10 @@ class Submission:
         answer = self._ask({"op": "get", "name": name}, f"`{name}`")
         status = answer["status"]
         if status == "undefined":
-            raise StudentFailure(joined(L_("`{name}` is not defined: write the code that sets it and run every cell "
-                                           "from the top.").format(name=name), self._failed_cell_hint(name)))
+            cause = self._failed_cell_hint(name)
+            raise (Missing if cause else StudentFailure)(joined(L_(
+                "`{name}` is not defined: write the code that sets it and run every cell from the top.").format(
+                name=name), cause))
         if status == "unsendable":
             raise StudentFailure(L_("`{name}` could not be read: {problem}.").format(
                 name=name, problem=str(answer.get("message"))))
@@ -126,9 +138,9 @@ class Submission:
             return ""
         if setters and failed is setters[-1]:
             return L_("The cell that sets it ({cell}) stopped with: {error}").format(cell=failed.name(),
-                                                                                     error=failed.error)
+                                                                                     error=cell_error(failed.error))
         return L_("{cell} stopped earlier with {error}; fix that first.").format(cell=failed.name(start=True),
-                                                                                error=failed.error)
+                                                                                error=cell_error(failed.error))
 
     def tensor(self, name: str) -> Any:
         """A variable that must be a tensor (or NumPy array), returned as a plain torch.Tensor."""
@@ -175,14 +187,16 @@ class Submission:
             self.student_seconds += seconds
         status = answer.get("status")
         if status == "undefined":
-            raise StudentFailure(L_("The function `{name}` is not defined: write it and run its cell.").format(name=name))
+            cause = self._failed_cell_hint(name)
+            raise (Missing if cause else StudentFailure)(joined(L_(
+                "The function `{name}` is not defined: write it and run its cell.").format(name=name), cause))
         if status == "not_callable":
             raise StudentFailure(L_("`{name}` should be a function, but it is a {type}.").format(
                 name=name, type=str(answer.get("type"))))
         if status == "raised":
             type_name = str(answer.get("type"))
             hint = self._failed_cell_hint(name, anywhere=True) if type_name == "NameError" else ""
-            raise StudentRaised(name, type_name, str(answer.get("message")), hint)
+            raise (MissingRaised if hint else StudentRaised)(name, type_name, str(answer.get("message")), hint)
         if status == "unsendable":
             raise StudentFailure(L_("`{name}(...)` returned something the grader cannot read: {problem}.").format(
                 name=name, problem=str(answer.get("message"))))

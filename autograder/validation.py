@@ -25,11 +25,13 @@ import nbformat
 from .answers import DeclaredAnswer, apply_edits, copied_outputs_notebook, load_answers
 from .build import in_sync
 from .check_catalog import catalog_problems
-from .checking import constant_checks
+from .checking import check_steps, constant_checks
+from .course import Environment, course_settings
 from .exercise import Exercise
 from .grading import GradeOptions, Grader
 from .notebook import parameter_values
 from .results import GradingResult
+from .source import imported_modules
 from .submission import Submission
 
 # Parameters that say where and how the notebook runs, not what it computes: the copied-output run keeps them.
@@ -46,11 +48,13 @@ def answers_file(exercise: Exercise):
     return exercise.solution_notebook.parent / "answers.toml"
 
 
-def judge_wrong(grader: Grader, solution: nbformat.NotebookNode, answer: DeclaredAnswer) -> tuple[dict[str, float], list[str]]:
+def judge_wrong(grader: Grader, solution: nbformat.NotebookNode, answer: DeclaredAnswer,
+                steps: dict[str, str]) -> tuple[dict[str, float], list[str]]:
     """Grade a declared wrong answer: the share each check lost, and what is wrong with the declaration."""
     result = grader.grade_bytes(apply_edits(solution, answer.edit, f"wrong answer {answer.name!r}"), answer.name)
     losses = lost(result)
-    problems = []
+    cascaded = {c.id for c in result.checks if c.missing}
+    problems = one_step_problems(answer, {c: v for c, v in losses.items() if c not in cascaded}, steps)
     if result.status != "graded":
         problems.append(f"wrong answer {answer.name!r} ended as '{result.status}': {result.message}")
     if not losses:
@@ -70,6 +74,41 @@ def judge_wrong(grader: Grader, solution: nbformat.NotebookNode, answer: Declare
     if answer.hint and not any(answer.hint in m for m in messages):
         problems.append(f"no message for wrong answer {answer.name!r} says {answer.hint!r}: {messages}")
     return losses, problems
+
+
+def imports_outside(environment: Environment, what: str, sources: list[str]) -> list[str]:
+    """A problem for every module the code imports that the course's environment does not provide: a notebook
+    of the exercise could not run where its students work, and grading refuses the import."""
+    if not environment.declared:
+        return []
+    allowed = environment.modules()
+    outside = sorted({m for source in sources for m in imported_modules(source)} - allowed)
+    return [f"{what} imports {module}, which is not in the course's environment (course.toml's [environment] "
+            f"provides {environment.described()}): declare its package or use another" for module in outside]
+
+
+def code_of(notebook_bytes: bytes) -> list[str]:
+    return [c.source for c in nbformat.reads(notebook_bytes.decode(), as_version=4).cells if c.cell_type == "code"]
+
+
+def one_step_problems(answer: DeclaredAnswer, losses: dict[str, float], steps: dict[str, str]) -> list[str]:
+    """One mistake costs once: a wrong answer loses points only on the checks of the step it gets wrong (or, for
+    several independent slips, of the `steps` it declares). A later step's check that loses too judges that step
+    against the grader's version of the earlier one, instead of the student's own. (``losses`` leaves out the
+    checks that lost only because an earlier cell stopped before making what they judge: nothing can judge those.)"""
+    touched = {steps.get(check, check) for check in losses}
+    if answer.steps:
+        if touched != set(answer.steps):
+            return [f"wrong answer {answer.name!r} declares the steps {', '.join(sorted(answer.steps))} but loses "
+                    f"points in {', '.join(sorted(touched)) or 'none'}"]
+        return []
+    if len(touched) <= 1:
+        return []
+    by_step = "; ".join(f"{step}: {', '.join(sorted(c for c in losses if steps.get(c, c) == step))}"
+                        for step in sorted(touched))
+    return [f"wrong answer {answer.name!r} is charged in {len(touched)} steps ({by_step}): one mistake must cost "
+            "once, so judge each later step on the student's own earlier result (autograder.testing.judged_on), or, "
+            "if the answer is several independent slips, declare them as its `steps`"]
 
 
 def judge_correct(grader: Grader, solution: nbformat.NotebookNode, answer: DeclaredAnswer) -> list[str]:
@@ -109,8 +148,14 @@ def copied_output_proof(grader: Grader, solution_bytes: bytes, student: nbformat
         for check in sorted(ran - set(losses) - set(constant))
     ]
     kept = sorted(k for k in grading if k not in RUN_PARAMETERS and k in own and defaults[k] == grading[k])
-    stand_ins = dict(grader.exercise.spec.proof_parameters)
-    data = {k for k, v in stand_ins.items() if str(v).startswith("dataset:")}  # where the data lives: may equal
+    spec = grader.exercise.spec
+    stand_ins = dict(spec.proof_parameters)
+    data = {k for k, v in {**stand_ins, **spec.grading_parameters}.items()
+            if str(v).startswith("dataset:")}  # where the data lives: may equal
+    problems += [f"grading parameter {k} keeps the notebook's own value, so a value typed in from the notebook passes "
+                 "where it should be read from the parameters cell: give it another grading value, or declare it in "
+                 "exercise.toml's [constant_parameters] with the reason it cannot vary"
+                 for k in kept if k not in data and k not in spec.constant_parameters]
     problems += [f"proof parameter {k} equals its grading value, so copies of what it changes cannot be told apart"
                  for k, v in grader.resolve(stand_ins).items() if k not in data and grading.get(k) == v]
     return CopyProof(losses, kept, same, left_out, problems, stand_ins)
@@ -135,6 +180,7 @@ class Validation:
     checks: list[tuple[str, float]] = field(default_factory=list)  # (check id, points) in rubric order of outcomes
     not_run: list[str] = field(default_factory=list)  # checks that cannot run here (CUDA on a CPU runner)
     constant: dict[str, str] = field(default_factory=dict)
+    steps: dict[str, str] = field(default_factory=dict)  # check id -> the step it judges
     copy: CopyProof | None = None
     kills: dict[str, dict[str, float]] = field(default_factory=dict)  # wrong answer -> check -> share lost
     correct: list[str] = field(default_factory=list)  # declared correct variants
@@ -147,8 +193,17 @@ def validate_exercise(name: str, profile: str = "tiny", device: str | None = Non
     exercise = Exercise(name)
     report = Validation(name)
     answers = load_answers(answers_file(exercise))
+    environment = course_settings(exercise.root).environment
     with Grader(exercise, GradeOptions(profile=profile, device=device)) as grader:
         problems = report.problems
+        problems += [f"the course's environment declares {name}, which is not installed here: install the course's "
+                     "pinned packages" for name in environment.missing_packages()]
+        problems += imports_outside(environment, "the solution", code_of(exercise.solution_notebook.read_bytes()))
+        problems += imports_outside(environment, "the probes", [exercise.probes_source or ""])
+        for answer in answers.wrong + answers.correct:
+            edited = apply_edits(nbformat.read(exercise.solution_notebook, as_version=4), answer.edit,
+                                 f"answer {answer.name!r}")
+            problems += imports_outside(environment, f"answer {answer.name!r}", code_of(edited))
         if not exercise.public_check_files:
             problems.append(f"no public checks in {exercise.assignment_dir / 'checks'} (students need at least one)")
         problems += catalog_problems(exercise)
@@ -182,8 +237,9 @@ def validate_exercise(name: str, profile: str = "tiny", device: str | None = Non
         if not answers.wrong:
             problems.append(f"no wrong answers are declared in {answers_file(exercise)}: declare the mistakes "
                             "students make, so each check is shown to catch one")
+        report.steps = check_steps(exercise)
         for answer in answers.wrong:
-            report.kills[answer.name], found = judge_wrong(grader, solution_nb, answer)
+            report.kills[answer.name], found = judge_wrong(grader, solution_nb, answer, report.steps)
             problems += found
         for answer in answers.correct:
             report.correct.append(answer.name)

@@ -26,7 +26,8 @@ SOLUTION = solution_path(EXERCISE)
 CELL_TIMEOUT = 20
 NOTEBOOK_TIMEOUT = 60
 ALL_CHECKS = {"test_translation", "test_encoder_output_shape", "test_decoder_start_token", "test_lm_head_output_shape",
-              "test_encoder_output_values", "test_lm_head_output_values", "test_next_token_argmax",
+              "test_encoder_output_values", "test_decoder_output_values", "test_lm_head_output_values",
+              "test_next_token_argmax",
               "test_greedy_decode_matches_generate", "test_model_logits", "test_scaled_logits_match_model", "test_flan_answer"}  # all but the CUDA-only one
 # WRONG cases whose lost checks are all-or-nothing (so the expected score is exact) and deterministic
 # ("sampling instead of greedy" is left out: a sample can equal the greedy translation), and how many

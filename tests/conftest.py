@@ -94,6 +94,7 @@ def course_copy(tmp_path, monkeypatch):
     """A copy of the course folder the test may break (the real one stays intact)."""
     for part in ("assignments", "solutions", "rubrics"):
         shutil.copytree(ROOT / part, tmp_path / part)
+    shutil.copy(ROOT / "course.toml", tmp_path / "course.toml")
     for exercise in (ROOT / "assignments").iterdir():  # a course folder keeps its hidden checks in hidden_checks/
         copy_hidden_checks(exercise.name, tmp_path)
     monkeypatch.setenv("AUTOGRADER_COURSE_DIR", str(tmp_path))

@@ -56,7 +56,7 @@ def test_every_broken_submission_gets_a_row_and_the_grader_keeps_going():
         result = grader.grade_bytes(data, case)
         assert result.status == "invalid", case
         assert phrase in result.message, case
-        assert result.score == 0 and result.max_score == 16  # the CUDA-only check is "not run" on CPU
+        assert result.score == 0 and result.max_score == 17  # the CUDA-only check is "not run" on CPU
         assert {c.outcome for c in result.checks} == {"failed", "not_run"}
         assert all(c.message == result.message for c in result.checks if c.outcome == "failed")
         assert json.dumps(result.gradescope())  # exportable like any other row
@@ -115,3 +115,41 @@ def test_validate_catches_a_student_notebook_out_of_sync(course_copy):
     student = course_copy / "assignments" / "t5_decoding" / "t5_decoding.ipynb"
     student.write_text(student.read_text().replace("Replace every", "Please replace every"))
     assert not in_sync(Exercise("t5_decoding"))
+
+
+def test_an_import_outside_the_course_environment_is_one_sentence_and_costs_only_its_cell():
+    """The student process has exactly the course's packages: a module the course does not provide is refused,
+    whether or not this machine has it (pytest is installed here, for the grader), in a sentence naming the module
+    and what the course provides; the checks of the other cells still judge their steps."""
+    from autograder.results import CellDiagnostic
+    from conftest import with_cells_appended
+
+    grader = Grader(Exercise("t5_decoding"))
+    data = with_cells_appended(SOLUTION, "import seaborn", "import pytest", "import sklearn.decomposition, scipy, json")
+    result = grader.grade_bytes(data, "imports")
+    assert result.status == "graded" and result.score == result.max_score
+    problems = result.diagnostics.problem_cells
+    assert [p.number for p in problems] == [10, 11]  # the last cell, of course packages and the standard library, ran
+    english = [p.sentence("en") for p in problems]
+    assert "the course's environment has no module `seaborn`" in english[0] and "scikit-learn" in english[0]
+    assert "no module `pytest`" in english[1]
+    assert "`seaborn`" in CellDiagnostic.model_validate(problems[0].model_dump()).sentence("ja")
+    assert "コースの環境" in problems[0].sentence("ja")
+
+
+def test_validate_refuses_an_import_outside_the_course_environment(course_copy):
+    """validate's static check: the solution and every declared answer import only what course.toml declares."""
+    from autograder.course import course_settings
+    from autograder.validation import code_of, imports_outside
+
+    environment = course_settings(course_copy).environment
+    solution = (course_copy / "solutions" / "t5_decoding" / "t5_decoding.ipynb").read_bytes()
+    assert imports_outside(environment, "the solution", code_of(solution)) == []
+    problems = imports_outside(environment, "answer 'x'", ["import json\nfrom seaborn import heatmap\n%pip install x"])
+    assert len(problems) == 1 and "answer 'x' imports seaborn" in problems[0] and "scikit-learn" in problems[0]
+    (course_copy / "course.toml").write_text('[environment]\npackages = ["torch", "no-such-package-here"]\n')
+    settings = course_settings(course_copy)
+    assert settings.environment.missing_packages() == ["no-such-package-here"]
+    (course_copy / "course.toml").write_text("[environment]\npackages = 3\n")
+    with pytest.raises(UserError, match="not a valid course file"):
+        course_settings(course_copy)

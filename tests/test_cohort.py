@@ -332,8 +332,8 @@ def test_feedback_hides_unreleased_checks_until_release(graded, tmp_path):
     shown, hidden = messages["test_encoder_output_shape"], messages["test_encoder_output_values"]
     assert shown and hidden and shown != hidden
     assert html.escape(shown) in held and html.escape(hidden) not in held and html.escape(hidden) in released
-    assert held.count('class="word hidden"') == 8 and "your total is released later" in held
-    assert 'class="word hidden"' not in released and "Score: 8 / 16" in released
+    assert held.count('class="word hidden"') == 9 and "your total is released later" in held
+    assert 'class="word hidden"' not in released and "Score: 8 / 17" in released
     invalid = (tmp_path / "released" / "s22.html").read_text()
     assert "not valid JSON" in invalid
     assert "No submission was received." in (tmp_path / "released" / "m01.html").read_text()
@@ -368,7 +368,7 @@ def test_changed_file_is_graded_again_and_keeps_its_history(graded, tmp_path):
     s01 = [r for r in _rows(book) if r["student_id"] == "s01"]
     assert [(r["status"], r["current"]) for r in s01] == [("graded", 0), ("graded", 1)]
     assert s01[0]["record"] == next(r for r in graded.rows if r["id"] == s01[0]["id"])["record"]
-    assert s01[1]["score"] == 16 - sum(points()[c] for c in lost) and set(lost) < ALL_CHECKS
+    assert s01[1]["score"] == 17 - sum(points()[c] for c in lost) and set(lost) < ALL_CHECKS
 
 
 @pytest.mark.slow

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from autograder.exercise import Exercise
@@ -46,23 +44,36 @@ def test_blank_student_notebook_gets_zero(grader):
     assert {c.outcome for c in result.checks} == {"failed"}
 
 
-def test_hidden_cases_discriminate_on_the_model_in_use(hidden, llama):
-    """On the model in use, the hidden inputs give non-trivial expected values that wrong answers would miss."""
-    tokenizer = llama[0]
+def test_grading_inputs_tell_every_shortcut_apart_on_the_model_in_use(grader, hidden, llama):
+    """The inputs the hidden checks choose on the model in use catch each shortcut by value: a greedy limit shorter
+    than the reply (so an ignored max_new_tokens shows), seeds whose sample is not the greedy reply (so do_sample
+    left out shows), and fill_json_profile cases for every shortcut of its budget and stop rule."""
+    from types import SimpleNamespace
+
+    from autograder.reference import Reference
+
+    reference = Reference(grader.store, "cpu", "float32")
+    exercise = SimpleNamespace(parameters=grader.parameters())
+    notebook_limit = exercise.parameters["MAX_NEW_TOKENS"]
     for messages in hidden.CONVERSATIONS.values():
-        assert hidden._reply(llama, messages, 12, do_sample=False), "a greedy case with an empty reply checks little"
-    # fill_json_profile: in every case the token budget cuts some value short, and some values end
-    # at a stop token before the budget.
-    stopped_early = 0
-    for prompt, budget in hidden.FILL_CASES:
-        chat_text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                  add_generation_prompt=True)
-        profile, cut_by_budget = {}, 0
-        for key in hidden.PROFILE_KEYS:
-            before = json.dumps({**profile, key: ""}, ensure_ascii=False)[:-2]
-            profile[key] = hidden._greedy_value(llama, chat_text + before, budget)
-            longer = hidden._greedy_value(llama, chat_text + before, budget + 8)
-            cut_by_budget += longer != profile[key]
-            stopped_early += longer == profile[key]
-        assert cut_by_budget, f"max_value_tokens={budget} cuts no value short for {prompt[:40]!r}"
-    assert stopped_early, "no hidden value ends at a stop token"
+        limit = hidden._greedy_limit(reference, llama, exercise, messages)
+        short = hidden._reply(reference, llama, messages, limit, do_sample=False)
+        assert short and short != hidden._reply(reference, llama, messages, notebook_limit, do_sample=False)
+    messages = hidden.CONVERSATIONS["system+user"]
+    greedy = hidden._reply(reference, llama, messages, notebook_limit, do_sample=False)
+    for temperature, top_p, first in hidden.SAMPLING:
+        seed = hidden._sampling_seed(reference, llama, exercise, temperature, top_p, first)
+        sample = hidden._reply(reference, llama, messages, notebook_limit, seed=seed, do_sample=True,
+                               temperature=temperature, top_p=top_p)
+        assert sample != greedy, (temperature, top_p, seed)
+    cases = hidden._fill_cases(reference, llama, exercise)
+
+    def profile(case, budget=None, stops=hidden.STOP_RULES["notebook"]):
+        prompt, default = case
+        return hidden._greedy_profile(llama, hidden._chat_text(llama, prompt), budget or default, stops)
+
+    for name, stops in hidden.STOP_RULES.items():
+        if name != "notebook":
+            assert any(profile(c) != profile(c, stops=stops) for c in cases), f"no case reaches the stop rule: {name}"
+    for budget in (exercise.parameters["MAX_VALUE_TOKENS"], 4 * max(hidden.FILL_BUDGETS)):
+        assert any(profile(c) != profile(c, budget) for c in cases), f"every case gives the same with budget {budget}"

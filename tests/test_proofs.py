@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from autograder.answers import load_answers
-from autograder.checking import constant_checks
+from autograder.checking import check_steps, constant_checks
 from autograder.exercise import Exercise, available
 from autograder.grading import Grader
 from autograder.validation import answers_file, copied_output_proof, judge_correct, judge_wrong
@@ -42,7 +42,7 @@ def test_every_exercise_declares_wrong_answers():
 
 @pytest.mark.parametrize(("exercise", "answer"), _cases("wrong"))
 def test_declared_wrong_answer_loses_exactly_its_checks(exercise, answer):
-    losses, problems = judge_wrong(grader_for(exercise), _solution(exercise), answer)
+    losses, problems = judge_wrong(grader_for(exercise), _solution(exercise), answer, check_steps(Exercise(exercise)))
     assert problems == []
     assert set(losses) == set(answer.loses)
 

@@ -23,7 +23,7 @@ def test_solution_gets_full_marks(grader):
     result = grader.grade_file(SOLUTION)
     assert result.status == "graded"
     assert failed_checks(result) == set()
-    assert result.score == result.max_score == 22
+    assert result.score == result.max_score == 23
 
 
 def test_blank_student_notebook_gets_zero(grader):
@@ -78,6 +78,9 @@ class Values:
     def value(self, name):
         return self.values[name]
 
+    def words_of(self, name):
+        return None  # no cells: every step is judged on the grader's own counts
+
 
 FRACTIONS = {  # (ratio from the trainable and total counts, phrase the failure message must contain; None: passes)
     "right": (lambda t, n: t / n, None),
@@ -88,6 +91,9 @@ FRACTIONS = {  # (ratio from the trainable and total counts, phrase the failure 
     "trainable as denominator": (lambda t, n: t / t, "trainable parameters themselves"),
     "something else": (lambda t, n: 0.5 * t / n, "expected"),
     "not a number": (lambda t, n: float("nan"), "finite float"),
+    "rounded for printing": (lambda t, n: round(t / n, 4), "rounded to 4 decimal places"),
+    "rounded to two significant digits": (lambda t, n: float(f"{t / n:.2g}"), "rounded to"),
+    "printed to six significant digits": (lambda t, n: float(f"{t / n:.6g}"), None),
 }
 
 

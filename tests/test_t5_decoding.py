@@ -20,7 +20,7 @@ def test_solution_gets_full_marks(grader):
     result = grader.grade_file(SOLUTION)
     assert result.status == "graded"
     assert failed_checks(result) == set()
-    assert result.score == result.max_score == 16  # 17 in the rubric, minus the CUDA-only check
+    assert result.score == result.max_score == 17  # 18 in the rubric, minus the CUDA-only check
     cuda = next(c for c in result.checks if c.id == "test_half_precision_on_cuda")
     assert cuda.outcome == "not_run" and "CUDA" in cuda.message
 
@@ -49,19 +49,24 @@ def test_eq_always_true_and_lying_tensor_score_zero_on_those_checks(grader):
 
 
 def test_greedy_decode_cases_exercise_both_stopping_rules(grader):
-    """On the model in use, some hidden prompts end at EOS and one ends at the length limit."""
+    """On the model in use, the chosen hidden cases end at EOS and at the length limit, and each shortcut of the loop
+    (no EOS stop, the notebook's length or prompt) gives other ids on one of them."""
+    from types import SimpleNamespace
+
     from autograder.reference import Reference
 
     hidden = load_hidden_checks("t5_decoding")
     ref = Reference(grader.store, "cpu", "float32")
-    tokenizer = ref.tokenizer("google-t5/t5-small")
-    model = ref.model("google-t5/t5-small", "AutoModelForSeq2SeqLM")
+    t5 = ref.tokenizer("google-t5/t5-small"), ref.model("google-t5/t5-small", "AutoModelForSeq2SeqLM")
+    exercise = SimpleNamespace(parameters=grader.parameters())
+    cases = hidden.decode_cases(ref, exercise, t5)
+    assert len(cases) == hidden.DECODE_CASES == len(set(cases))
     stopped_at_eos = []
-    for prompt, limit in hidden.DECODE_CASES:
-        ids = model.generate(**tokenizer(prompt, return_tensors="pt"), do_sample=False, max_new_tokens=limit)[0]
+    for prompt, limit in cases:
+        ids = t5[1].generate(**t5[0](prompt, return_tensors="pt"), do_sample=False, max_new_tokens=limit)[0]
         stopped_at_eos.append(len(ids) - 1 < limit)
     assert any(stopped_at_eos) and not all(stopped_at_eos)
-
+    assert len({prompt for prompt, _ in cases}) > 1 and len({limit for _, limit in cases}) > 1
 
 def test_infinite_loop_is_stopped_by_the_cell_timeout():
     from autograder.grading import GradeOptions

@@ -26,7 +26,7 @@ def test_solution_gets_full_marks(grader):
     result = grader.grade_file(SOLUTION)
     assert result.status == "graded"
     assert failed_checks(result) == set()
-    assert result.score == result.max_score == 39
+    assert result.score == result.max_score == 40
 
 
 def test_blank_student_notebook_gets_zero(grader):

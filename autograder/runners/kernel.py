@@ -149,7 +149,7 @@ class KernelSession(StudentSession):
             self._clock = RunClock(self._meter())
             self.cpu_time_limits = self._clock.counts_cpu
             agent = self.channel / "agent.py"
-            self._execute(_with_agent(agent, "__autograder_load().order_kernel_output()"), self._clock.budget(60))
+            self._execute(_with_agent(agent, "__autograder_load().prepare_kernel()"), self._clock.budget(60))
             self.cells = self._execute_cells()
             if not self.died:
                 self._execute(_with_agent(agent, "__autograder_agent = __autograder_load().Agent(globals())"),

@@ -607,6 +607,7 @@ def _child_main(fd: int, order: dict, parent: int, home: str, moved: list[tuple[
     sys.argv = [""]
     threading.stack_size(int(order.get("thread_stack_bytes", 0)))
     agent.cap_gpu_memory(order.get("gpu_memory_bytes"))
+    agent.guard_course_imports()
     shell = _new_shell(capture)
     answerer = agent.Agent(shell.user_ns)
     prefault(prefault_ranges)  # inside the cage: the copies are the run's memory, freed with it

@@ -4,6 +4,9 @@ import math
 
 import torch
 
+import pytest
+
+from autograder.submission import Missing
 from autograder.testing import _, expect, joined
 
 # The lecture's settings; the rank and alpha come from the parameters (the grader injects other ones).
@@ -26,9 +29,26 @@ CONVERSATIONS = [
 ]
 
 
+KEEP_WRAPPED = _("keep `model` the get_peft_model-wrapped model you trained (merge_and_unload() on it removes its "
+                 "LoRA layers)")
+
+
+def lora_weights(submission) -> list[str]:
+    """The LoRA weights of the student's `model`; none left (merged, replaced) is Missing: what the earlier steps made
+    is gone, so they cannot be judged (the hidden check that keeps the base weights frozen judges the merge)."""
+    parameters = submission.call("grading_parameters", "model")
+    names = [n for n in parameters if ".lora_" in n] if isinstance(parameters, dict) else []
+    if not names:
+        raise Missing(_("`model` has no LoRA weights left, so the grader cannot see what training made: "
+                        "{KEEP_WRAPPED}.").format(KEEP_WRAPPED=KEEP_WRAPPED))
+    return names
+
+
+@pytest.mark.step("lora")
 def test_lora_settings(submission, reference, exercise):
     """The wrapped model uses the lecture's LoRA settings: r=LORA_R, alpha=LORA_ALPHA, LoRA on every q_proj and
     v_proj, dropout 0.05, causal LM."""
+    lora_weights(submission)
     settings = submission.call("grading_lora_config")
     expect(isinstance(settings, dict), _("`model.peft_config` could not be read as LoRA settings."))
     expected = {"r": exercise.parameters["LORA_R"], "lora_alpha": exercise.parameters["LORA_ALPHA"], **FIXED_SETTINGS}
@@ -71,6 +91,7 @@ def test_format_example(submission, reference, exercise):
                                  at=at, text=text[at:at + 40], expected=expected[at:at + 40]))
 
 
+@pytest.mark.step("training")
 def test_training_ran(submission, exercise):
     """The trainer ran exactly MAX_STEPS steps and logged a finite loss at every step."""
     max_steps = exercise.parameters["MAX_STEPS"]
@@ -103,9 +124,7 @@ def test_adapter_saved(submission):
                                                "beside the adapter with "
                                                "tokenizer.save_pretrained(OUTPUT_DIR), so the folder is "
                                                "all one needs to use the model.").format(files=files))
-    trained = [n for n in submission.call("grading_parameters", "model") if ".lora_" in n]
-    expect(trained, _("`model` has no LoRA weights to compare the saved adapter with: keep `model` the "
-                      "wrapped model you trained (merge_and_unload() on it removes its LoRA layers)."))
+    trained = lora_weights(submission)
     # On disk peft leaves the adapter's name out: ...lora_A.default.weight is saved as ...lora_A.weight.
     expected_keys = {n.replace(".default.", "."): n for n in trained}
     expect(set(weights) == set(expected_keys), _("The saved adapter holds {weights}..., not the LoRA "

@@ -2,7 +2,7 @@
 
 import pytest
 
-from autograder.testing import _, as_int_list, expect, expect_shape
+from autograder.testing import _, as_int_list, expect, expect_equal, expect_shape
 
 
 @pytest.fixture
@@ -12,6 +12,7 @@ def t5(reference, exercise):
     return reference.tokenizer(model_id), reference.model(model_id, "AutoModelForSeq2SeqLM")
 
 
+@pytest.mark.step("translation")
 def test_translation(submission, exercise, reference, t5):
     """The translation is the model's greedy output for TRANSLATION_PROMPT."""
     tokenizer, model = t5
@@ -26,11 +27,11 @@ def test_translation(submission, exercise, reference, t5):
     translation = submission.value("translation")
     expect(isinstance(translation, str), _("`translation` should be a string, got {type}.").format(
         type=type(translation).__name__))
-    expect(translation == expected, _("`translation` is {got!r}, but greedy decoding gives {expected!r}: use "
-                                      "do_sample=False, max_new_tokens=MAX_NEW_TOKENS and skip_special_tokens=True.")
-           .format(got=translation, expected=expected))
+    expect_equal(translation, expected, "`translation`", _("Decode greedily: do_sample=False, "
+                                                           "max_new_tokens=MAX_NEW_TOKENS and skip_special_tokens=True."))
 
 
+@pytest.mark.step("encoder")
 def test_encoder_output_shape(submission, exercise, t5):
     """The encoder output has shape (batch, prompt tokens, d_model)."""
     tokenizer, model = t5
@@ -39,6 +40,7 @@ def test_encoder_output_shape(submission, exercise, t5):
                  _("Keep the batch dimension and use the encoder's last_hidden_state."))
 
 
+@pytest.mark.step("start token")
 @pytest.mark.constant("decoder_start_token_id is the model's own, whatever the prompt")
 def test_decoder_start_token(submission, t5):
     """The decoder starts from the model's decoder_start_token_id, as a (1, 1) tensor."""
@@ -50,6 +52,7 @@ def test_decoder_start_token(submission, t5):
                got=ids.tolist(), start=start))
 
 
+@pytest.mark.step("lm_head")
 @pytest.mark.constant("one score per vocabulary entry for one start token, whatever the prompt")
 def test_lm_head_output_shape(submission, t5):
     """lm_head gives one score per vocabulary entry: shape (1, 1, vocab_size)."""

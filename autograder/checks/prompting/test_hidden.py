@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from autograder.submission import StudentRaised
-from autograder.testing import _, expect
+from autograder.testing import (Unusable, _, call_watching_model, covering, discriminating, expect, expect_equal,
+                                expect_fed_once, judged_on)
 
 PROFILE_KEYS = ["description", "name", "armor", "weapon"]
+# The zero-shot trigger, in any of its common spellings (the lecture writes "step-by-step"): what is judged is the
+# sentence, not its punctuation or case.
 STEP_BY_STEP = "Let's think step by step."
 
 # Conversations for render_chat, greedy_reply and sample_reply: a system prompt, several turns,
@@ -29,8 +32,10 @@ CONVERSATIONS = {
     "padded": [{"role": "user", "content": "\n  Tell me a short story about a dragon.  "}],
 }
 
-# (temperature, top_p, seed) for sample_reply.
+# (temperature, top_p, first seed) for sample_reply; each case takes the first seed from there on whose sample tells
+# sampling apart from greedy decoding and from the same draw with one of the arguments ignored, on the model in use.
 SAMPLING = [(1.0, 1.0, 3), (0.7, 0.9, 11), (1.3, 0.6, 2024)]
+SEED_CANDIDATES = 12
 
 PROMPT_PARTS = ["persona", "instruction", "context", "data_format", "audience", "tone", "data"]
 # Keyword arguments for build_prompt, passed in a scrambled order; course-style trailing newlines,
@@ -88,13 +93,15 @@ JSON_CASES = {
     "no JSON": ("I'm sorry, I can't create that character.", ValueError),
 }
 
-# (prompt, max_value_tokens) for fill_json_profile; the short budgets cut values short.
-FILL_CASES = [
-    ("Create a short character profile for a fantasy RPG. Use this format only:\n"
-     '{\n  "description": "...",\n  "name": "...",\n  "armor": "...",\n  "weapon": "..."\n}', 2),
-    ("Create a character profile for an RPG game in JSON format.", 6),
-    ("Invent a pirate captain for a video game. Reply with JSON only.", 1),
+# Prompts and budgets fill_json_profile may be graded with: the cases are the first of these (prompt x budget) that
+# tell the notebook's rule apart from each shortcut on the model in use (see test_fill_json_profile_is_greedy).
+FILL_PROMPTS = [
+    "Create a short character profile for a fantasy RPG. Use this format only:\n"
+    '{\n  "description": "...",\n  "name": "...",\n  "armor": "...",\n  "weapon": "..."\n}',
+    "Create a character profile for an RPG game in JSON format.",
+    "Invent a pirate captain for a video game. Reply with JSON only.",
 ]
+FILL_BUDGETS = (2, 6, 1, 12)
 
 CALCULATION = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*×/])\s*(-?\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)")
 OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "×": lambda a, b: a * b,
@@ -108,16 +115,31 @@ def llama(reference, exercise):
     return reference.tokenizer(model_id), reference.model(model_id, "AutoModelForCausalLM")
 
 
-def _reply(llama, messages: list[dict], max_new_tokens: int, **options) -> str:
-    """The grader's own reply: new tokens only, special tokens skipped."""
+def _reply(reference, llama, messages: list[dict], max_new_tokens: int, seed: int | None = None, **options) -> str:
+    """The grader's own reply (new tokens only, special tokens skipped), computed once per grader; with a `seed`,
+    torch.manual_seed(seed) right before generate, as the notebook asks."""
     tokenizer, model = llama
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt").to(model.device)
-    with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.eos_token_id, **options)
-    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def compute() -> str:
+        inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True).to(model.device)
+        if seed is not None:
+            torch.manual_seed(seed)
+        with torch.no_grad():
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.eos_token_id,
+                                    **options)
+        return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    key = ("reply", model.name_or_path, json.dumps(messages), max_new_tokens, seed, tuple(sorted(options.items())))
+    return reference.memo(key, compute)
 
 
-def _greedy_value(llama, text: str, max_value_tokens: int) -> str:
+# A value's stop rule as the notebook gives it (a quote, a newline, a special token), and the shortcuts a
+# fill_json_profile may take instead.
+STOP_RULES = {"notebook": ('"', "\n", "special"), "none": (), "quote only": ('"',), "no special token": ('"', "\n")}
+
+
+def _greedy_value(llama, text: str, max_value_tokens: int, stops: tuple = STOP_RULES["notebook"]) -> str:
     """The notebook's rule for one JSON value: greedy tokens after `text`, up to the first stop token."""
     tokenizer, model = llama
     inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(model.device)
@@ -127,7 +149,8 @@ def _greedy_value(llama, text: str, max_value_tokens: int) -> str:
     kept = []
     for token_id in output[0, inputs["input_ids"].shape[1]:].tolist():
         piece = tokenizer.decode([token_id])
-        if token_id in tokenizer.all_special_ids or '"' in piece or "\n" in piece:
+        if ("special" in stops and token_id in tokenizer.all_special_ids) or any(
+                stop in piece for stop in stops if stop != "special"):
             break
         kept.append(token_id)
     return tokenizer.decode(kept)
@@ -141,6 +164,13 @@ def _expect_messages(value, what: str) -> list[dict]:
     return value
 
 
+def _one_bos(submission, llama, starts: list, what: str) -> None:
+    tokenizer = llama[0]
+    expect_fed_once(starts, tokenizer.bos_token_id, tokenizer.bos_token, what,
+                    _("apply_chat_template's text already starts with it."))
+
+
+@pytest.mark.step("render_chat")
 @pytest.mark.parametrize("name", list(CONVERSATIONS))
 def test_render_chat_hidden_messages(submission, llama, name):
     """render_chat gives the template's text with the generation prompt, holding every message."""
@@ -154,29 +184,40 @@ def test_render_chat_hidden_messages(submission, llama, name):
     expect(not missing, _("render_chat(...) leaves out the {value} message(s): pass the whole list to "
                           "apply_chat_template.").format(value=' and '.join(missing)))
     expect(got != tokenizer.apply_chat_template(messages, tokenize=False),
-           _("render_chat(...) ends after the last message: pass add_generation_prompt=True."))
-    expect(got == expected, _("render_chat(...) gives {got!r} at the end, the chat template gives "
-                              "{expected!r}: return apply_chat_template(messages, tokenize=False, "
-                              "add_generation_prompt=True).").format(got=got[-70:], expected=expected[-70:]))
+           _("render_chat(...) ends after the last message, as the lecture's printed template does: here the text "
+             "is sent to the model for an answer, so pass add_generation_prompt=True."))
+    expect_equal(got, expected, "render_chat(...)", _("Return apply_chat_template(messages, tokenize=False, "
+                                                      "add_generation_prompt=True)."))
 
 
+def _prompt_from_parts(kwargs: dict) -> str:
+    return "\n".join(kwargs[p].strip() for p in PROMPT_PARTS if kwargs.get(p, "").strip())
+
+
+@pytest.mark.step("build_prompt")
 @pytest.mark.parametrize("name", list(BUILD_CASES))
 def test_build_prompt_hidden_components(submission, name):
     """build_prompt strips each part, leaves out empty ones, and joins the rest with newlines in the fixed order."""
     kwargs = BUILD_CASES[name]
-    expected = "\n".join(kwargs[p].strip() for p in PROMPT_PARTS if kwargs.get(p, "").strip())
+    expected = _prompt_from_parts(kwargs)
     got = submission.call("build_prompt", **kwargs)
     expect(isinstance(got, str), _("build_prompt(...) should return a string, got {type}.").format(
                                      type=type(got).__name__))
+    lecture = "".join(kwargs.get(p, "") for p in PROMPT_PARTS)
+    if got == lecture != expected:
+        raise AssertionError(_("build_prompt(...) returned the parts added together as they are ({got!r}), as the "
+                               "lecture's `persona + instruction + ...` does with parts that end in a newline. This "
+                               "exercise asks for more: strip every part, leave out the empty ones and put one "
+                               "newline between the others.").format(got=got))
     if "\n\n" in got or got != got.strip():
         raise AssertionError(_("build_prompt(...) returned {got!r}: strip every part and leave out the "
                                "empty ones, so that there are no empty lines and no newline at either end.").format(
                                  got=got))
-    expect(got == expected, _("build_prompt(...) returned {got!r}, expected {expected!r}: keep the order "
-                              "persona, instruction, context, data_format, audience, tone, data, one "
-                              "newline between parts.").format(got=got, expected=expected))
+    expect_equal(got, expected, "build_prompt(...)", _("Keep the order persona, instruction, context, data_format, "
+                                                       "audience, tone, data, one newline between parts."))
 
 
+@pytest.mark.step("cot")
 @pytest.mark.parametrize("question", COT_QUESTIONS, ids=["sheep", "pages"])
 def test_cot_messages_structure(submission, question):
     """Few-shot CoT alternates user/assistant, ends with the question, and the example answer shows its reasoning."""
@@ -190,8 +231,8 @@ def test_cot_messages_structure(submission, question):
     expected_roles = ["user", "assistant"] * (len(messages) // 2) + ["user"]
     expect(roles == expected_roles, _("The roles are {roles}: they should alternate user, assistant, ..., "
                                       "user.").format(roles=roles))
-    expect(messages[-1]["content"] == question, _("The last message should be the question itself, got "
-                                                  "{messages!r}.").format(messages=messages[-1]['content'][:80]))
+    expect_equal(messages[-1]["content"], question, _("The last message of cot_messages(...)"),
+                 _("It should be the question itself."))
     for example in messages[1::2]:
         answer = example["content"].strip()
         calculations = CALCULATION.findall(answer)
@@ -207,6 +248,14 @@ def test_cot_messages_structure(submission, question):
                _("The number in `The answer is N.` should be the result of the last calculation."))
 
 
+def _sentence(text: str) -> str:
+    """A sentence as the model reads its meaning: case, apostrophes, hyphens between words and the closing stop
+    aside ("Let's think step-by-step." and "let’s think step by step" are the same trigger)."""
+    text = text.replace("\u2019", "'").replace("-", " ").lower()
+    return " ".join(text.split()).rstrip(".!")
+
+
+@pytest.mark.step("zero-shot cot")
 def test_zero_shot_cot_messages(submission):
     """Zero-shot CoT: one user message, the question followed by the step-by-step trigger."""
     for question in COT_QUESTIONS:
@@ -216,22 +265,34 @@ def test_zero_shot_cot_messages(submission):
                                                                        "roles {value}.").format(
                                                                          value=[m['role'] for m in messages]))
         content = messages[0]["content"]
-        expect(content.startswith(question) and content.endswith(STEP_BY_STEP)
-               and not content[len(question):-len(STEP_BY_STEP)].strip(),
-               _("zero_shot_cot_messages(...) holds {content!r}; it should be the question, a space or "
-                 "newline, and {STEP_BY_STEP!r}.").format(content=content[:120], STEP_BY_STEP=STEP_BY_STEP))
+        trigger = _sentence(content[len(question):]) if content.startswith(question) else None
+        expect(trigger == _sentence(STEP_BY_STEP),
+               _("zero_shot_cot_messages(...) holds {content!r}; it should be the question itself, then the "
+                 "trigger sentence {STEP_BY_STEP!r} (any spelling of it: step-by-step, a curly apostrophe...) and "
+                 "nothing else.").format(content=content[:160], STEP_BY_STEP=STEP_BY_STEP))
 
 
+def _own_prompt(submission, kwargs: dict) -> str:
+    got = submission.call("build_prompt", **kwargs)
+    if not isinstance(got, str):
+        raise Unusable()  # build_prompt's own checks say what is wrong
+    return got
+
+
+@pytest.mark.step("detailed messages")
 def test_detailed_prompt_messages(submission):
     """detailed_messages sends build_prompt's text as the one user message."""
-    for name in ("all parts", "parts not passed"):
-        kwargs = BUILD_CASES[name]
-        expected = [{"role": "user", "content": "\n".join(kwargs[p].strip() for p in PROMPT_PARTS
-                                                           if kwargs.get(p, "").strip())}]
+    cases = [BUILD_CASES["all parts"], BUILD_CASES["parts not passed"]]
+    # Judged on the student's own build_prompt where detailed_messages uses it: a build_prompt slip is its own loss.
+    contents = judged_on(submission, "detailed_messages", "build_prompt",
+                         lambda: [_own_prompt(submission, kwargs) for kwargs in cases],
+                         lambda: [_prompt_from_parts(kwargs) for kwargs in cases])
+    if contents[0] == contents[1]:  # a build_prompt that ignores its arguments cannot show detailed_messages uses them
+        contents = [_prompt_from_parts(kwargs) for kwargs in cases]
+    for kwargs, content in zip(cases, contents):
         got = _expect_messages(submission.call("detailed_messages", **kwargs), "detailed_messages(...)")
-        expect(got == expected, _("detailed_messages(...) returned {got}; it should be one user message "
-                                  "whose content is build_prompt(...): {expected}.").format(
-                                    got=str(got)[:120], expected=str(expected)[:120]))
+        expect_equal(got, [{"role": "user", "content": content}], "detailed_messages(...)",
+                     _("It should be one user message whose content is build_prompt(...) of the same parts."))
 
 
 def _profile_object(text, what: str) -> dict:
@@ -252,68 +313,138 @@ def _profile_object(text, what: str) -> dict:
     return profile
 
 
-def _greedy_profile(llama, prompt: str, max_value_tokens: int) -> str:
-    """The notebook's fill_json_profile, computed with the grader's model."""
-    chat_text = llama[0].apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-    profile: dict[str, str] = {}
+def _chat_text(llama, prompt: str) -> str:
+    return llama[0].apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                        add_generation_prompt=True)
+
+
+def _greedy_values(llama, chat_text: str, max_value_tokens: int, stops: tuple = STOP_RULES["notebook"],
+                   after: dict | None = None) -> dict[str, str]:
+    """The values the notebook's fill_json_profile makes after `chat_text`, with the grader's model. With `after`
+    (the student's own profile), each value is the one that follows the student's own earlier values."""
+    filled: dict[str, str] = {}
+    values: dict[str, str] = {}
     for key in PROFILE_KEYS:
-        before = json.dumps({**profile, key: ""}, ensure_ascii=False)[:-2]
-        profile[key] = _greedy_value(llama, chat_text + before, max_value_tokens)
-    return json.dumps(profile, ensure_ascii=False)
+        before = json.dumps({**filled, key: ""}, ensure_ascii=False)[:-2]
+        values[key] = _greedy_value(llama, chat_text + before, max_value_tokens, stops)
+        filled[key] = after[key] if after is not None else values[key]
+    return values
 
 
-def test_profile_json(submission, exercise, llama):
+def _greedy_profile(llama, chat_text: str, max_value_tokens: int, stops: tuple = STOP_RULES["notebook"]) -> str:
+    """The notebook's fill_json_profile, computed with the grader's model."""
+    return json.dumps(_greedy_values(llama, chat_text, max_value_tokens, stops), ensure_ascii=False)
+
+
+def _own_chat_text(submission, prompt: str) -> str:
+    text = submission.call("render_chat", [{"role": "user", "content": prompt}])
+    if not isinstance(text, str):
+        raise Unusable()  # render_chat's own check says what is wrong
+    return text
+
+
+@pytest.mark.step("profile_json")
+def test_profile_json(submission, reference, exercise, llama):
     """`profile_json` is JSON on its own: the profile fill_json_profile makes for FORMAT_PROMPT and MAX_VALUE_TOKENS."""
     text = submission.value("profile_json")
-    _profile_object(text, "`profile_json`")
     prompt = submission.value("FORMAT_PROMPT")
     expect(isinstance(prompt, str), _("`FORMAT_PROMPT` should be the format-sample prompt (a string)."))
-    expected = _greedy_profile(llama, prompt, exercise.parameters["MAX_VALUE_TOKENS"])
-    expect(text == expected, _("`profile_json` is {text!r}, but fill_json_profile(FORMAT_PROMPT, "
-                               "MAX_VALUE_TOKENS) gives {expected!r}: make it with fill_json_profile and "
-                               "the parameters' budget.").format(text=text[:80], expected=expected[:80]))
+    budget = exercise.parameters["MAX_VALUE_TOKENS"]
+
+    def own() -> str:
+        made = submission.call("fill_json_profile", prompt, budget)
+        if not isinstance(made, str):
+            raise Unusable()
+        return made
+
+    # Judged on the student's own fill_json_profile where profile_json is made with it: its slips are its own check's.
+    expected = judged_on(submission, "profile_json", "fill_json_profile", own,
+                         lambda: _greedy_profile(llama, _chat_text(llama, prompt), budget))
+    if text != expected:
+        _profile_object(text, "`profile_json`")  # first, whether it is JSON at all
+    expect_equal(text, expected, "`profile_json`", _("Make it with fill_json_profile(FORMAT_PROMPT, MAX_VALUE_TOKENS), "
+                                                     "the budget from the parameters cell."))
 
 
+def _greedy_limit(reference, llama, exercise, messages: list[dict]) -> int:
+    """A max_new_tokens that changes the greedy reply on the model in use: shorter than the reply the notebook's
+    MAX_NEW_TOKENS allows, so a greedy_reply that ignores its argument (the notebook's MAX_NEW_TOKENS, the
+    pipeline's 500...) gives a longer reply. Greedy replies grow by prefix, so any longer limit differs too."""
+    notebook_limit = exercise.parameters["MAX_NEW_TOKENS"]
+
+    def compute() -> int:
+        tokenizer = llama[0]
+        full = _reply(reference, llama, messages, notebook_limit, do_sample=False)
+        n = len(tokenizer(full, add_special_tokens=False).input_ids)
+        candidates = [k for k in (n - 1, n // 2, 2, 1) if 1 <= k < notebook_limit] or [notebook_limit]
+        return discriminating(dict.fromkeys(candidates), lambda k: _reply(reference, llama, messages, k, do_sample=False),
+                              {"the notebook's MAX_NEW_TOKENS": lambda k: full})
+    return reference.memo(("greedy limit", llama[1].name_or_path, json.dumps(messages), notebook_limit), compute)
+
+
+@pytest.mark.step("greedy_reply")
 @pytest.mark.parametrize("name", list(CONVERSATIONS))
-def test_greedy_reply_deterministic(submission, exercise, llama, name):
-    """greedy_reply gives the same reply twice, equal to the model's greedy continuation."""
+def test_greedy_reply_deterministic(submission, reference, exercise, llama, name):
+    """greedy_reply gives the same reply twice, equal to the model's greedy continuation within max_new_tokens."""
     messages = CONVERSATIONS[name]
-    max_new_tokens = exercise.parameters["MAX_NEW_TOKENS"]
-    first = submission.call("greedy_reply", messages, max_new_tokens)
-    second = submission.call("greedy_reply", messages, max_new_tokens)
+    limit = _greedy_limit(reference, llama, exercise, messages)
+    first, starts = call_watching_model(submission, "greedy_reply", messages, limit)
+    second = submission.call("greedy_reply", messages, limit)
     expect(isinstance(first, str), _("greedy_reply(...) should return a string, got {type}.").format(
                                        type=type(first).__name__))
     expect(first == second, _("Two calls of greedy_reply(...) gave different replies ({first!r}, "
                               "{second!r}): greedy decoding uses do_sample=False.").format(
                                 first=first[:40], second=str(second)[:40]))
-    expected = _reply(llama, messages, max_new_tokens, do_sample=False)
+    _one_bos(submission, llama, starts, "greedy_reply(...)")
+    expected = _reply(reference, llama, messages, limit, do_sample=False)
     if first not in (expected, expected.strip()) and expected.strip() in first:
-        raise AssertionError(_("greedy_reply(...) returns more than the reply: decode only the new tokens, "
-                               "with skip_special_tokens=True."))
+        raise AssertionError(_("greedy_reply(messages, {limit}) returns more than its reply: decode only the new "
+                               "tokens, with skip_special_tokens=True, and stop after max_new_tokens (the "
+                               "argument, not MAX_NEW_TOKENS or a number of your own).").format(limit=limit))
     # Stripping the surrounding whitespace is fine: the notebook does not ask to keep it.
-    expect(first in (expected, expected.strip()), _("greedy_reply(...) returned {first!r}, but the model's "
-                                                    "greedy reply is {expected!r}: render with "
-                                                    "add_generation_prompt=True, generate with "
-                                                    "do_sample=False and max_new_tokens, decode the new "
-                                                    "tokens.").format(first=first[:60], expected=expected[:60]))
+    if first != expected.strip():
+        expect_equal(first, expected, _("greedy_reply(messages, {limit})").format(limit=limit),
+                     _("Render with add_generation_prompt=True, generate with do_sample=False and max_new_tokens "
+                       "(the argument), and decode only the new tokens."))
 
 
+def _sampling_seed(reference, llama, exercise, temperature: float, top_p: float, first_seed: int) -> int:
+    """The first seed from `first_seed` on whose sample (at the notebook's MAX_NEW_TOKENS) differs, on the model in
+    use, from greedy decoding and from the same seeded draw with the temperature, top_p or length ignored."""
+    messages = CONVERSATIONS["system+user"]
+    limit = exercise.parameters["MAX_NEW_TOKENS"]
+
+    def sample(seed: int, t: float = temperature, p: float = top_p, n: int = limit) -> str:
+        return _reply(reference, llama, messages, n, seed=seed, do_sample=True, temperature=t, top_p=p)
+
+    shortcuts = {"greedy decoding": lambda seed: _reply(reference, llama, messages, limit, do_sample=False),
+                 "max_new_tokens ignored": lambda seed: sample(seed, n=4 * limit)}
+    if temperature != 1.0:
+        shortcuts["temperature ignored"] = lambda seed: sample(seed, t=1.0)
+    if top_p != 1.0:
+        shortcuts["top_p ignored"] = lambda seed: sample(seed, p=1.0)
+    return reference.memo(("sampling seed", llama[1].name_or_path, temperature, top_p, first_seed, limit),
+                          lambda: discriminating(range(first_seed, first_seed + SEED_CANDIDATES), sample, shortcuts))
+
+
+@pytest.mark.step("sample_reply")
 @pytest.mark.parametrize(("temperature", "top_p", "seed"), SAMPLING)
-def test_sample_reply_replays_seed(submission, exercise, llama, temperature, top_p, seed):
+def test_sample_reply_replays_seed(submission, reference, exercise, llama, temperature, top_p, seed):
     """sample_reply with a seed gives the same sample as the grader's seeded generate."""
     messages = CONVERSATIONS["system+user"]
     max_new_tokens = exercise.parameters["MAX_NEW_TOKENS"]
-    got = submission.call("sample_reply", messages, temperature, top_p, seed, max_new_tokens)
+    seed = _sampling_seed(reference, llama, exercise, temperature, top_p, seed)
+    got, starts = call_watching_model(submission, "sample_reply", messages, temperature, top_p, seed, max_new_tokens)
     expect(isinstance(got, str), _("sample_reply(...) should return a string, got {type}.").format(
                                      type=type(got).__name__))
-    torch.manual_seed(seed)
-    expected = _reply(llama, messages, max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p)
-    expect(got == expected, _("sample_reply(..., temperature={temperature}, top_p={top_p}, seed={seed}) "
-                              "returned {got!r}, the seeded sample is {expected!r}: call "
-                              "torch.manual_seed(seed) right before generate and pass do_sample=True, "
-                              "temperature and top_p.").format(
-                                temperature=temperature, top_p=top_p, seed=seed, got=got[:60], expected=expected[:60]))
+    _one_bos(submission, llama, starts, "sample_reply(...)")
+    expected = _reply(reference, llama, messages, max_new_tokens, seed=seed, do_sample=True, temperature=temperature,
+                      top_p=top_p)
+    if got != expected.strip():
+        expect_equal(got, expected, _("sample_reply(..., temperature={temperature}, top_p={top_p}, seed={seed})")
+                     .format(temperature=temperature, top_p=top_p, seed=seed),
+                     _("Call torch.manual_seed(seed) right before generate and pass do_sample=True, temperature, top_p "
+                       "and max_new_tokens, all from the arguments."))
 
 
 @pytest.mark.parametrize(("text", "expected"), ANSWER_CASES, ids=[f"text{i}" for i in range(len(ANSWER_CASES))])
@@ -359,25 +490,54 @@ def test_extract_json_hidden_outputs(submission, name):
                               "the text after it.").format(text=text[:60], got=str(got)[:80], expected=expected))
 
 
-@pytest.mark.parametrize(("prompt", "max_value_tokens"), FILL_CASES, ids=["format-shown", "zero-shot", "pirate"])
-def test_fill_json_profile_is_greedy(submission, llama, prompt, max_value_tokens):
+
+
+def _fill_cases(reference, llama, exercise) -> list[tuple[str, int]]:
+    """The (prompt, max_value_tokens) cases fill_json_profile is graded on: for each shortcut a fill_json_profile
+    may take (its budget ignored, part of the stop rule left out), the first candidate on which it gives another
+    profile than the notebook's rule on the model in use; so each shortcut loses, whatever the model."""
+    notebook_budget = exercise.parameters["MAX_VALUE_TOKENS"]
+
+    made: dict[tuple, str] = {}  # each profile is computed once, however many shortcuts compare with it
+
+    def profile(case: tuple[str, int], budget: int | None = None, stops: tuple = STOP_RULES["notebook"]) -> str:
+        prompt, default = case
+        key = (prompt, default if budget is None else budget, stops)
+        if key not in made:
+            made[key] = _greedy_profile(llama, _chat_text(llama, prompt), key[1], stops)
+        return made[key]
+
+    shortcuts = {"the notebook's MAX_VALUE_TOKENS": lambda case: profile(case, notebook_budget),
+                 "a longer budget": lambda case: profile(case, 4 * max(FILL_BUDGETS))}
+    shortcuts.update({f"the stop rule: {name}": (lambda case, stops=stops: profile(case, stops=stops))
+                      for name, stops in STOP_RULES.items() if name != "notebook"})
+    candidates = [(prompt, budget) for budget in FILL_BUDGETS for prompt in FILL_PROMPTS]
+
+    return reference.memo(("fill cases", llama[1].name_or_path, notebook_budget),
+                          lambda: covering(candidates, profile, shortcuts))
+
+
+@pytest.mark.step("fill_json_profile")
+def test_fill_json_profile_is_greedy(submission, reference, exercise, llama):
     """fill_json_profile returns valid JSON whose every value is the model's greedy fill after the skeleton."""
-    got = submission.call("fill_json_profile", prompt, max_value_tokens)
-    profile = _profile_object(got, "fill_json_profile(...)")
-    expect(got == json.dumps(profile, ensure_ascii=False), _("fill_json_profile(...) should be formatted "
-                                                             "as json.dumps(profile, ensure_ascii=False) "
-                                                             'writes it: one line, `{{"description": '
-                                                             '"...", "name": ...}}`.'))
-    chat_text = llama[0].apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-    for i, key in enumerate(PROFILE_KEYS):
-        # The reply up to this value's opening quote, built from the student's own earlier values.
-        before = json.dumps({**{k: profile[k] for k in PROFILE_KEYS[:i]}, key: ""}, ensure_ascii=False)[:-2]
-        expected = _greedy_value(llama, chat_text + before, max_value_tokens)
-        expect(profile[key] == expected, _("The value of {key!r} is {profile!r}, but the model's greedy "
-                                           "fill (at most {max_value_tokens} tokens, stopping before a "
-                                           "quote, newline or special token) is {expected!r}. Tokenize "
-                                           "render_chat(...) + the reply so far with "
-                                           "add_special_tokens=False.").format(
-                                             key=key, profile=profile[key], max_value_tokens=max_value_tokens,
-                                             expected=expected))
+    for prompt, max_value_tokens in _fill_cases(reference, llama, exercise):
+        got, starts = call_watching_model(submission, "fill_json_profile", prompt, max_value_tokens)
+        profile = _profile_object(got, "fill_json_profile(...)")
+        expect(got == json.dumps(profile, ensure_ascii=False), _("fill_json_profile(...) should be formatted "
+                                                                 "as json.dumps(profile, ensure_ascii=False) "
+                                                                 'writes it: one line, `{{"description": '
+                                                                 '"...", "name": ...}}`.'))
+        _one_bos(submission, llama, starts, "fill_json_profile(...)")
+        # Judged after the student's own render_chat where fill_json_profile uses it, and each value after the
+        # student's own earlier values: one slip is one loss.
+        chat_text = judged_on(submission, "fill_json_profile", "render_chat",
+                              lambda: _own_chat_text(submission, prompt), lambda: _chat_text(llama, prompt))
+        expected = _greedy_values(llama, chat_text, max_value_tokens, after=profile)
+        for key in PROFILE_KEYS:
+            expect(profile[key] == expected[key], _("With max_value_tokens={max_value_tokens}, the value of {key!r} "
+                                                    "is {profile!r}, but the model's greedy fill (at most "
+                                                    "max_value_tokens tokens, stopping before a quote, newline or "
+                                                    "special token) is {expected!r}. Tokenize render_chat(...) + the "
+                                                    "reply so far with add_special_tokens=False.").format(
+                                                      key=key, profile=profile[key], expected=expected[key],
+                                                      max_value_tokens=max_value_tokens))

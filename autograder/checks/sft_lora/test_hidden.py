@@ -10,8 +10,9 @@ import tempfile
 import pytest
 import torch
 
-from autograder.submission import StudentFailure
-from autograder.testing import _, expect, expect_by_hand, expect_close, joined
+from autograder.submission import Missing, StudentFailure
+from autograder.testing import (Unusable, _, call_watching_model, derived_from, expect, expect_by_hand, expect_close,
+                                expect_fed_once, joined, judged_on)
 
 TARGETS = ("q_proj", "v_proj")
 # Ways to count parameters from a model instead of from its config: the counts below are to be worked out by hand.
@@ -72,6 +73,38 @@ def student_parameters(submission) -> dict[str, bool]:
     return params
 
 
+def lora_weight_names(submission) -> list[str]:
+    """The LoRA weights of the student's `model`. None left (merged into the base weights, or `model` replaced) is
+    Missing: what the training steps made is gone, so those steps cannot be judged; the check that keeps the base
+    weights frozen judges the merge itself."""
+    names = [n for n in student_parameters(submission) if ".lora_" in n]
+    if not names:
+        raise Missing(_("`model` has no LoRA weights left, so the grader cannot see what training made: "
+                        "{KEEP_WRAPPED}.").format(KEEP_WRAPPED=KEEP_WRAPPED))
+    return names
+
+
+def own_lora_settings(submission, reference, exercise) -> dict:
+    """The LoRA settings of the student's own `model`, checked before anything is built from them."""
+    settings = submission.call("grading_lora_config")
+    expect(isinstance(settings, dict), _("`model.peft_config` could not be read as LoRA settings."))
+    return checked_lora_settings(settings, reference.config(exercise.parameters["MODEL_ID"]))
+
+
+def lora_count_for(submission, reference, exercise, config, name: str) -> int:
+    """The LoRA parameter count `name` is judged on: that of the student's own LoRA settings (rank, targets) when the
+    wrapped model can be read, so a wrong rank or target is the settings check's loss alone; the parameters' rank on
+    q_proj and v_proj otherwise."""
+    def own() -> int:
+        settings = own_lora_settings(submission, reference, exercise)
+        try:
+            return peft_trainable(reference, config, settings["r"], tuple(settings["target_modules"]))
+        except (KeyError, TypeError, ValueError):  # targets this model does not have: the settings check says so
+            raise Unusable() from None
+    return judged_on(submission, name, "get_peft_model", own,
+                     lambda: lora_parameter_count(reference, config, exercise.parameters["LORA_R"]))
+
+
 def fetch_parameter(submission, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
     """Rows start:stop of one parameter of the student's `model`, as a plain tensor."""
     value = submission.call("grading_parameter", "model", name, start, stop)
@@ -109,12 +142,8 @@ def rebuild(submission, reference, exercise):
     """The grader's base model with the student's LoRA settings and trained LoRA weights."""
     from peft import LoraConfig, get_peft_model
 
-    settings = submission.call("grading_lora_config")
-    lora_names = [n for n in student_parameters(submission) if ".lora_" in n]
-    expect(isinstance(settings, dict) and lora_names,
-           _("`model` has no LoRA weights, so the grader cannot rebuild your fine-tuned model: "
-             "{KEEP_WRAPPED}.").format(KEEP_WRAPPED=KEEP_WRAPPED))
-    settings = checked_lora_settings(settings, reference.config(exercise.parameters["MODEL_ID"]))
+    lora_names = lora_weight_names(submission)
+    settings = own_lora_settings(submission, reference, exercise)
     try:
         config = LoraConfig(r=settings["r"], lora_alpha=settings["lora_alpha"],
                             target_modules=settings["target_modules"], use_rslora=bool(settings.get("use_rslora")),
@@ -155,11 +184,12 @@ def greedy_answer(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
     return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
+@pytest.mark.step("counts")
 def test_trainable_parameter_count(submission, reference, exercise, llama):
     """trainable_params equals the LoRA count for the model in use at rank LORA_R (grouped-query attention narrows
     v_proj)."""
     config, r = llama[1].config, exercise.parameters["LORA_R"]
-    expected = lora_parameter_count(reference, config, r)
+    expected = lora_count_for(submission, reference, exercise, config, "trainable_params")
     got = submission.value("trainable_params")
     expect(type(got) is int, _("`trainable_params` should be an int, got {type}.").format(type=type(got).__name__))
     expect(got == expected, _("`trainable_params` is {got:,}, but r={r} on q_proj and v_proj of "
@@ -169,11 +199,41 @@ def test_trainable_parameter_count(submission, reference, exercise, llama):
                                 got=got, r=r, num_hidden_layers=config.num_hidden_layers, expected=expected))
 
 
+@pytest.mark.step("counts")
+def test_total_parameter_count(submission, reference, exercise, llama):
+    """total_params counts every parameter of the wrapped model: the base model's and the LoRA ones."""
+    base = sum(p.numel() for p in llama[1].parameters())
+    lora = lora_count_for(submission, reference, exercise, llama[1].config, "total_params")
+    got = submission.value("total_params")
+    expect(type(got) is int, _("`total_params` should be an int, got {type}.").format(type=type(got).__name__))
+    expect(got != base, _("`total_params` is {got:,}, the base model's parameters alone: the wrapped model also holds "
+                          "the {lora:,} LoRA parameters (the 'all params' of print_trainable_parameters).").format(
+                            got=got, lora=lora))
+    expect(got == base + lora, _("`total_params` is {got:,}, but the wrapped model has {base:,} base and {lora:,} "
+                                 "LoRA parameters, {total:,} in all: count every parameter of model.parameters()."
+                                 ).format(got=got, base=base, lora=lora, total=base + lora))
+
+
+def own_counts(submission) -> tuple[int, int]:
+    counts = submission.value("trainable_params"), submission.value("total_params")
+    if not all(type(c) is int and c > 0 for c in counts):
+        raise Unusable()  # the count checks say what is wrong with them
+    return counts
+
+
+@pytest.mark.step("fraction")
 def test_trainable_fraction(submission, reference, exercise, llama):
     """trainable_fraction = trainable / all parameters of the wrapped model, as a fraction (not a percentage)."""
-    trainable = lora_parameter_count(reference, llama[1].config, exercise.parameters["LORA_R"])
-    base = sum(p.numel() for p in llama[1].parameters())
-    total = base + trainable
+    def grader() -> tuple[int, int]:
+        trainable = lora_parameter_count(reference, llama[1].config, exercise.parameters["LORA_R"])
+        return trainable, sum(p.numel() for p in llama[1].parameters()) + trainable
+
+    # On the student's own counts where the fraction is made from them: a counting slip is its own check's loss.
+    trainable, total = judged_on(submission, "trainable_fraction", "trainable_params", lambda: own_counts(submission),
+                                 grader)
+    if not derived_from(submission, "trainable_fraction", "total_params"):
+        trainable, total = grader()
+    base = total - trainable
     got = submission.value("trainable_fraction")
     expect(type(got) in (int, float) and math.isfinite(got),
            _("`trainable_fraction` should be a finite float, got {got!r}.").format(got=got))
@@ -196,6 +256,12 @@ def test_trainable_fraction(submission, reference, exercise, llama):
         ]
     for value, mistake in known_mistakes:
         expect(not math.isclose(got, value, rel_tol=1e-5), f"`trainable_fraction` ({got:.6g}) {mistake}.")
+    rounded = next((_("{places} decimal places").format(places=k) for k in range(1, 9) if got == round(expected, k)),
+                   None) or next((_("{digits} significant digits").format(digits=k) for k in range(1, 6)
+                                  if got == float(f"{expected:.{k}g}")), None)
+    expect(rounded is None, _("`trainable_fraction` is {got!r}, the ratio {expected!r} rounded to {rounded}: keep the "
+                              "whole value in the variable and round only where you print it.").format(
+                                got=got, expected=expected, rounded=rounded))
     raise AssertionError(_("`trainable_fraction` is {got!r}, expected {trainable:,} / {total:,} = "
                            "{expected!r}.").format(got=got, trainable=trainable, total=total, expected=expected))
 
@@ -237,6 +303,7 @@ def test_gpt2_lora_params(submission, reference):
                                     size=size['n_layer'], size2=size['n_embd'], r=r, got=got, expected=expected))
 
 
+@pytest.mark.step("training")
 def test_training_arguments(submission, exercise):
     """The trainer trained with the parameters' batch size, accumulation, learning rate, epochs, steps, length and
     output folder."""
@@ -256,8 +323,10 @@ def test_training_arguments(submission, exercise):
                         "{problems}.").format(problems=joined(*wrong, sep="; ")))
 
 
+@pytest.mark.step("lora")
 def test_only_lora_parameters_require_grad(submission, llama):
     """Exactly the LoRA A and B matrices of q_proj and v_proj require grad; every base weight is frozen."""
+    lora_weight_names(submission)
     modules = [name for name, _module in llama[1].named_modules() if name.rsplit(".", 1)[-1] in TARGETS]
     expected = {f"base_model.model.{m}.lora_{ab}.default.weight" for m in modules for ab in "AB"}
     trainable = {name for name, grad in student_parameters(submission).items() if grad is True}
@@ -306,6 +375,15 @@ def test_rows_are_seed_42_shuffle(submission, exercise, train_split):
                               "the whole split, then select(range(N_ROWS))."))
 
 
+def own_formats(submission, conversations: list) -> list:
+    """format_example's text for each conversation, by the student's own function (one round trip)."""
+    results = submission.call_each("format_example", [(({"messages": m},), {}) for m in conversations])
+    if not all(isinstance(r, dict) and isinstance(r.get("text"), str) for r in results):
+        raise Unusable()  # format_example's own check says what is wrong
+    return [r["text"] for r in results]
+
+
+@pytest.mark.step("training texts")
 def test_training_texts_use_chat_template(submission, exercise, llama, train_split):
     """Each of the N_ROWS training texts is the chat-template rendering of its conversation (no generation prompt)."""
     tokenizer = llama[0]
@@ -318,23 +396,28 @@ def test_training_texts_use_chat_template(submission, exercise, llama, train_spl
                                    "the rows you selected with select(range(N_ROWS)).").format(
                                      n_texts=len(texts), n_rows=n_rows))
     conversations = dict(zip(train_split["prompt_id"], train_split["messages"], strict=True))
-    for row, (prompt_id, text) in enumerate(zip(ids, texts, strict=True)):
-        expect(prompt_id in conversations, _("Row {row} has prompt_id {prompt_id!r}, which is not in "
-                                             "train_sft.").format(row=row, prompt_id=prompt_id))
-        messages = conversations[prompt_id]
-        if text == tokenizer.apply_chat_template(messages, tokenize=False):
+    unknown = [(row, prompt_id) for row, prompt_id in enumerate(ids) if prompt_id not in conversations]
+    expect(not unknown, _("Row {row} has prompt_id {prompt_id!r}, which is not in train_sft.").format(
+        row=unknown[0][0] if unknown else 0, prompt_id=unknown[0][1] if unknown else None))
+    chats = [conversations[prompt_id] for prompt_id in ids]
+    # The student's own format_example where the texts are made with it: a formatting slip is its own check's loss.
+    formatted = judged_on(submission, "train_texts", "format_example", lambda: own_formats(submission, chats),
+                          lambda: [tokenizer.apply_chat_template(m, tokenize=False) for m in chats])
+    for row, (messages, text, expected) in enumerate(zip(chats, texts, formatted, strict=True)):
+        if text == expected:
             continue
         expect(text != tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
                _("Training text {row} ends with a generation prompt; training conversations already end "
                  "with the answer: leave add_generation_prompt off.").format(row=row))
-        raise AssertionError(_("Training text {row} is not tokenizer.apply_chat_template(messages, "
-                               "tokenize=False) of its conversation; it starts {text!r}.").format(
+        raise AssertionError(_("Training text {row} is not format_example of its conversation "
+                               "(tokenizer.apply_chat_template(messages, tokenize=False)); it starts {text!r}.").format(
                                  row=row, text=str(text)[:60]))
 
 
+@pytest.mark.step("training")
 def test_lora_b_matrices_trained(submission):
     """Training moved every LoRA B matrix away from its all-zero start."""
-    b_names = [n for n in student_parameters(submission) if ".lora_B." in n]
+    b_names = [n for n in lora_weight_names(submission) if ".lora_B." in n]
     expect(b_names, _("`model` has no LoRA B matrices: {KEEP_WRAPPED}.").format(KEEP_WRAPPED=KEEP_WRAPPED))
     zero = [n for n in b_names if not fetch_parameter(submission, n).any()]
     expect(not zero, _("{n_zero} of {n_b_names} LoRA B matrices are still all zero (e.g. {zero}): B starts "
@@ -386,6 +469,10 @@ def test_answers_before_and_after(submission, exercise, llama, adapted, variable
     model = base if variable == "before_answer" else adapted_model(adapted)
     prompt, max_new_tokens = exercise.parameters["COMPARE_PROMPT"], exercise.parameters["MAX_NEW_TOKENS"]
     expected = greedy_answer(model, tokenizer, prompt, max_new_tokens)
+    if variable == "after_answer":  # the ids chat_answer feeds the model: a doubled BOS shows there on any model
+        _reply, starts = call_watching_model(submission, "chat_answer", prompt, max_new_tokens, model_first=True)
+        expect_fed_once(starts, tokenizer.bos_token_id, tokenizer.bos_token, "chat_answer(model, ...)",
+                        _("apply_chat_template's text already starts with it."))
     got = submission.value(variable)
     expect(isinstance(got, str), _("`{variable}` should be a string, got {type}.").format(
                                      variable=variable, type=type(got).__name__))

@@ -1,14 +1,18 @@
-"""Hidden checks of tokenizer. Expected values come from the grader's own copy of the model;
-the student's functions are called on inputs chosen here."""
+"""Hidden checks of tokenizer. Expected values come from the grader's own copy of the model; the student's
+functions are called on inputs chosen here. A later step is judged on the student's own earlier result where it
+is computed from it, so that one slip costs one step's checks."""
 
 import pytest
 import torch
 
 from autograder.submission import StudentRaised
-from autograder.testing import _, as_int_list, expect, expect_close, tokenization_of, tolerance
+from autograder.testing import (Unusable, _, as_int, as_int_list, expect, expect_close, expect_derived,
+                                expect_equal, judged_on, tokenization_of, tolerance)
 
 # Words for embed_words: one-token and multi-token words, with and without a capital, and Japanese.
 HIDDEN_WORDS = ["pirate", "treasure", "king", "queen", "fast", "Hello", "東京"]
+# Ways to turn ids back into text: a round trip the notebook states in advance must be made with one of them.
+DECODERS = ("decode", "batch_decode", "convert_tokens_to_string")
 
 
 def distribution(head: list[float], size: int, seed: int) -> torch.Tensor:
@@ -63,11 +67,6 @@ def last_logits(reference, exercise, llama) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def next_probs(last_logits) -> torch.Tensor:
-    return torch.softmax(last_logits, dim=-1)
-
-
-@pytest.fixture(scope="module")
 def prob_tolerance(llama) -> float:
     """How far the student's probabilities may drift from the grader's at the model's precision."""
     return tolerance(llama[1].dtype)[1]
@@ -79,6 +78,45 @@ def pipeline_ids(submission, exercise, llama) -> list[int]:
     return tokenization_of(llama[0], exercise.parameters["PROMPT"], got)
 
 
+def grader_last_logits(submission, reference, exercise, llama) -> torch.Tensor:
+    """The model's logits at the last position of the ids the pipeline is judged on, float64 on the CPU."""
+    tokenizer, model = llama
+    ids = pipeline_ids(submission, exercise, llama)
+
+    def compute() -> torch.Tensor:
+        with torch.no_grad():
+            return model(torch.tensor([ids], device=model.device)).logits[0, -1].double().cpu()
+    return reference.memo(("logits of ids", exercise.parameters["MODEL_ID"], tuple(ids)), compute)
+
+
+def student_last_logits(submission, vocab_size: int) -> torch.Tensor:
+    logits = submission.tensor("logits")
+    expect(logits.dim() == 3 and logits.shape[0] == 1 and logits.shape[-1] == vocab_size,
+           _("`logits` has shape {shape}, not (1, n_tokens, vocab_size).").format(shape=tuple(logits.shape)))
+    return logits[0, -1].double()
+
+
+def as_distribution(value, vocab_size: int) -> torch.Tensor:
+    """A next-token distribution as a (vocab_size,) tensor: the (1, vocab_size) batch of one that the lecture's
+    `F.softmax(logits[:, -1, :], dim=-1)` gives is the same distribution."""
+    expect(isinstance(value, torch.Tensor) and value.is_floating_point()
+           and tuple(value.shape) in ((vocab_size,), (1, vocab_size)),
+           _("`next_token_probs` should be a float tensor of shape ({vocab_size},), one probability per vocabulary "
+             "entry; got {value}.").format(vocab_size=vocab_size, value=f"{type(value).__name__} of shape "
+                                           f"{tuple(getattr(value, 'shape', ()))}"))
+    return value.reshape(-1)
+
+
+def probs_for(submission, reference, exercise, llama, name: str) -> torch.Tensor:
+    """The distribution `name` is judged on (float64, CPU): the student's own next_token_probs when `name` is
+    computed from it (so a slip there is charged once, by its own check), the model's otherwise."""
+    vocab_size = llama[1].config.vocab_size
+    return judged_on(submission, name, "next_token_probs",
+                     lambda: as_distribution(submission.value("next_token_probs"), vocab_size).double(),
+                     lambda: torch.softmax(grader_last_logits(submission, reference, exercise, llama), dim=-1))
+
+
+@pytest.mark.step("tokenize")
 def test_token_table(submission, exercise, llama):
     """token_table pairs every id of PROMPT's tokenization with its decoded text, in order."""
     ids = pipeline_ids(submission, exercise, llama)
@@ -89,25 +127,26 @@ def test_token_table(submission, exercise, llama):
                                      "row per id of input_ids, the BOS token included.").format(
                                        n_table=len(table), n_ids=len(ids)))
     for position, ((token_id, text), expected_id) in enumerate(zip(table, ids)):
-        expect(type(token_id) is int, _("row {position} of `token_table` starts with a {type}; use Python "
-                                        "ints (input_ids[0].tolist()).").format(
-                                          position=position, type=type(token_id).__name__))
+        token_id = as_int(token_id, _("The id in row {position} of `token_table`").format(position=position))
         expected = (expected_id, llama[0].decode([expected_id]))
         expect(isinstance(text, str) and (token_id, text) == expected,
                _("row {position} of `token_table` is {value!r}, expected {expected!r}: pair each id of input_ids "
                  "with tokenizer.decode([id]).").format(position=position, value=(token_id, text), expected=expected))
 
 
+@pytest.mark.step("tokenize")
 def test_prompt_round_trip(submission, exercise):
     """Decoding input_ids without special tokens gives PROMPT back."""
     prompt = exercise.parameters["PROMPT"]
     got = submission.value("prompt_round_trip")
     expect(isinstance(got, str), _("`prompt_round_trip` should be a string, got {type}.").format(
                                      type=type(got).__name__))
-    expect(got == prompt, _("`prompt_round_trip` starts {got!r}, PROMPT starts {prompt!r}: decode "
-                            "input_ids[0] with skip_special_tokens=True.").format(got=got[:40], prompt=prompt[:40]))
+    expect_derived(submission, "prompt_round_trip", *DECODERS,
+                   hint=_("Decode input_ids with tokenizer.decode; assigning PROMPT shows nothing."))
+    expect_equal(got, prompt, "`prompt_round_trip`", _("Decode input_ids[0] with skip_special_tokens=True."))
 
 
+@pytest.mark.step("embed")
 def test_embeddings_are_table_rows(submission, exercise, llama):
     """Each row of embeddings is the embedding-table row of the matching id of PROMPT's tokenization."""
     ids = pipeline_ids(submission, exercise, llama)
@@ -122,59 +161,64 @@ def test_embeddings_are_table_rows(submission, exercise, llama):
                    "step."))
 
 
-def test_top10_matches_reference(submission, next_probs, prob_tolerance, llama):
-    """top10_ids and top10_probs are the model's ten most probable next tokens after PROMPT, in order."""
-    expected_probs, expected_ids = next_probs.topk(10)
+@pytest.mark.step("forward")
+def test_logits_values(submission, reference, exercise, llama):
+    """logits are the model's scores for input_ids (PROMPT): the last position's equal the grader's forward pass."""
+    got = student_last_logits(submission, llama[1].config.vocab_size)
+    expect_close(got.float(), grader_last_logits(submission, reference, exercise, llama).float(), "`logits[0, -1]`",
+                 _("Run the model on input_ids and keep .logits."))
+
+
+@pytest.mark.step("probabilities")
+def test_next_token_probs(submission, reference, exercise, llama):
+    """next_token_probs is the softmax, over the vocabulary, of the logits at the last position."""
+    vocab_size = llama[1].config.vocab_size
+    got = as_distribution(submission.value("next_token_probs"), vocab_size)
+    logits = judged_on(submission, "next_token_probs", "logits", lambda: student_last_logits(submission, vocab_size),
+                       lambda: grader_last_logits(submission, reference, exercise, llama))
+    expected = torch.softmax(logits.double(), dim=-1)
+    expect(bool(torch.isfinite(got).all()) and abs(float(got.double().sum()) - 1) < 1e-2,
+           _("`next_token_probs` sums to {total:.4g}, not 1: take the softmax over the vocabulary axis (dim=-1) of "
+             "the last position's logits.").format(total=float(got.double().sum())))
+    expect_close(got, expected, "`next_token_probs`",
+                 _("Take logits[0, -1], the scores after the last token of PROMPT (not the first position), and "
+                   "its softmax over the vocabulary."))
+
+
+@pytest.mark.step("top10")
+def test_top10_matches_reference(submission, reference, exercise, prob_tolerance, llama):
+    """top10_ids and top10_probs are the ten most probable next tokens after PROMPT, in order."""
+    probs = probs_for(submission, reference, exercise, llama, "top10_ids")
+    expected_probs, expected_ids = probs.topk(10)
     ids = as_int_list(submission.value("top10_ids"), "`top10_ids`")
-    expect(len(ids) == 10 and all(0 <= i < len(next_probs) for i in ids),
+    expect(len(ids) == 10 and all(0 <= i < len(probs) for i in ids),
            _("`top10_ids` should hold 10 ids of the vocabulary, it holds {ids}.").format(ids=ids))
     # Compared through probabilities, so tokens with equal probability may come in either order.
-    expect(torch.allclose(next_probs[ids], expected_probs, atol=prob_tolerance),
+    expect(torch.allclose(probs[ids], expected_probs, atol=prob_tolerance),
            _("`top10_ids` is {ids}, but the ten most probable next tokens are {expected_ids} ({value}): "
              "take the softmax of the last position's logits (logits[0, -1]) and the ten largest values, "
              "most probable first.").format(
                ids=ids, expected_ids=expected_ids.tolist(),
                value=[llama[0].decode([i]) for i in expected_ids.tolist()]))
+    top_probs = probs_for(submission, reference, exercise, llama, "top10_probs").topk(10).values
     # In the model's dtype, so the tolerance is that of the precision the notebook runs at.
-    expect_close(submission.tensor("top10_probs"), expected_probs.to(llama[1].dtype), "`top10_probs`",
+    expect_close(submission.tensor("top10_probs"), top_probs.to(llama[1].dtype), "`top10_probs`",
                  _("They are the probabilities of top10_ids after the softmax, most probable first."))
 
 
-def test_top10_consistent_with_logits(submission, exercise, llama):
-    """logits are the model's scores for input_ids (PROMPT), and top10_probs is the softmax of their last position
-    at top10_ids."""
-    logits = submission.tensor("logits")
-    expect(logits.dim() == 3 and logits.shape[0] == 1, _("`logits` has shape {shape}, not (1, n_tokens, "
-                                                         "vocab_size).").format(shape=tuple(logits.shape)))
-    model = llama[1]
-    with torch.no_grad():
-        ids = torch.tensor([pipeline_ids(submission, exercise, llama)], device=model.device)
-        expected_last = model(ids).logits[0, -1].float().cpu()
-    expect_close(logits[0, -1], expected_last, "`logits[0, -1]`", _("Run the model on input_ids and keep "
-                                                                    ".logits."))
-    ids = as_int_list(submission.value("top10_ids"), "`top10_ids`")
-    expect(all(0 <= i < logits.shape[-1] for i in ids), _("`top10_ids` holds ids outside the vocabulary: "
-                                                          "{ids}.").format(ids=ids))
-    expected = torch.softmax(logits[0, -1].double(), dim=-1)[ids]
-    expect_close(submission.tensor("top10_probs"), expected, "`top10_probs`",
-                 _("They should equal softmax(logits[0, -1]) over the vocabulary axis, read at top10_ids."))
-
-
-def test_greedy_next_token(submission, next_probs, prob_tolerance, llama):
+@pytest.mark.step("greedy")
+def test_greedy_next_token(submission, reference, exercise, prob_tolerance, llama):
     """greedy_token_id is the argmax of the next-token distribution; greedy_token_text is its decoded text."""
-    got = submission.value("greedy_token_id")
-    expect(type(got) is int, _("`greedy_token_id` should be an int, got {type}: use int(...).").format(
-                                 type=type(got).__name__))
-    expected = int(next_probs.argmax())
-    expect(0 <= got < len(next_probs) and float(next_probs[got]) >= float(next_probs[expected]) - prob_tolerance,
+    got = as_int(submission.value("greedy_token_id"), "`greedy_token_id`")
+    probs = probs_for(submission, reference, exercise, llama, "greedy_token_id")
+    expected = int(probs.argmax())
+    expect(0 <= got < len(probs) and float(probs[got]) >= float(probs[expected]) - prob_tolerance,
            _("`greedy_token_id` is {got}, but the most probable next token is {expected} ({value!r}): take "
              "the argmax over the vocabulary at the last position.").format(
                got=got, expected=expected, value=llama[0].decode([expected])))
-    text = llama[0].decode([got])
-    got_text = submission.value("greedy_token_text")
-    expect(isinstance(got_text, str) and got_text == text,
-           _("`greedy_token_text` should be {text!r}, the decoded greedy_token_id: "
-             "tokenizer.decode([greedy_token_id]).").format(text=text))
+    # The text is judged on the student's own id: a wrong id is this check's one loss, not two.
+    expect_equal(submission.value("greedy_token_text"), llama[0].decode([got]), "`greedy_token_text`",
+                 _("Decode greedy_token_id: tokenizer.decode([greedy_token_id])."))
 
 
 def call_softmax(submission, logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -194,6 +238,7 @@ def call_softmax(submission, logits: torch.Tensor, temperature: float) -> torch.
     return probs
 
 
+@pytest.mark.step("temperature")
 @pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0], ids=lambda t: f"t={t}")
 def test_softmax_with_temperature_values(submission, last_logits, temperature):
     """softmax_with_temperature(logits, t) equals softmax(logits / t) on the model's logits and on a batch."""
@@ -204,6 +249,7 @@ def test_softmax_with_temperature_values(submission, last_logits, temperature):
                      _("Divide the logits by the temperature, then take the softmax over the last axis."))
 
 
+@pytest.mark.step("temperature")
 @pytest.mark.parametrize("temperature", [1e-3, 1e4], ids=["t=0.001 is nearly one-hot", "t=10000 is nearly uniform"])
 def test_softmax_with_temperature_limits(submission, last_logits, temperature):
     """A temperature near 0 gives (almost) the one-hot argmax; a very large one (almost) the uniform distribution."""
@@ -224,6 +270,7 @@ def test_softmax_with_temperature_limits(submission, last_logits, temperature):
                                   spread=spread))
 
 
+@pytest.mark.step("temperature")
 def test_softmax_with_temperature_rejects_nonpositive(submission):
     """softmax_with_temperature raises ValueError, with a message, for a temperature <= 0."""
     for temperature in (0.0, -1.0):
@@ -271,6 +318,7 @@ def expect_draws_cover(submission, probs: torch.Tensor, allowed: set[int], what:
                             what=what, missing=missing, n_draws=len(draws), allowed=sorted(allowed)))
 
 
+@pytest.mark.step("sampler")
 @pytest.mark.parametrize(("name", "k"), TOP_K_CASES, ids=[f"{n}, top_k={k}" for n, k in TOP_K_CASES])
 def test_sampler_top_k_support(submission, name, k):
     """With top_k, sample_next_token draws from the k most probable ids of a hidden distribution, and all of them."""
@@ -278,6 +326,7 @@ def test_sampler_top_k_support(submission, name, k):
     expect_draws_cover(submission, probs, top_k_set(probs, k), f"top_k={k}", top_k=k)
 
 
+@pytest.mark.step("sampler")
 @pytest.mark.parametrize(("name", "p"), TOP_P_CASES, ids=[f"{n}, top_p={p}" for n, p in TOP_P_CASES])
 def test_sampler_top_p_support(submission, name, p):
     """With top_p, sample_next_token draws from the nucleus of a hidden distribution, and all of it."""
@@ -285,29 +334,51 @@ def test_sampler_top_p_support(submission, name, p):
     expect_draws_cover(submission, probs, nucleus(probs, p), f"top_p={p}", top_p=p)
 
 
+def word_vectors_of(llama, words: list[str]) -> torch.Tensor:
+    """The exercise's word vectors: each word tokenized on its own without special tokens, its rows averaged."""
+    tokenizer, model = llama
+    table = model.get_input_embeddings().weight.detach().float().cpu()
+    return torch.stack([table[tokenizer(w, add_special_tokens=False).input_ids].mean(0) for w in words])
+
+
+def lecture_word_vectors(llama, words: list[str]) -> torch.Tensor:
+    """The lecture's word vectors: the words tokenized as one padded batch (BOS added, padded with EOS), each row
+    averaged over the whole padded length."""
+    tokenizer, model = llama
+    table = model.get_input_embeddings().weight.detach().float().cpu()
+    rows = [tokenizer(w).input_ids for w in words]
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return torch.stack([table[ids + [pad] * (width - len(ids))].mean(0) for ids in rows])
+
+
+@pytest.mark.step("word vectors")
 def test_word_vectors(submission, llama):
     """embed_words gives, per word, the mean embedding row of its tokens (tokenized alone, no BOS)."""
-    tokenizer, model = llama
-    table = model.get_input_embeddings().weight.detach()
-    expected = torch.stack([table[tokenizer(w, add_special_tokens=False).input_ids].float().mean(0)
-                            for w in HIDDEN_WORDS]).to(table.dtype)
+    dtype = llama[1].get_input_embeddings().weight.dtype
+    expected = word_vectors_of(llama, HIDDEN_WORDS).to(dtype)
     # Two word lists, so an embed_words that ignores its argument cannot pass.
     for words in (HIDDEN_WORDS, HIDDEN_WORDS[:2:-1]):
         rows = [HIDDEN_WORDS.index(w) for w in words]
-        expect_close(submission.call("embed_words", words), expected[rows], f"embed_words({words})",
+        got = submission.call("embed_words", words)
+        if isinstance(got, torch.Tensor) and got.shape == expected[rows].shape and torch.allclose(
+                got.double(), lecture_word_vectors(llama, words).double(), rtol=1e-3, atol=1e-4):
+            raise AssertionError(_("embed_words({words}) averages the BOS and padding rows too, as the lecture's "
+                                   "batch code (tokenizer(words, padding=True), then .mean(dim=1)) does. This "
+                                   "exercise asks for each word's own tokens only: tokenize every word on its own "
+                                   "with add_special_tokens=False.").format(words=words))
+        expect_close(got, expected[rows], f"embed_words({words})",
                      _("Tokenize each word on its own with add_special_tokens=False (no BOS) and average "
                        "the embedding rows of its tokens."))
 
 
+@pytest.mark.step("cosine")
 def test_cosine_similarity_values(submission, llama):
     """cosine_similarity_matrix equals the grader's cosine similarities on hidden vectors and word embeddings."""
-    tokenizer, model = llama
-    table = model.get_input_embeddings().weight.detach().float().cpu()
     lengths = torch.linspace(0.2, 5.0, 6).unsqueeze(1)
     cases = {
         "random vectors of different lengths": torch.randn(6, 24, generator=torch.Generator().manual_seed(5)) * lengths,
-        "embedding rows of the hidden words": torch.stack(
-            [table[tokenizer(w, add_special_tokens=False).input_ids].mean(0) for w in HIDDEN_WORDS]),
+        "embedding rows of the hidden words": word_vectors_of(llama, HIDDEN_WORDS),
     }
     for what, vectors in cases.items():
         expected = torch.nn.functional.cosine_similarity(vectors.unsqueeze(1), vectors.unsqueeze(0), dim=-1)
@@ -316,33 +387,63 @@ def test_cosine_similarity_values(submission, llama):
                      _("Entry [i, j] is vectors[i] · vectors[j] / (|vectors[i]| |vectors[j]|)."))
 
 
-def test_japanese_token_ids(submission, exercise, llama):
-    """japanese_ids is the tokenization of JAPANESE_TEXT (BOS included), with the grader's token count."""
-    expected = llama[0](exercise.parameters["JAPANESE_TEXT"]).input_ids
-    ids = as_int_list(submission.value("japanese_ids"), "`japanese_ids`")
-    expect(ids == expected, _("`japanese_ids` holds {n_ids} ids; the tokenization of JAPANESE_TEXT has "
-                              "{n_expected} ({expected}...): encode JAPANESE_TEXT with the default special "
-                              "tokens.").format(n_ids=len(ids), n_expected=len(expected), expected=expected[:6]))
+def own_words_result(submission, function: str, words: list[str]) -> torch.Tensor:
+    """`function`(embed_words(words)) computed by the student's own functions, as a float64 tensor."""
+    vectors = submission.call("embed_words", words)
+    expect(isinstance(vectors, torch.Tensor), _("embed_words returned a {type}.").format(type=type(vectors).__name__))
+    result = submission.call(function, vectors)
+    expect(isinstance(result, torch.Tensor), _("{function} returned a {type}.").format(
+        function=function, type=type(result).__name__))
+    return result.double()
 
 
-def test_special_tokens(submission, exercise, llama):
-    """SPECIAL_TEXT encodes without BOS, each marker as one id; decoding keeps or drops the markers as asked."""
-    tokenizer = llama[0]
-    text = exercise.parameters["SPECIAL_TEXT"]
-    expected = tokenizer(text, add_special_tokens=False).input_ids
-    ids = as_int_list(submission.value("special_ids"), "`special_ids`")
-    expect(ids == expected, _("`special_ids` is {ids}..., expected {expected}...: encode SPECIAL_TEXT with "
-                              "add_special_tokens=False, so that only the markers written in the text "
-                              "become special ids.").format(ids=ids[:8], expected=expected[:8]))
-    decoded = submission.value("special_decoded")
-    expect(isinstance(decoded, str) and decoded == text, _("`special_decoded` is {decoded!r}; decoding "
-                                                           "special_ids without options gives SPECIAL_TEXT "
-                                                           "back, markers included.").format(decoded=decoded))
-    stripped = tokenizer.decode(expected, skip_special_tokens=True)
-    got = submission.value("special_stripped")
-    expect(isinstance(got, str) and got == stripped, _("`special_stripped` is {got!r}, expected "
-                                                       "{stripped!r}: decode special_ids with "
-                                                       "skip_special_tokens=True.").format(got=got, stripped=stripped))
+@pytest.mark.step("similarity")
+def test_word_similarity(submission, exercise, llama):
+    """similarity is cosine_similarity_matrix(embed_words(WORDS)), for the WORDS of the parameters cell."""
+    words = exercise.parameters["WORDS"]
+
+    def grader() -> torch.Tensor:
+        vectors = word_vectors_of(llama, words)
+        return torch.nn.functional.cosine_similarity(vectors.unsqueeze(1), vectors.unsqueeze(0), dim=-1).double()
+
+    # The student's own functions where `similarity` is made with them: a slip inside them is their checks' loss.
+    expected = judged_on(submission, "similarity", "cosine_similarity_matrix",
+                         lambda: own_words_result(submission, "cosine_similarity_matrix", words), grader)
+    expect_close(submission.tensor("similarity"), expected, "`similarity`",
+                 _("It is cosine_similarity_matrix(embed_words(WORDS)), with WORDS from the parameters "
+                   "cell."))
+
+
+def principal_coordinates(vectors: torch.Tensor) -> torch.Tensor:
+    centered = vectors.double() - vectors.double().mean(0)
+    return centered @ torch.linalg.svd(centered, full_matrices=False).Vh[:2].T
+
+
+def expect_same_up_to_sign(got, expected: torch.Tensor, what: str, hint) -> None:
+    """The coordinates equal, each axis up to its sign (a principal component's direction is arbitrary; scikit-
+    learn's PCA and an SVD may pick either)."""
+    expect(isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(expected.shape),
+           _("{what} should be a tensor or array of shape {shape}, got {value}.").format(
+               what=what, shape=tuple(expected.shape),
+               value=f"shape {tuple(got.shape)}" if isinstance(got, torch.Tensor) else type(got).__name__))
+    signs = torch.where((got.double() * expected).sum(0) < 0, -1.0, 1.0)
+    scale = float(expected.abs().max())
+    expect_close(got / scale, expected * signs / scale,
+                 _("{what} (scaled to the largest coordinate)").format(what=what), hint)
+
+
+@pytest.mark.step("pca")
+def test_pca_2d(submission, llama):
+    """pca_2d projects hidden vectors on their two principal components (each axis up to its sign)."""
+    cases = {"the hidden words' vectors": word_vectors_of(llama, HIDDEN_WORDS),
+             "random vectors": torch.randn(8, 24, generator=torch.Generator().manual_seed(11))
+             * torch.linspace(3.0, 0.5, 24)}
+    for what, vectors in cases.items():
+        expect_same_up_to_sign(submission.call("pca_2d", vectors), principal_coordinates(vectors),
+                               f"pca_2d({what})",
+                               _("Centre the vectors (subtract their mean) and project them on the top two "
+                                 "principal directions: scikit-learn's PCA(n_components=2).fit_transform, or the top "
+                                 "two right singular vectors of torch.linalg.svd."))
 
 
 @pytest.fixture(scope="module")
@@ -352,6 +453,52 @@ def axes(submission) -> list[dict]:
     expect(isinstance(figures, list), _("The grader could not read your figures; leave them open (no "
                                         "plt.close())."))
     return [ax for figure in figures if isinstance(figure, list) for ax in figure if isinstance(ax, dict)]
+
+
+@pytest.mark.step("pca")
+def test_pca_of_word_vectors(submission, exercise, llama, axes):
+    """pca_coords are pca_2d(embed_words(WORDS)), drawn as a scatter plot labelled with the words."""
+    words = exercise.parameters["WORDS"]
+    expected = judged_on(submission, "pca_coords", "pca_2d",
+                         lambda: own_words_result(submission, "pca_2d", words),
+                         lambda: principal_coordinates(word_vectors_of(llama, words)))
+    got = submission.tensor("pca_coords")
+    expect_same_up_to_sign(got, expected, "`pca_coords`",
+                           _("It is pca_2d(embed_words(WORDS)), with WORDS from the parameters cell."))
+    scale = float(expected.abs().max())
+    plotted = [ax for ax in axes if len(ax.get("points", [])) == len(words)]
+    expect(any(torch.allclose(torch.tensor(ax["points"], dtype=torch.float64), got.double(), atol=1e-3 * scale)
+               for ax in plotted), _("No scatter plot shows the points of pca_coords: draw them with "
+                                     "ax.scatter (or plt.scatter)."))
+    expect(any(sorted(t.strip() for t in ax.get("texts", [])) == sorted(words) for ax in plotted),
+           _("Label every point of the scatter plot with its word (ax.text or plt.text)."))
+
+
+@pytest.mark.step("japanese")
+def test_japanese_token_ids(submission, exercise, llama):
+    """japanese_ids is the tokenization of JAPANESE_TEXT (BOS included), with the grader's token count."""
+    expected = llama[0](exercise.parameters["JAPANESE_TEXT"]).input_ids
+    ids = as_int_list(submission.value("japanese_ids"), "`japanese_ids`")
+    expect_equal(ids, expected, "`japanese_ids`", _("Encode JAPANESE_TEXT with the default special tokens, so the "
+                                                    "BOS id comes first."))
+
+
+@pytest.mark.step("special tokens")
+def test_special_tokens(submission, exercise, llama):
+    """SPECIAL_TEXT encodes without BOS, each marker as one id; decoding keeps or drops the markers as asked."""
+    tokenizer = llama[0]
+    text = exercise.parameters["SPECIAL_TEXT"]
+    expected = tokenizer(text, add_special_tokens=False).input_ids
+    ids = as_int_list(submission.value("special_ids"), "`special_ids`")
+    expect_equal(ids, expected, "`special_ids`", _("Encode SPECIAL_TEXT with add_special_tokens=False, so that "
+                                                   "only the markers written in the text become special ids."))
+    decoded = submission.value("special_decoded")
+    expect_derived(submission, "special_decoded", *DECODERS,
+                   hint=_("Decode special_ids with tokenizer.decode; assigning SPECIAL_TEXT shows nothing."))
+    expect_equal(decoded, text, "`special_decoded`", _("Decoding special_ids without options gives SPECIAL_TEXT "
+                                                       "back, markers included."))
+    expect_equal(submission.value("special_stripped"), tokenizer.decode(expected, skip_special_tokens=True),
+                 "`special_stripped`", _("Decode special_ids with skip_special_tokens=True."))
 
 
 @pytest.fixture(scope="module")
@@ -367,82 +514,71 @@ def device_probs(reference, exercise, llama) -> torch.Tensor:
     return reference.memo(("device probs", exercise.parameters["MODEL_ID"], prompt), compute)
 
 
-def test_seeded_sample(submission, exercise, device_probs):
+def own_draw_base(submission, llama, device_probs) -> torch.Tensor:
+    """The distribution sampled_token_id is replayed on: the student's own next_token_probs (as sent, on the model's
+    device) when the draw is made from it, the model's otherwise."""
+    return judged_on(submission, "sampled_token_id", "next_token_probs",
+                     lambda: as_distribution(submission.value("next_token_probs"),
+                                             llama[1].config.vocab_size).to(device_probs.device),
+                     lambda: device_probs)
+
+
+@pytest.mark.step("sample")
+def test_seeded_sample(submission, exercise, llama, device_probs):
     """sampled_token_id is the draw of torch.multinomial from the next-token distribution with a generator seeded
     with SAMPLE_SEED."""
-    generator = torch.Generator(device=device_probs.device).manual_seed(exercise.parameters["SAMPLE_SEED"])
-    expected = int(torch.multinomial(device_probs, num_samples=1, generator=generator))
-    got = submission.value("sampled_token_id")
-    expect(type(got) is int, _("`sampled_token_id` should be an int, got {type}: use int(...).").format(
-                                 type=type(got).__name__))
-    greedy = int(device_probs.argmax())
-    expect(not (got == greedy != expected), _("`sampled_token_id` is the most probable token: draw it at "
-                                              "random with torch.multinomial instead of taking the argmax."))
+    got = as_int(submission.value("sampled_token_id"), "`sampled_token_id`")
+    # A draw can be the most probable token, so the value alone does not show that it was drawn.
+    expect_derived(submission, "sampled_token_id", "multinomial",
+                   hint=_("Draw it with torch.multinomial and the seeded generator; the argmax is greedy decoding, "
+                          "not sampling."))
+    probs = own_draw_base(submission, llama, device_probs)
+    generator = torch.Generator(device=probs.device).manual_seed(exercise.parameters["SAMPLE_SEED"])
+    expected = int(torch.multinomial(probs, num_samples=1, generator=generator))
     expect(got == expected, _("`sampled_token_id` is {got}, but torch.multinomial(next_token_probs, 1, "
                               "generator=...) with the generator seeded with SAMPLE_SEED draws {expected}: "
                               "seed a torch.Generator on the device of the probabilities with SAMPLE_SEED.").format(
                                 got=got, expected=expected))
 
 
-def test_top10_bar_chart(next_probs, prob_tolerance, llama, axes):
+def chart_values(submission, reference, exercise, llama) -> tuple[list[float], list[str]]:
+    """The bars the chart should show: the student's own top10_probs and top10_tokens when they are computed (from
+    the logits), the model's otherwise."""
+    def own() -> tuple[list[float], list[str]]:
+        heights = submission.tensor("top10_probs")
+        tokens = submission.value("top10_tokens")
+        if heights.numel() != 10 or not isinstance(tokens, (list, tuple)) or len(tokens) != 10 \
+                or not all(isinstance(t, str) for t in tokens):
+            raise Unusable()  # not ten probabilities and ten texts: the top10 checks say what is wrong
+        return heights.double().reshape(-1).tolist(), [t.strip() for t in tokens]
+
+    def grader() -> tuple[list[float], list[str]]:
+        probs = probs_for(submission, reference, exercise, llama, "top10_probs")
+        values, ids = probs.topk(10)
+        return values.tolist(), [llama[0].decode([i]).strip() for i in ids.tolist()]
+
+    return judged_on(submission, "top10_probs", "logits", own, grader)
+
+
+@pytest.mark.step("chart")
+def test_top10_bar_chart(submission, reference, exercise, prob_tolerance, llama, axes):
     """A bar chart shows the ten probabilities of the most probable next tokens, labelled with their text."""
-    expected_probs, expected_ids = next_probs.topk(10)
-    tokens = [llama[0].decode([i]).strip() for i in expected_ids.tolist()]
+    heights, tokens = chart_values(submission, reference, exercise, llama)
     charts = [ax for ax in axes if len(ax.get("bars", [])) == 10]
     expect(charts, _("No figure has a chart with ten bars: draw top10_probs with ax.bar (or plt.bar) and "
                      "leave the figure open."))
     heights_ok = [ax for ax in charts if torch.allclose(torch.tensor(ax["bars"], dtype=torch.float64),
-                                                        expected_probs.double(), atol=prob_tolerance)]
+                                                        torch.tensor(heights, dtype=torch.float64),
+                                                        atol=prob_tolerance)]
     expect(heights_ok, _("The ten bars are {value}, but the ten largest next-token probabilities are "
                          "{value2}: plot top10_probs, most probable first.").format(
-                           value=[round(h, 4) for h in charts[0]['bars']],
-                           value2=[round(p, 4) for p in expected_probs.tolist()]))
+                           value=[round(h, 4) for h in charts[0]['bars']], value2=[round(p, 4) for p in heights]))
     labelled = [ax for ax in heights_ok if [t.strip() for t in ax.get("xticklabels", [])] == tokens]
     expect(labelled, _("The bars are labelled {value}, not with top10_tokens {tokens}: set the x tick "
                        "labels to the decoded tokens.").format(value=heights_ok[0].get('xticklabels'), tokens=tokens))
 
 
-@pytest.fixture(scope="module")
-def word_vectors(exercise, llama) -> torch.Tensor:
-    """The grader's vectors of WORDS: the mean embedding row of each word's tokens, as float32 on the CPU."""
-    tokenizer, model = llama
-    table = model.get_input_embeddings().weight.detach().float().cpu()
-    return torch.stack([table[tokenizer(w, add_special_tokens=False).input_ids].mean(0)
-                        for w in exercise.parameters["WORDS"]])
-
-
-def test_word_similarity(submission, word_vectors):
-    """similarity is the cosine-similarity matrix of WORDS' vectors."""
-    expected = torch.nn.functional.cosine_similarity(word_vectors.unsqueeze(1), word_vectors.unsqueeze(0), dim=-1)
-    expect_close(submission.tensor("similarity"), expected, "`similarity`",
-                 _("It is cosine_similarity_matrix(embed_words(WORDS)), with WORDS from the parameters "
-                   "cell."))
-
-
-def test_pca_of_word_vectors(submission, exercise, word_vectors, axes):
-    """pca_coords are WORDS' vectors on their two principal components (each axis up to its sign), drawn as a
-    scatter plot labelled with the words."""
-    centered = word_vectors.double() - word_vectors.double().mean(0)
-    expected = centered @ torch.linalg.svd(centered, full_matrices=False).Vh[:2].T
-    got = submission.tensor("pca_coords")
-    expect(tuple(got.shape) == tuple(expected.shape), _("`pca_coords` has shape {shape}, expected "
-                                                        "{shape2}: one (x, y) per word of WORDS.").format(
-                                                          shape=tuple(got.shape), shape2=tuple(expected.shape)))
-    signs = torch.where((got.double() * expected).sum(0) < 0, -1.0, 1.0)  # the sign of a component is arbitrary
-    scale = expected.abs().max()
-    expect_close(got / float(scale), expected * signs / scale, _("`pca_coords` (scaled to the largest "
-                                                                 "coordinate)"),
-                 _("Centre the vectors (subtract their mean) and project them on the top two right "
-                   "singular vectors."))
-    words = exercise.parameters["WORDS"]
-    plotted = [ax for ax in axes if len(ax.get("points", [])) == len(words)]
-    expect(any(torch.allclose(torch.tensor(ax["points"], dtype=torch.float64), got.double(), atol=1e-3 * float(scale))
-               for ax in plotted), _("No scatter plot shows the points of pca_coords: draw them with "
-                                     "ax.scatter."))
-    expect(any(sorted(t.strip() for t in ax.get("texts", [])) == sorted(words) for ax in plotted),
-           _("Label every point of the scatter plot with its word (ax.text)."))
-
-
+@pytest.mark.step("other tokenizer")
 def test_other_tokenizer(submission, exercise, reference):
     """other_prompt_ids and other_japanese_ids are PROMPT and JAPANESE_TEXT encoded by COMPARE_TOKENIZER_ID's
     tokenizer."""
@@ -450,9 +586,6 @@ def test_other_tokenizer(submission, exercise, reference):
     for name, text in (("other_prompt_ids", "PROMPT"), ("other_japanese_ids", "JAPANESE_TEXT")):
         expected = other(exercise.parameters[text]).input_ids
         ids = as_int_list(submission.value(name), f"`{name}`")
-        expect(ids == expected, _("`{name}` holds {n_ids} ids; {parameters}'s tokenizer encodes {text} "
-                                  "into {n_expected} ({expected}...): encode it with other_tokenizer, not "
-                                  "with Llama's tokenizer.").format(
-                                    name=name, n_ids=len(ids),
-                                    parameters=exercise.parameters['COMPARE_TOKENIZER_ID'], text=text,
-                                    n_expected=len(expected), expected=expected[:6]))
+        expect_equal(ids, expected, f"`{name}`",
+                     _("Encode {text} with other_tokenizer, the tokenizer of COMPARE_TOKENIZER_ID ({model}), not "
+                       "with Llama's tokenizer.").format(text=text, model=exercise.parameters["COMPARE_TOKENIZER_ID"]))
