@@ -173,25 +173,35 @@ def expect_derived(submission: Any, name: str, *sources: str, hint: Message = ""
 
 
 class Unusable(StudentFailure):
-    """Raised by ``judged_on``'s ``own``: the student's earlier result cannot be built on (wrong type or shape),
-    so the later step is judged on the grader's instead; the earlier step's own check says what is wrong."""
+    """Raised by ``judged_on``'s ``own``: the student's earlier result cannot be built on (wrong type or shape);
+    the earlier step's own check says what is wrong with it."""
 
     def __init__(self) -> None:
         super().__init__("")
 
 
-def judged_on(submission: Any, name: str, earlier: str, own: Callable[[], T], grader: Callable[[], T]) -> T:
-    """The base a check of ``name`` compares with: ``own()`` (built from the student's ``earlier`` result) when
-    ``name`` is derived from ``earlier`` and that result can be used, else ``grader()``.
+def judged_on(submission: Any, name: str, earlier: str, own: Callable[[], T], grader: Callable[[], T],
+              judge: Callable[[T], None]) -> None:
+    """Judge the later value ``name``: ``judge(base)`` must pass on the grader's base (``grader()``), or, where
+    ``name`` is computed from the student's ``earlier`` result (``derived_from``), on that result (``own()``).
 
-    ``own`` raises ``Unusable`` (or any StudentFailure: the value is missing, a student function raised) where the
-    earlier result cannot be built on."""
-    if derived_from(submission, name, earlier):
-        try:
-            return own()
-        except StudentFailure:
-            pass
-    return grader()
+    So a slip in the earlier step is that step's loss alone (one mistake costs once), a later value that is right
+    on the grader's terms passes whatever happened to the earlier variable since (rebound by a later cell), and a
+    value typed in as a literal is judged on the grader's base alone, so a copied output still loses. The failure
+    reported is the one on the student's own base where there is one. ``own`` raises ``Unusable`` (or any
+    StudentFailure: the value is missing, a student function raised) where the earlier result cannot be used."""
+    try:
+        judge(grader())
+        return
+    except AssertionError as on_grader:  # a StudentFailure, or a check's own `raise AssertionError(...)`
+        if not derived_from(submission, name, earlier):
+            raise
+        failure = on_grader
+    try:
+        base = own()
+    except StudentFailure:
+        raise failure from None
+    judge(base)
 
 
 def discriminating(candidates: Iterable[T], right: Callable[[T], Any], shortcuts: dict[str, Callable[[T], Any]]) -> T:

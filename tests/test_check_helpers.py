@@ -61,12 +61,25 @@ def test_a_later_step_is_judged_on_the_students_own_earlier_result_only_when_mad
     assert derived_from(cells, "texts", "fmt") and derived_from(cells, "dataset", "fmt")  # through `x = f(x)`
     assert not derived_from(cells, "copied", "probs") and not derived_from(cells, "missing", "probs")
     assert not derived_from(cells, "sneaky", "probs")  # what eval runs cannot be read
-    assert judged_on(cells, "greedy", "probs", lambda: "own", lambda: "grader") == "own"
-    assert judged_on(cells, "copied", "probs", lambda: "own", lambda: "grader") == "grader"
+    judged = []
+
+    def judge(base):
+        judged.append(base)
+        if base != "right":
+            raise StudentFailure(f"not right on {base}")
+
+    judged_on(cells, "greedy", "probs", lambda: "right", lambda: "grader", judge)  # right on the student's own base
+    assert judged == ["grader", "right"]
+    judged_on(cells, "copied", "probs", lambda: "own", lambda: "right", judge)  # right on the grader's: no need of more
+    with pytest.raises(StudentFailure, match="not right on grader"):  # a literal is judged on the grader's base alone
+        judged_on(cells, "copied", "probs", lambda: "right", lambda: "grader", judge)
+    with pytest.raises(StudentFailure, match="not right on own"):  # the failure shown is on the student's own base
+        judged_on(cells, "greedy", "probs", lambda: "own", lambda: "grader", judge)
 
     def unusable():
         raise StudentFailure("wrong shape")
-    assert judged_on(cells, "greedy", "probs", unusable, lambda: "grader") == "grader"
+    with pytest.raises(StudentFailure, match="not right on grader"):
+        judged_on(cells, "greedy", "probs", unusable, lambda: "grader", judge)
 
 
 def test_grading_inputs_are_chosen_to_tell_each_shortcut_apart():

@@ -36,7 +36,7 @@ from conftest import ROOT, failed_checks, solution_path, student_path, with_cell
 
 SOLUTION = solution_path("t5_decoding")
 BLANK = student_path("t5_decoding")
-FULL = 16  # the solution's score on CPU (the CUDA-only check is not run)
+FULL = 17  # the solution's score on CPU (the CUDA-only check is not run)
 # Small limits so that hogs hit them fast; the solution needs about 0.5 GiB.
 LIMITS = SandboxLimits(memory_bytes=int(1.5 * GiB), processes=512, file_bytes=128 * MiB, disk_bytes=256 * MiB,
                        output_stop_bytes=20 * MiB)

@@ -28,14 +28,18 @@ def test_chat_prompt(submission, exercise, tokenizer):
     got = submission.value("chat_prompt")
     expect(isinstance(got, str), _("`chat_prompt` should be a string, got {type}: use tokenize=False.").format(
                                      type=type(got).__name__))
-    # Judged on the student's own render_chat where chat_prompt is made with it: a render_chat slip is its own loss.
-    expected = judged_on(submission, "chat_prompt", "render_chat", lambda: _own_render(submission, messages),
-                         lambda: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-    expect(got != tokenizer.apply_chat_template(messages, tokenize=False) or got == expected,
-           _("`chat_prompt` stops after the user's turn: pass add_generation_prompt=True so that it ends with the "
-             "assistant header."))
-    expect_equal(got, expected, "`chat_prompt`", _("It is render_chat(messages) for one user message holding "
-                                                   "USER_REQUEST."))
+    without_header = tokenizer.apply_chat_template(messages, tokenize=False)
+
+    def judge(expected: str) -> None:
+        expect(got != without_header or got == expected, _("`chat_prompt` stops after the user's turn: pass "
+                                                           "add_generation_prompt=True so that it ends with the "
+                                                           "assistant header."))
+        expect_equal(got, expected, "`chat_prompt`", _("It is render_chat(messages) for one user message holding "
+                                                       "USER_REQUEST."))
+
+    # On the student's own render_chat where chat_prompt is made with it: a render_chat slip is its own loss.
+    judged_on(submission, "chat_prompt", "render_chat", lambda: _own_render(submission, messages),
+              lambda: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), judge)
 
 
 # Two requests of the grader's own: the functions must use their argument.

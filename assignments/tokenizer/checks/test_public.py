@@ -83,13 +83,13 @@ def grader_probs(submission, exercise, llama) -> torch.Tensor:
         return torch.softmax(model(inputs).logits[0, -1].double(), dim=-1).cpu()
 
 
-def probs_for(submission, exercise, llama, name: str) -> torch.Tensor:
-    """The distribution `name` is judged on: the student's own next_token_probs when `name` is computed from it (a
-    slip there is charged once, by its own check), the model's otherwise."""
+def judged_on_probs(submission, exercise, llama, name: str, judge) -> None:
+    """Judge `name` on the model's distribution, or on the student's own next_token_probs where `name` is computed
+    from it (a slip there is charged once, by its own check)."""
     vocab_size = llama[1].config.vocab_size
-    return judged_on(submission, name, "next_token_probs",
-                     lambda: as_distribution(submission.value("next_token_probs"), vocab_size),
-                     lambda: grader_probs(submission, exercise, llama))
+    judged_on(submission, name, "next_token_probs",
+              lambda: as_distribution(submission.value("next_token_probs"), vocab_size),
+              lambda: grader_probs(submission, exercise, llama), judge)
 
 
 @pytest.mark.step("top10")
@@ -99,11 +99,10 @@ def test_top10_format(submission, exercise, llama):
     ids = as_int_list(submission.value("top10_ids"), "`top10_ids`")
     expect(len(ids) == 10 and len(set(ids)) == 10, _("`top10_ids` should hold 10 distinct ids, it holds "
                                                      "{ids}.").format(ids=ids))
-    probs = probs_for(submission, exercise, llama, "top10_ids")
-    expected = set(probs.topk(10).indices.tolist())
-    expect(len(set(ids) & expected) >= 8, _("`top10_ids` ({ids}) are not the ten most probable next tokens "
-                                            "after PROMPT: take the softmax of the logits at the last "
-                                            "position, then the ten largest.").format(ids=ids))
+    judged_on_probs(submission, exercise, llama, "top10_ids", lambda probs: expect(
+        len(set(ids) & set(probs.topk(10).indices.tolist())) >= 8,
+        _("`top10_ids` ({ids}) are not the ten most probable next tokens after PROMPT: take the softmax of the "
+          "logits at the last position, then the ten largest.").format(ids=ids)))
     top = submission.tensor("top10_probs")
     expect_shape(top, (10,), "`top10_probs`")
     expect(top.is_floating_point() and bool(((top >= 0) & (top <= 1)).all()),

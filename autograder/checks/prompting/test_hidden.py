@@ -283,16 +283,23 @@ def _own_prompt(submission, kwargs: dict) -> str:
 def test_detailed_prompt_messages(submission):
     """detailed_messages sends build_prompt's text as the one user message."""
     cases = [BUILD_CASES["all parts"], BUILD_CASES["parts not passed"]]
-    # Judged on the student's own build_prompt where detailed_messages uses it: a build_prompt slip is its own loss.
-    contents = judged_on(submission, "detailed_messages", "build_prompt",
-                         lambda: [_own_prompt(submission, kwargs) for kwargs in cases],
-                         lambda: [_prompt_from_parts(kwargs) for kwargs in cases])
-    if contents[0] == contents[1]:  # a build_prompt that ignores its arguments cannot show detailed_messages uses them
-        contents = [_prompt_from_parts(kwargs) for kwargs in cases]
-    for kwargs, content in zip(cases, contents):
-        got = _expect_messages(submission.call("detailed_messages", **kwargs), "detailed_messages(...)")
-        expect_equal(got, [{"role": "user", "content": content}], "detailed_messages(...)",
-                     _("It should be one user message whose content is build_prompt(...) of the same parts."))
+    got = [_expect_messages(submission.call("detailed_messages", **kwargs), "detailed_messages(...)")
+           for kwargs in cases]
+
+    def own() -> list[str]:
+        contents = [_own_prompt(submission, kwargs) for kwargs in cases]
+        if contents[0] == contents[1]:  # a build_prompt that ignores its arguments cannot show they are used
+            raise Unusable()
+        return contents
+
+    def judge(contents: list[str]) -> None:
+        for messages, content in zip(got, contents):
+            expect_equal(messages, [{"role": "user", "content": content}], "detailed_messages(...)",
+                         _("It should be one user message whose content is build_prompt(...) of the same parts."))
+
+    # On the student's own build_prompt where detailed_messages uses it: a build_prompt slip is its own loss.
+    judged_on(submission, "detailed_messages", "build_prompt", own,
+              lambda: [_prompt_from_parts(kwargs) for kwargs in cases], judge)
 
 
 def _profile_object(text, what: str) -> dict:
@@ -357,13 +364,15 @@ def test_profile_json(submission, reference, exercise, llama):
             raise Unusable()
         return made
 
-    # Judged on the student's own fill_json_profile where profile_json is made with it: its slips are its own check's.
-    expected = judged_on(submission, "profile_json", "fill_json_profile", own,
-                         lambda: _greedy_profile(llama, _chat_text(llama, prompt), budget))
-    if text != expected:
-        _profile_object(text, "`profile_json`")  # first, whether it is JSON at all
-    expect_equal(text, expected, "`profile_json`", _("Make it with fill_json_profile(FORMAT_PROMPT, MAX_VALUE_TOKENS), "
-                                                     "the budget from the parameters cell."))
+    def judge(expected: str) -> None:
+        if text != expected:
+            _profile_object(text, "`profile_json`")  # first, whether it is JSON at all
+        expect_equal(text, expected, "`profile_json`", _("Make it with fill_json_profile(FORMAT_PROMPT, "
+                                                         "MAX_VALUE_TOKENS), the budget from the parameters cell."))
+
+    # On the student's own fill_json_profile where profile_json is made with it: its slips are its own check's.
+    judged_on(submission, "profile_json", "fill_json_profile", own,
+              lambda: _greedy_profile(llama, _chat_text(llama, prompt), budget), judge)
 
 
 def _greedy_limit(reference, llama, exercise, messages: list[dict]) -> int:
@@ -528,16 +537,16 @@ def test_fill_json_profile_is_greedy(submission, reference, exercise, llama):
                                                                  'writes it: one line, `{{"description": '
                                                                  '"...", "name": ...}}`.'))
         _one_bos(submission, llama, starts, "fill_json_profile(...)")
-        # Judged after the student's own render_chat where fill_json_profile uses it, and each value after the
-        # student's own earlier values: one slip is one loss.
-        chat_text = judged_on(submission, "fill_json_profile", "render_chat",
-                              lambda: _own_chat_text(submission, prompt), lambda: _chat_text(llama, prompt))
-        expected = _greedy_values(llama, chat_text, max_value_tokens, after=profile)
-        for key in PROFILE_KEYS:
-            expect(profile[key] == expected[key], _("With max_value_tokens={max_value_tokens}, the value of {key!r} "
-                                                    "is {profile!r}, but the model's greedy fill (at most "
-                                                    "max_value_tokens tokens, stopping before a quote, newline or "
-                                                    "special token) is {expected!r}. Tokenize render_chat(...) + the "
-                                                    "reply so far with add_special_tokens=False.").format(
-                                                      key=key, profile=profile[key], expected=expected[key],
-                                                      max_value_tokens=max_value_tokens))
+        def judge(chat_text: str) -> None:
+            expected = _greedy_values(llama, chat_text, max_value_tokens, after=profile)
+            for key in PROFILE_KEYS:
+                expect(profile[key] == expected[key], _(
+                    "With max_value_tokens={max_value_tokens}, the value of {key!r} is {profile!r}, but the model's "
+                    "greedy fill (at most max_value_tokens tokens, stopping before a quote, newline or special token) "
+                    "is {expected!r}. Tokenize render_chat(...) + the reply so far with add_special_tokens=False."
+                ).format(key=key, profile=profile[key], expected=expected[key], max_value_tokens=max_value_tokens))
+
+        # After the student's own render_chat where fill_json_profile uses it, and each value after the student's
+        # own earlier values: one slip is one loss.
+        judged_on(submission, "fill_json_profile", "render_chat", lambda: _own_chat_text(submission, prompt),
+                  lambda: _chat_text(llama, prompt), judge)

@@ -91,18 +91,18 @@ def own_lora_settings(submission, reference, exercise) -> dict:
     return checked_lora_settings(settings, reference.config(exercise.parameters["MODEL_ID"]))
 
 
-def lora_count_for(submission, reference, exercise, config, name: str) -> int:
-    """The LoRA parameter count `name` is judged on: that of the student's own LoRA settings (rank, targets) when the
-    wrapped model can be read, so a wrong rank or target is the settings check's loss alone; the parameters' rank on
-    q_proj and v_proj otherwise."""
+def judged_on_lora_count(submission, reference, exercise, config, name: str, judge) -> None:
+    """Judge `name` on the LoRA parameter count of the parameters' rank on q_proj and v_proj, or on that of the
+    student's own LoRA settings (rank, targets) where `name` counts the wrapped model: a wrong rank or target is
+    the settings check's loss alone."""
     def own() -> int:
         settings = own_lora_settings(submission, reference, exercise)
         try:
             return peft_trainable(reference, config, settings["r"], tuple(settings["target_modules"]))
         except (KeyError, TypeError, ValueError):  # targets this model does not have: the settings check says so
             raise Unusable() from None
-    return judged_on(submission, name, "get_peft_model", own,
-                     lambda: lora_parameter_count(reference, config, exercise.parameters["LORA_R"]))
+    judged_on(submission, name, "get_peft_model", own,
+              lambda: lora_parameter_count(reference, config, exercise.parameters["LORA_R"]), judge)
 
 
 def fetch_parameter(submission, name: str, start: int = 0, stop: int | None = None) -> torch.Tensor:
@@ -189,29 +189,31 @@ def test_trainable_parameter_count(submission, reference, exercise, llama):
     """trainable_params equals the LoRA count for the model in use at rank LORA_R (grouped-query attention narrows
     v_proj)."""
     config, r = llama[1].config, exercise.parameters["LORA_R"]
-    expected = lora_count_for(submission, reference, exercise, config, "trainable_params")
     got = submission.value("trainable_params")
     expect(type(got) is int, _("`trainable_params` should be an int, got {type}.").format(type=type(got).__name__))
-    expect(got == expected, _("`trainable_params` is {got:,}, but r={r} on q_proj and v_proj of "
-                              "{num_hidden_layers} layers gives {expected:,}: each adapted projection adds "
-                              "r·(in + out), and v_proj's output is num_key_value_heads·head_dim wide. "
-                              "Count the parameters with requires_grad.").format(
-                                got=got, r=r, num_hidden_layers=config.num_hidden_layers, expected=expected))
+    judged_on_lora_count(submission, reference, exercise, config, "trainable_params", lambda expected: expect(
+        got == expected, _("`trainable_params` is {got:,}, but r={r} on q_proj and v_proj of {num_hidden_layers} "
+                           "layers gives {expected:,}: each adapted projection adds r·(in + out), and v_proj's "
+                           "output is num_key_value_heads·head_dim wide. Count the parameters with requires_grad.")
+        .format(got=got, r=r, num_hidden_layers=config.num_hidden_layers, expected=expected)))
 
 
 @pytest.mark.step("counts")
 def test_total_parameter_count(submission, reference, exercise, llama):
     """total_params counts every parameter of the wrapped model: the base model's and the LoRA ones."""
     base = sum(p.numel() for p in llama[1].parameters())
-    lora = lora_count_for(submission, reference, exercise, llama[1].config, "total_params")
     got = submission.value("total_params")
     expect(type(got) is int, _("`total_params` should be an int, got {type}.").format(type=type(got).__name__))
-    expect(got != base, _("`total_params` is {got:,}, the base model's parameters alone: the wrapped model also holds "
-                          "the {lora:,} LoRA parameters (the 'all params' of print_trainable_parameters).").format(
-                            got=got, lora=lora))
-    expect(got == base + lora, _("`total_params` is {got:,}, but the wrapped model has {base:,} base and {lora:,} "
-                                 "LoRA parameters, {total:,} in all: count every parameter of model.parameters()."
-                                 ).format(got=got, base=base, lora=lora, total=base + lora))
+
+    def judge(lora: int) -> None:
+        expect(got != base, _("`total_params` is {got:,}, the base model's parameters alone: the wrapped model also "
+                              "holds the {lora:,} LoRA parameters (the 'all params' of print_trainable_parameters)."
+                              ).format(got=got, lora=lora))
+        expect(got == base + lora, _("`total_params` is {got:,}, but the wrapped model has {base:,} base and {lora:,} "
+                                     "LoRA parameters, {total:,} in all: count every parameter of "
+                                     "model.parameters().").format(got=got, base=base, lora=lora, total=base + lora))
+
+    judged_on_lora_count(submission, reference, exercise, llama[1].config, "total_params", judge)
 
 
 def own_counts(submission) -> tuple[int, int]:
@@ -228,15 +230,23 @@ def test_trainable_fraction(submission, reference, exercise, llama):
         trainable = lora_parameter_count(reference, llama[1].config, exercise.parameters["LORA_R"])
         return trainable, sum(p.numel() for p in llama[1].parameters()) + trainable
 
-    # On the student's own counts where the fraction is made from them: a counting slip is its own check's loss.
-    trainable, total = judged_on(submission, "trainable_fraction", "trainable_params", lambda: own_counts(submission),
-                                 grader)
-    if not derived_from(submission, "trainable_fraction", "total_params"):
-        trainable, total = grader()
-    base = total - trainable
     got = submission.value("trainable_fraction")
     expect(type(got) in (int, float) and math.isfinite(got),
            _("`trainable_fraction` should be a finite float, got {got!r}.").format(got=got))
+
+    def own() -> tuple[int, int]:
+        if not derived_from(submission, "trainable_fraction", "total_params"):
+            raise Unusable()
+        return own_counts(submission)
+
+    # On the student's own counts where the fraction is made from them: a counting slip is its own check's loss.
+    judged_on(submission, "trainable_fraction", "trainable_params", own, grader,
+              lambda counts: expect_fraction(got, *counts))
+
+
+def expect_fraction(got: float, trainable: int, total: int) -> None:
+    """`got` is trainable / total, or a failure that names the mistake (a percentage, a wrong denominator, rounding)."""
+    base = total - trainable
     expected = trainable / total
     # A ratio rounded to 6 significant digits (as printed) is still the right ratio.
     if math.isclose(got, expected, rel_tol=1e-5):
@@ -401,8 +411,12 @@ def test_training_texts_use_chat_template(submission, exercise, llama, train_spl
         row=unknown[0][0] if unknown else 0, prompt_id=unknown[0][1] if unknown else None))
     chats = [conversations[prompt_id] for prompt_id in ids]
     # The student's own format_example where the texts are made with it: a formatting slip is its own check's loss.
-    formatted = judged_on(submission, "train_texts", "format_example", lambda: own_formats(submission, chats),
-                          lambda: [tokenizer.apply_chat_template(m, tokenize=False) for m in chats])
+    judged_on(submission, "train_texts", "format_example", lambda: own_formats(submission, chats),
+              lambda: [tokenizer.apply_chat_template(m, tokenize=False) for m in chats],
+              lambda formatted: expect_texts(tokenizer, chats, texts, formatted))
+
+
+def expect_texts(tokenizer, chats: list, texts: list, formatted: list[str]) -> None:
     for row, (messages, text, expected) in enumerate(zip(chats, texts, formatted, strict=True)):
         if text == expected:
             continue

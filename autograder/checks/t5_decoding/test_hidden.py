@@ -60,17 +60,19 @@ def usable(submission, name: str, shape, dtype_kind: str, model) -> torch.Tensor
     return value.to(model.device, model.dtype if dtype_kind == "float" else torch.long)
 
 
-def base_start(submission, name: str, one_step, model) -> torch.Tensor:
-    """The decoder input `name` is judged on: the student's own decoder_input_ids where `name` is computed from it."""
-    return judged_on(submission, name, "decoder_input_ids",
-                     lambda: usable(submission, "decoder_input_ids", (1, None), "int", model), lambda: one_step["start"])
+def on_start(submission, name: str, one_step, model, judge) -> None:
+    """Judge `name` on the grader's start token, or on the student's own decoder_input_ids where it is made from
+    them."""
+    judged_on(submission, name, "decoder_input_ids",
+              lambda: usable(submission, "decoder_input_ids", (1, None), "int", model), lambda: one_step["start"], judge)
 
 
-def base_decoder(submission, name: str, one_step, model) -> torch.Tensor:
-    """The decoder output `name` is judged on: the student's own decoder_hidden where `name` is computed from it."""
-    return judged_on(submission, name, "decoder_hidden",
-                     lambda: usable(submission, "decoder_hidden", (1, None, model.config.d_model), "float", model),
-                     lambda: one_step["decoder"])
+def on_decoder(submission, name: str, one_step, model, judge) -> None:
+    """Judge `name` on the grader's decoder output, or on the student's own decoder_hidden where it is made from
+    it."""
+    judged_on(submission, name, "decoder_hidden",
+              lambda: usable(submission, "decoder_hidden", (1, None, model.config.d_model), "float", model),
+              lambda: one_step["decoder"], judge)
 
 
 @pytest.mark.step("encoder")
@@ -84,39 +86,52 @@ def test_encoder_output_values(submission, one_step):
 def test_decoder_output_values(submission, one_step, t5):
     """decoder_hidden is the decoder's last hidden state for decoder_input_ids, attending to encoder_hidden."""
     model = t5[1]
-    start = base_start(submission, "decoder_hidden", one_step, model)
-    memory = judged_on(submission, "decoder_hidden", "encoder_hidden",
-                       lambda: usable(submission, "encoder_hidden", (1, None, model.config.d_model), "float", model),
-                       lambda: one_step["encoder"])
-    with torch.no_grad():
-        expected = model.decoder(input_ids=start, encoder_hidden_states=memory).last_hidden_state
-    expect_close(submission.tensor("decoder_hidden"), expected, "`decoder_hidden`",
-                 _("Run model.decoder(input_ids=decoder_input_ids, encoder_hidden_states=encoder_hidden) and keep its "
-                   "last_hidden_state."))
+    got = submission.tensor("decoder_hidden")
+
+    def judge(start: torch.Tensor, memory: torch.Tensor) -> None:
+        with torch.no_grad():
+            expected = model.decoder(input_ids=start, encoder_hidden_states=memory).last_hidden_state
+        expect_close(got, expected, "`decoder_hidden`",
+                     _("Run model.decoder(input_ids=decoder_input_ids, encoder_hidden_states=encoder_hidden) and keep "
+                       "its last_hidden_state."))
+
+    # On the student's own start token and encoder output where decoder_hidden is made from them.
+    on_start(submission, "decoder_hidden", one_step, model, lambda start: judged_on(
+        submission, "decoder_hidden", "encoder_hidden",
+        lambda: usable(submission, "encoder_hidden", (1, None, model.config.d_model), "float", model),
+        lambda: one_step["encoder"], lambda memory: judge(start, memory)))
 
 
 @pytest.mark.step("lm_head")
 def test_lm_head_output_values(submission, one_step, t5):
     """lm_logits are the raw lm_head scores of the decoder output (no scaling)."""
     model = t5[1]
-    with torch.no_grad():
-        expected = model.lm_head(base_decoder(submission, "lm_logits", one_step, model))
-    expect_close(submission.tensor("lm_logits"), expected, "`lm_logits`",
-                 _("Pass decoder_hidden straight to model.lm_head, as in the lecture."))
+    got = submission.tensor("lm_logits")
+
+    def judge(decoder: torch.Tensor) -> None:
+        with torch.no_grad():
+            expected = model.lm_head(decoder)
+        expect_close(got, expected, "`lm_logits`", _("Pass decoder_hidden straight to model.lm_head, as in the "
+                                                     "lecture."))
+
+    on_decoder(submission, "lm_logits", one_step, model, judge)
 
 
 @pytest.mark.step("next token")
 def test_next_token_argmax(submission, one_step, t5):
     """The next token is the argmax over the vocabulary at the last position."""
     model = t5[1]
-    head = judged_on(submission, "next_token_id", "lm_logits",
-                     lambda: usable(submission, "lm_logits", (1, None, model.config.vocab_size), "float", model),
-                     lambda: one_step["head"])
-    expected = int(head[0, -1].argmax(-1))
     got = as_int(submission.value("next_token_id"), "`next_token_id`")
-    expect(got == expected, _("`next_token_id` is {got}, but the highest-scoring token is {expected}: take argmax "
-                              "over the last (vocabulary) axis at position [0, -1].").format(got=got,
-                                                                                            expected=expected))
+
+    def judge(head: torch.Tensor) -> None:
+        expected = int(head[0, -1].argmax(-1))
+        expect(got == expected, _("`next_token_id` is {got}, but the highest-scoring token is {expected}: take "
+                                  "argmax over the last (vocabulary) axis at position [0, -1].").format(
+                                    got=got, expected=expected))
+
+    judged_on(submission, "next_token_id", "lm_logits",
+              lambda: usable(submission, "lm_logits", (1, None, model.config.vocab_size), "float", model),
+              lambda: one_step["head"], judge)
     # The text is judged on the student's own id: a wrong id is this check's one loss, not two.
     expect_equal(submission.value("next_token"), t5[0].decode(got), "`next_token`",
                  _("Decode next_token_id with the tokenizer."))
@@ -187,11 +202,15 @@ def test_greedy_decode_matches_generate(submission, reference, exercise, t5, cas
 def test_model_logits(submission, one_step, t5):
     """model_logits are the logits of one full forward pass, model(input_ids, decoder_input_ids)."""
     model = t5[1]
-    start = base_start(submission, "model_logits", one_step, model)
-    with torch.no_grad():
-        expected = model(input_ids=one_step["input_ids"], decoder_input_ids=start).logits
-    expect_close(submission.tensor("model_logits"), expected, "`model_logits`",
-                 _("Call model(input_ids=input_ids, decoder_input_ids=decoder_input_ids) and take .logits."))
+    got = submission.tensor("model_logits")
+
+    def judge(start: torch.Tensor) -> None:
+        with torch.no_grad():
+            expected = model(input_ids=one_step["input_ids"], decoder_input_ids=start).logits
+        expect_close(got, expected, "`model_logits`",
+                     _("Call model(input_ids=input_ids, decoder_input_ids=decoder_input_ids) and take .logits."))
+
+    on_start(submission, "model_logits", one_step, model, judge)
 
 
 @pytest.mark.step("scaled logits")
@@ -201,11 +220,15 @@ def test_scaled_logits_match_model(submission, one_step, t5):
     expect_by_hand(submission, "scaled_logits", without={"model_logits", "logits"}, using={"lm_head"},
                    hint=_("Scale decoder_hidden by model.config.d_model ** -0.5 yourself and pass it to "
                           "model.lm_head."))
-    with torch.no_grad():
-        expected = model.lm_head(base_decoder(submission, "scaled_logits", one_step, model)
-                                 * model.config.d_model ** -0.5)
-    expect_close(submission.tensor("scaled_logits"), expected, "`scaled_logits`",
-                 _("Multiply decoder_hidden by model.config.d_model ** -0.5 before lm_head."))
+    got = submission.tensor("scaled_logits")
+
+    def judge(decoder: torch.Tensor) -> None:
+        with torch.no_grad():
+            expected = model.lm_head(decoder * model.config.d_model ** -0.5)
+        expect_close(got, expected, "`scaled_logits`", _("Multiply decoder_hidden by model.config.d_model ** -0.5 "
+                                                         "before lm_head."))
+
+    on_decoder(submission, "scaled_logits", one_step, model, judge)
 
 
 @pytest.mark.cuda

@@ -107,13 +107,18 @@ def as_distribution(value, vocab_size: int) -> torch.Tensor:
     return value.reshape(-1)
 
 
-def probs_for(submission, reference, exercise, llama, name: str) -> torch.Tensor:
-    """The distribution `name` is judged on (float64, CPU): the student's own next_token_probs when `name` is
-    computed from it (so a slip there is charged once, by its own check), the model's otherwise."""
+def grader_probs(submission, reference, exercise, llama) -> torch.Tensor:
+    """The model's next-token distribution (float64, CPU) on the ids the pipeline is judged on."""
+    return torch.softmax(grader_last_logits(submission, reference, exercise, llama), dim=-1)
+
+
+def judged_on_probs(submission, reference, exercise, llama, name: str, judge) -> None:
+    """Judge `name` on the model's distribution, or on the student's own next_token_probs where `name` is computed
+    from it (so a slip there is charged once, by its own check)."""
     vocab_size = llama[1].config.vocab_size
-    return judged_on(submission, name, "next_token_probs",
-                     lambda: as_distribution(submission.value("next_token_probs"), vocab_size).double(),
-                     lambda: torch.softmax(grader_last_logits(submission, reference, exercise, llama), dim=-1))
+    judged_on(submission, name, "next_token_probs",
+              lambda: as_distribution(submission.value("next_token_probs"), vocab_size).double(),
+              lambda: grader_probs(submission, reference, exercise, llama), judge)
 
 
 @pytest.mark.step("tokenize")
@@ -174,48 +179,54 @@ def test_next_token_probs(submission, reference, exercise, llama):
     """next_token_probs is the softmax, over the vocabulary, of the logits at the last position."""
     vocab_size = llama[1].config.vocab_size
     got = as_distribution(submission.value("next_token_probs"), vocab_size)
-    logits = judged_on(submission, "next_token_probs", "logits", lambda: student_last_logits(submission, vocab_size),
-                       lambda: grader_last_logits(submission, reference, exercise, llama))
-    expected = torch.softmax(logits.double(), dim=-1)
     expect(bool(torch.isfinite(got).all()) and abs(float(got.double().sum()) - 1) < 1e-2,
            _("`next_token_probs` sums to {total:.4g}, not 1: take the softmax over the vocabulary axis (dim=-1) of "
              "the last position's logits.").format(total=float(got.double().sum())))
-    expect_close(got, expected, "`next_token_probs`",
-                 _("Take logits[0, -1], the scores after the last token of PROMPT (not the first position), and "
-                   "its softmax over the vocabulary."))
+    judged_on(submission, "next_token_probs", "logits", lambda: student_last_logits(submission, vocab_size),
+              lambda: grader_last_logits(submission, reference, exercise, llama),
+              lambda logits: expect_close(got, torch.softmax(logits.double(), dim=-1), "`next_token_probs`",
+                                          _("Take logits[0, -1], the scores after the last token of PROMPT (not the "
+                                            "first position), and its softmax over the vocabulary.")))
 
 
 @pytest.mark.step("top10")
 def test_top10_matches_reference(submission, reference, exercise, prob_tolerance, llama):
     """top10_ids and top10_probs are the ten most probable next tokens after PROMPT, in order."""
-    probs = probs_for(submission, reference, exercise, llama, "top10_ids")
-    expected_probs, expected_ids = probs.topk(10)
     ids = as_int_list(submission.value("top10_ids"), "`top10_ids`")
-    expect(len(ids) == 10 and all(0 <= i < len(probs) for i in ids),
+    expect(len(ids) == 10 and all(0 <= i < llama[1].config.vocab_size for i in ids),
            _("`top10_ids` should hold 10 ids of the vocabulary, it holds {ids}.").format(ids=ids))
-    # Compared through probabilities, so tokens with equal probability may come in either order.
-    expect(torch.allclose(probs[ids], expected_probs, atol=prob_tolerance),
-           _("`top10_ids` is {ids}, but the ten most probable next tokens are {expected_ids} ({value}): "
-             "take the softmax of the last position's logits (logits[0, -1]) and the ten largest values, "
-             "most probable first.").format(
-               ids=ids, expected_ids=expected_ids.tolist(),
-               value=[llama[0].decode([i]) for i in expected_ids.tolist()]))
-    top_probs = probs_for(submission, reference, exercise, llama, "top10_probs").topk(10).values
+
+    def judge_ids(probs: torch.Tensor) -> None:
+        expected_probs, expected_ids = probs.topk(10)
+        # Compared through probabilities, so tokens with equal probability may come in either order.
+        expect(torch.allclose(probs[ids], expected_probs, atol=prob_tolerance),
+               _("`top10_ids` is {ids}, but the ten most probable next tokens are {expected_ids} ({value}): "
+                 "take the softmax of the last position's logits (logits[0, -1]) and the ten largest values, "
+                 "most probable first.").format(
+                   ids=ids, expected_ids=expected_ids.tolist(),
+                   value=[llama[0].decode([i]) for i in expected_ids.tolist()]))
+
+    judged_on_probs(submission, reference, exercise, llama, "top10_ids", judge_ids)
+    got = submission.tensor("top10_probs")
     # In the model's dtype, so the tolerance is that of the precision the notebook runs at.
-    expect_close(submission.tensor("top10_probs"), top_probs.to(llama[1].dtype), "`top10_probs`",
-                 _("They are the probabilities of top10_ids after the softmax, most probable first."))
+    judged_on_probs(submission, reference, exercise, llama, "top10_probs", lambda probs: expect_close(
+        got, probs.topk(10).values.to(llama[1].dtype), "`top10_probs`",
+        _("They are the probabilities of top10_ids after the softmax, most probable first.")))
 
 
 @pytest.mark.step("greedy")
 def test_greedy_next_token(submission, reference, exercise, prob_tolerance, llama):
     """greedy_token_id is the argmax of the next-token distribution; greedy_token_text is its decoded text."""
     got = as_int(submission.value("greedy_token_id"), "`greedy_token_id`")
-    probs = probs_for(submission, reference, exercise, llama, "greedy_token_id")
-    expected = int(probs.argmax())
-    expect(0 <= got < len(probs) and float(probs[got]) >= float(probs[expected]) - prob_tolerance,
-           _("`greedy_token_id` is {got}, but the most probable next token is {expected} ({value!r}): take "
-             "the argmax over the vocabulary at the last position.").format(
-               got=got, expected=expected, value=llama[0].decode([expected])))
+
+    def judge(probs: torch.Tensor) -> None:
+        expected = int(probs.argmax())
+        expect(0 <= got < len(probs) and float(probs[got]) >= float(probs[expected]) - prob_tolerance,
+               _("`greedy_token_id` is {got}, but the most probable next token is {expected} ({value!r}): take "
+                 "the argmax over the vocabulary at the last position.").format(
+                   got=got, expected=expected, value=llama[0].decode([expected])))
+
+    judged_on_probs(submission, reference, exercise, llama, "greedy_token_id", judge)
     # The text is judged on the student's own id: a wrong id is this check's one loss, not two.
     expect_equal(submission.value("greedy_token_text"), llama[0].decode([got]), "`greedy_token_text`",
                  _("Decode greedy_token_id: tokenizer.decode([greedy_token_id])."))
@@ -406,12 +417,13 @@ def test_word_similarity(submission, exercise, llama):
         vectors = word_vectors_of(llama, words)
         return torch.nn.functional.cosine_similarity(vectors.unsqueeze(1), vectors.unsqueeze(0), dim=-1).double()
 
+    got = submission.tensor("similarity")
     # The student's own functions where `similarity` is made with them: a slip inside them is their checks' loss.
-    expected = judged_on(submission, "similarity", "cosine_similarity_matrix",
-                         lambda: own_words_result(submission, "cosine_similarity_matrix", words), grader)
-    expect_close(submission.tensor("similarity"), expected, "`similarity`",
-                 _("It is cosine_similarity_matrix(embed_words(WORDS)), with WORDS from the parameters "
-                   "cell."))
+    judged_on(submission, "similarity", "cosine_similarity_matrix",
+              lambda: own_words_result(submission, "cosine_similarity_matrix", words), grader,
+              lambda expected: expect_close(got, expected, "`similarity`",
+                                            _("It is cosine_similarity_matrix(embed_words(WORDS)), with WORDS from "
+                                              "the parameters cell.")))
 
 
 def principal_coordinates(vectors: torch.Tensor) -> torch.Tensor:
@@ -459,13 +471,12 @@ def axes(submission) -> list[dict]:
 def test_pca_of_word_vectors(submission, exercise, llama, axes):
     """pca_coords are pca_2d(embed_words(WORDS)), drawn as a scatter plot labelled with the words."""
     words = exercise.parameters["WORDS"]
-    expected = judged_on(submission, "pca_coords", "pca_2d",
-                         lambda: own_words_result(submission, "pca_2d", words),
-                         lambda: principal_coordinates(word_vectors_of(llama, words)))
     got = submission.tensor("pca_coords")
-    expect_same_up_to_sign(got, expected, "`pca_coords`",
-                           _("It is pca_2d(embed_words(WORDS)), with WORDS from the parameters cell."))
-    scale = float(expected.abs().max())
+    judged_on(submission, "pca_coords", "pca_2d", lambda: own_words_result(submission, "pca_2d", words),
+              lambda: principal_coordinates(word_vectors_of(llama, words)),
+              lambda expected: expect_same_up_to_sign(got, expected, "`pca_coords`", _(
+                  "It is pca_2d(embed_words(WORDS)), with WORDS from the parameters cell.")))
+    scale = float(got.double().abs().max()) or 1.0
     plotted = [ax for ax in axes if len(ax.get("points", [])) == len(words)]
     expect(any(torch.allclose(torch.tensor(ax["points"], dtype=torch.float64), got.double(), atol=1e-3 * scale)
                for ax in plotted), _("No scatter plot shows the points of pca_coords: draw them with "
@@ -514,15 +525,6 @@ def device_probs(reference, exercise, llama) -> torch.Tensor:
     return reference.memo(("device probs", exercise.parameters["MODEL_ID"], prompt), compute)
 
 
-def own_draw_base(submission, llama, device_probs) -> torch.Tensor:
-    """The distribution sampled_token_id is replayed on: the student's own next_token_probs (as sent, on the model's
-    device) when the draw is made from it, the model's otherwise."""
-    return judged_on(submission, "sampled_token_id", "next_token_probs",
-                     lambda: as_distribution(submission.value("next_token_probs"),
-                                             llama[1].config.vocab_size).to(device_probs.device),
-                     lambda: device_probs)
-
-
 @pytest.mark.step("sample")
 def test_seeded_sample(submission, exercise, llama, device_probs):
     """sampled_token_id is the draw of torch.multinomial from the next-token distribution with a generator seeded
@@ -532,41 +534,48 @@ def test_seeded_sample(submission, exercise, llama, device_probs):
     expect_derived(submission, "sampled_token_id", "multinomial",
                    hint=_("Draw it with torch.multinomial and the seeded generator; the argmax is greedy decoding, "
                           "not sampling."))
-    probs = own_draw_base(submission, llama, device_probs)
-    generator = torch.Generator(device=probs.device).manual_seed(exercise.parameters["SAMPLE_SEED"])
-    expected = int(torch.multinomial(probs, num_samples=1, generator=generator))
-    expect(got == expected, _("`sampled_token_id` is {got}, but torch.multinomial(next_token_probs, 1, "
-                              "generator=...) with the generator seeded with SAMPLE_SEED draws {expected}: "
-                              "seed a torch.Generator on the device of the probabilities with SAMPLE_SEED.").format(
-                                got=got, expected=expected))
+    def judge(probs: torch.Tensor) -> None:
+        generator = torch.Generator(device=probs.device).manual_seed(exercise.parameters["SAMPLE_SEED"])
+        expected = int(torch.multinomial(probs, num_samples=1, generator=generator))
+        expect(got == expected, _("`sampled_token_id` is {got}, but torch.multinomial(next_token_probs, 1, "
+                                  "generator=...) with the generator seeded with SAMPLE_SEED draws {expected}: "
+                                  "seed a torch.Generator on the device of the probabilities with SAMPLE_SEED.")
+               .format(got=got, expected=expected))
+
+    # Replayed on the student's own next_token_probs (as sent, on the model's device) where the draw is made from it.
+    judged_on(submission, "sampled_token_id", "next_token_probs",
+              lambda: as_distribution(submission.value("next_token_probs"),
+                                      llama[1].config.vocab_size).to(device_probs.device),
+              lambda: device_probs, judge)
 
 
-def chart_values(submission, reference, exercise, llama) -> tuple[list[float], list[str]]:
-    """The bars the chart should show: the student's own top10_probs and top10_tokens when they are computed (from
-    the logits), the model's otherwise."""
-    def own() -> tuple[list[float], list[str]]:
-        heights = submission.tensor("top10_probs")
-        tokens = submission.value("top10_tokens")
-        if heights.numel() != 10 or not isinstance(tokens, (list, tuple)) or len(tokens) != 10 \
-                or not all(isinstance(t, str) for t in tokens):
-            raise Unusable()  # not ten probabilities and ten texts: the top10 checks say what is wrong
-        return heights.double().reshape(-1).tolist(), [t.strip() for t in tokens]
-
-    def grader() -> tuple[list[float], list[str]]:
-        probs = probs_for(submission, reference, exercise, llama, "top10_probs")
-        values, ids = probs.topk(10)
-        return values.tolist(), [llama[0].decode([i]).strip() for i in ids.tolist()]
-
-    return judged_on(submission, "top10_probs", "logits", own, grader)
+def own_chart_values(submission) -> tuple[list[float], list[str]]:
+    """The student's own top10_probs and top10_tokens, as the bars should show them."""
+    heights = submission.tensor("top10_probs")
+    tokens = submission.value("top10_tokens")
+    if heights.numel() != 10 or not isinstance(tokens, (list, tuple)) or len(tokens) != 10 \
+            or not all(isinstance(t, str) for t in tokens):
+        raise Unusable()  # not ten probabilities and ten texts: the top10 checks say what is wrong
+    return heights.double().reshape(-1).tolist(), [t.strip() for t in tokens]
 
 
 @pytest.mark.step("chart")
 def test_top10_bar_chart(submission, reference, exercise, prob_tolerance, llama, axes):
     """A bar chart shows the ten probabilities of the most probable next tokens, labelled with their text."""
-    heights, tokens = chart_values(submission, reference, exercise, llama)
     charts = [ax for ax in axes if len(ax.get("bars", [])) == 10]
     expect(charts, _("No figure has a chart with ten bars: draw top10_probs with ax.bar (or plt.bar) and "
                      "leave the figure open."))
+
+    def grader() -> tuple[list[float], list[str]]:
+        values, ids = grader_probs(submission, reference, exercise, llama).topk(10)
+        return values.tolist(), [llama[0].decode([i]).strip() for i in ids.tolist()]
+
+    # The bars of the student's own top10_probs and top10_tokens where those are computed (from the logits).
+    judged_on(submission, "top10_probs", "logits", lambda: own_chart_values(submission), grader,
+              lambda values: expect_chart(charts, *values, prob_tolerance))
+
+
+def expect_chart(charts: list[dict], heights: list[float], tokens: list[str], prob_tolerance: float) -> None:
     heights_ok = [ax for ax in charts if torch.allclose(torch.tensor(ax["bars"], dtype=torch.float64),
                                                         torch.tensor(heights, dtype=torch.float64),
                                                         atol=prob_tolerance)]
