@@ -38,7 +38,7 @@ from .results import CheckOutcome, CheckWords
 from .submission import Missing, StudentFailure, Submission
 from .text import clip
 
-PYTEST_INI = Path(__file__).resolve().parent / "checks" / "pytest.ini"
+PYTEST_INI = Path(__file__).resolve().parent / "pytest.ini"
 NO_CUDA = L_("this check needs a CUDA GPU and this runner has none")
 
 
@@ -431,6 +431,18 @@ def constant_checks(exercise: Exercise) -> dict[str, str]:
 def check_steps(exercise: Exercise) -> dict[str, str]:
     """Each check's step (``@pytest.mark.step(name)``; a check without one is a step of its own)."""
     return {c.id: c.step for c in _collect(exercise, False).checks.values()}
+
+
+def hidden_only_steps(exercise: Exercise) -> list[dict[str, list[str]]]:
+    """The steps of the exercise that only hidden checks judge, each as its checks' titles by language: what a
+    student's passing public checks say nothing about."""
+    plugin = _collect(exercise, False)
+    steps: dict[str, list[_Check]] = {}
+    for check in plugin.checks.values():
+        steps.setdefault(check.step, []).append(check)
+    return [{language: [check_translations(plugin.locales, language).gettext(c.title) for c in checks]
+             for language in LANGUAGES}
+            for checks in steps.values() if not any(c.public for c in checks)]
 
 
 def collect_checks(exercise: Exercise, public_only: bool = False, cuda: bool = False) -> list[CheckOutcome]:

@@ -223,7 +223,16 @@ def check(
     ran = sum(c.outcome != "not_run" for c in result.checks)
     _ = translations(language).gettext
     console.print("[bold]" + escape(_("{passed} of {ran} public checks pass.").format(passed=passed, ran=ran))
-                  + "[/bold] " + escape(_("Hidden checks run when your work is graded.")))
+                  + "[/bold]")
+    from .checking import hidden_only_steps
+    from .exercise import Exercise
+
+    steps = hidden_only_steps(Exercise(exercise))
+    if steps:
+        console.print(escape(_("These steps have no public check: only the hidden checks judge them, when your work "
+                               "is graded.")))
+        for step in steps:
+            console.print(escape("  - " + " ".join(step[language])))
     raise typer.Exit(0 if passed == ran and result.status == "graded" else 1)
 
 

@@ -29,8 +29,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from .errors import UserError
 from .i18n import L_, LANGUAGES, Language
 
-# Modules every notebook has whatever the course declares: Jupyter's own shell and its display helpers.
-NOTEBOOK_MODULES = frozenset({"IPython", "ipykernel", "matplotlib_inline"})
+# Modules every notebook has whatever the course declares: Jupyter's own shell and its display helpers, and the
+# student side of this tool (`from autograder import student`), which does nothing while the grader runs a notebook.
+NOTEBOOK_MODULES = frozenset({"IPython", "ipykernel", "matplotlib_inline", "autograder"})
 
 
 class Environment(BaseModel):

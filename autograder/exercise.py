@@ -42,6 +42,8 @@ class ServiceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # Uploads a student may make in any hour: enough to fix and resubmit, too few to probe the hidden checks.
     uploads_per_hour: PositiveInt = 6
+    # Check-only requests (the public checks, not an attempt) a student may make in any hour.
+    checks_per_hour: PositiveInt = 20
 
 
 class ExerciseSpec(BaseModel):

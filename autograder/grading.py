@@ -57,6 +57,7 @@ def default_threads(profile: str, jobs: int = 1) -> int:
 
 
 STANDARD_PROBES = Path(__file__).resolve().parent / "probes.py"
+GRADING_SETTING = "AUTOGRADER_GRADING"  # set in every student process: autograder.student does nothing there
 GRADER_MEMORY_SETTING = "AUTOGRADER_GRADER_MEMORY_GIB"
 GRADER_MEMORY_HEADROOM_GIB = 4.0
 
@@ -147,7 +148,7 @@ class Grader:
 
     def _job(self, notebook: nbformat.NotebookNode) -> RunJob:
         threads = str(self.threads)
-        env = {**self.store.env(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        env = {**self.store.env(), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, GRADING_SETTING: "1"}
         if self.environment.declared:
             env[agent.COURSE_MODULES_SETTING] = json.dumps({"modules": sorted(self.environment.modules()),
                                                             "packages": self.environment.described()})

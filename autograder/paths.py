@@ -3,7 +3,8 @@
 A course is a folder of its own (``--course DIR`` or ``$AUTOGRADER_COURSE_DIR``) holding
 ``assignments/``, ``solutions/``, ``rubrics/`` and ``hidden_checks/<exercise>/``; every command
 reads and writes there, and nothing is written into the installed package. Without one, the course
-is this repository (the bundled course), which keeps its hidden checks in ``autograder/checks/``.
+is this repository (the bundled course). Hidden checks live in the course folder, never in the package students
+may install.
 """
 
 from __future__ import annotations
@@ -43,9 +44,8 @@ def cache_dir() -> Path:
 
 def checks_dir(exercise: str, root: Path | None = None) -> Path:
     """Hidden checks of one exercise (never in what students get): ``hidden_checks/<exercise>/`` of the course
-    folder; the bundled course keeps them in the package, ``autograder/checks/<exercise>/``."""
-    root = (root or course_dir()).resolve()
-    return PACKAGE / "checks" / exercise if root == BUNDLED_COURSE else root / "hidden_checks" / exercise
+    folder."""
+    return (root or course_dir()).resolve() / "hidden_checks" / exercise
 
 
 def course_relative(path: str | Path) -> str:

@@ -85,7 +85,7 @@ def to_json(result) -> str:
 
 def copy_hidden_checks(exercise: str, course: Path) -> None:
     """The bundled hidden checks of `exercise` into another course folder, where that course keeps them."""
-    shutil.copytree(ROOT / "autograder" / "checks" / exercise, course / "hidden_checks" / exercise,
+    shutil.copytree(ROOT / "hidden_checks" / exercise, course / "hidden_checks" / exercise,
                     ignore=shutil.ignore_patterns("__pycache__"))
 
 

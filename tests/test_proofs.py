@@ -100,7 +100,7 @@ def test_a_new_exercise_passes_validate_with_its_matrix(tmp_path, monkeypatch):
     runner = CliRunner()
     assert runner.invoke(app, ["new", "squares_demo"]).exit_code == 0
     assert (tmp_path / "hidden_checks" / "squares_demo" / "test_hidden.py").is_file()
-    assert not (ROOT / "autograder" / "checks" / "squares_demo").exists()  # nothing written into the package
+    assert not (ROOT / "hidden_checks" / "squares_demo").exists()  # nothing written into the bundled course
     result = runner.invoke(app, ["validate", "squares_demo"])
     assert result.exit_code == 0, result.output
     assert "W3" in result.output and "scale adds the factor" in result.output

@@ -283,3 +283,67 @@ def test_a_port_in_use_or_no_roster_is_one_sentence_before_any_work(tmp_path):
     alone = subprocess.run([AUTOGRADER, "serve", EXERCISE, "--gradebook", str(tmp_path / "empty.sqlite")],
                            env=env, capture_output=True, text=True, timeout=120)
     assert alone.returncode == 2 and "pass --roster" in " ".join(alone.stderr.split())
+
+
+def test_a_student_checks_and_submits_from_inside_a_notebook(server, tmp_path, monkeypatch):
+    """In a real Jupyter kernel (nbclient), as in Colab: install nothing but the student wheel's module, log in from
+    the environment (the link never written in the notebook), check() then submit(). check() shows the public checks
+    and stores no attempt; submit() uploads the notebook unchanged and shows its feedback in the cell's output."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    who = "s5"
+    mine = tmp_path / "mine.ipynb"
+    mine.write_bytes(personal(SOLUTION.read_bytes(), who))
+    before = mine.read_bytes()
+
+    def uploads() -> int:
+        with sqlite3.connect(server.book) as db:
+            return db.execute("SELECT COUNT(*) FROM uploads WHERE student_id = ?", (who,)).fetchone()[0]
+
+    earlier = uploads()
+    monkeypatch.setenv("AUTOGRADER_LINK", f"{server.url}/login/{server.tokens[who]}")
+    monkeypatch.delenv("AUTOGRADER_GRADING", raising=False)
+    runner = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("from autograder import student\nstudent.login()"),
+        nbformat.v4.new_code_cell(f"checked = student.check({str(mine)!r})\nprint(checked['status'], checked['score'])"),
+        nbformat.v4.new_code_cell(f"answer = student.submit({str(mine)!r})\nprint(answer['status'], answer['score'])"),
+    ])
+    NotebookClient(runner, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    signed_in, checked, submitted = ("".join(o.get("text", "") + str(o.get("data", {}).get("text/html", ""))
+                                             for o in cell.outputs) for cell in runner.cells)
+    assert "Student 5" in signed_in and server.tokens[who] not in signed_in
+    assert "done 4.0" in checked and "Public checks" in checked and "4 / 4" in checked  # the four visible checks
+    assert "test_translation" not in checked or "greedy_decode returns" in checked  # titles, not only ids
+    assert "only the hidden checks judge them" in checked
+    assert "graded" in submitted and "Feedback" in submitted
+    assert mine.read_bytes() == before  # nothing saved or changed in the notebook
+    assert uploads() == earlier + 1  # the check was no attempt; the submission one
+
+
+def test_the_student_side_says_what_went_wrong_in_one_sentence(server, tmp_path, monkeypatch):
+    """A wrong link, a link written in the notebook, an unreachable service, a notebook of no exercise."""
+    from autograder import student
+
+    monkeypatch.delenv("AUTOGRADER_GRADING", raising=False)
+    with pytest.raises(student.StudentError, match="not a personal link"):
+        student.login("https://example.invalid/not-a-link")
+    with pytest.raises(student.StudentError, match="not valid"):
+        student.login(f"{server.url}/login/wrong-token")
+    student.login(f"{server.url}/login/{server.tokens['s6']}")
+    leaked = tmp_path / "leaked.ipynb"
+    leaked.write_bytes(personal(SOLUTION.read_bytes(), f"my link {server.tokens['s6']}"))
+    with pytest.raises(student.StudentError, match="personal link is written in this notebook"):
+        student.submit(leaked)
+    nameless = tmp_path / "nameless.ipynb"
+    nameless.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    with pytest.raises(student.StudentError, match="which exercise"):
+        student.check(nameless)
+    with pytest.raises(student.StudentError, match="no notebook at"):
+        student.submit(tmp_path / "absent.ipynb")
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    student._session.base = f"http://127.0.0.1:{port}"  # nothing listens there now
+    with pytest.raises(student.StudentError, match="cannot be reached"):
+        student.check(SOLUTION)

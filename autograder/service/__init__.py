@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..build import build_student_wheel
+from ..checking import hidden_only_steps
 from ..cohort import default_jobs, prepare
 from ..errors import UserError
 from ..exercise import Exercise, available
@@ -21,6 +23,7 @@ from ..i18n import L_, Language, Text
 from ..intake import Roster
 from . import store
 from .app import Served, Service
+from .checks import CheckQueue
 from .queue import ExerciseQueue
 
 
@@ -47,10 +50,11 @@ def open_service(book: Gradebook, exercises: list[str], roster: Roster | None, b
         queue = ExerciseQueue(exercise, book.path, setup, runner, roster,
                               jobs or max(1, default_jobs(setup.options.profile, exercise) // len(names)),
                               max_bytes)
-        served[name] = Served(exercise, setup, queue)
+        served[name] = Served(exercise, setup, queue, CheckQueue(exercise, setup, runner), hidden_only_steps(exercise))
     notes += store.issue_links(book, roster, access_file(book.path), base_url, reissue_links)
+    wheel = build_student_wheel(book.path.parent / "student")
     service = Service(book.path, book.path.parent / "uploads", roster, served, language, max_bytes,
-                      secure_cookies=base_url.startswith("https://"))
+                      base_url=base_url.rstrip("/"), student_wheel=wheel, secure_cookies=base_url.startswith("https://"))
     return service, notes
 
 

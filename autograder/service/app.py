@@ -48,6 +48,7 @@ from ..intake import Roster, local_time, too_large
 from ..report import build_report
 from ..results import STATUS_WORDS, GradingResult
 from . import store
+from .checks import CheckQueue
 from .queue import ExerciseQueue
 
 log = logging.getLogger("autograder.service")
@@ -63,6 +64,8 @@ class Served:
     exercise: Exercise
     setup: Setup
     queue: ExerciseQueue
+    checks: CheckQueue  # check-only requests: public checks, not attempts
+    hidden_only: list[dict[str, list[str]]]  # the steps only hidden checks judge, titles by language
 
     @property
     def policy(self) -> Policy:
@@ -79,6 +82,8 @@ class Service:
     served: dict[str, Served]
     language: Language
     max_bytes: int
+    base_url: str = ""  # the address students use (links, the student wheel)
+    student_wheel: Path | None = None  # what `pip install` takes in Colab (see autograder/student.py)
     secure_cookies: bool = False
     environments: dict[Language, jinja2.Environment] = field(default_factory=dict)
 
@@ -207,6 +212,14 @@ async def _upload(request: Request, service: Service) -> tuple[str, UploadFile, 
     return str(form.get("exercise", "")), upload, form
 
 
+def _too_many(refused: store.TooMany, checks: bool = False) -> Refusal:
+    sentence = (L_("You have checked {count} times in the last hour, the most this exercise allows; check again after "
+                   "{time}.") if checks else
+                L_("You have uploaded {count} times in the last hour, the most this exercise allows; upload again "
+                   "after {time}."))
+    return Refusal(429, sentence.format(count=refused.count, time=_when(refused.again)))
+
+
 def _accept(service: Service, served: Served, student_id: str, filename: str, data: bytes) -> str:
     student = service.roster.students.get(student_id)
     try:
@@ -215,9 +228,7 @@ def _accept(service: Service, served: Served, student_id: str, filename: str, da
                                            student.name if student else "", filename, data,
                                            served.exercise.spec.service.uploads_per_hour)
     except store.TooMany as refused:
-        raise Refusal(429, L_("You have uploaded {count} times in the last hour, the most this exercise allows; "
-                              "upload again after {time}.").format(count=refused.count,
-                                                                  time=_when(refused.again))) from None
+        raise _too_many(refused) from None
     served.queue.wake()
     return public_id
 
@@ -265,9 +276,10 @@ def home(request: Request) -> Response:
                               "deadline": _when(_deadline(service, served, whose)), "attempts": lines,
                               "left": max(0, served.exercise.spec.service.uploads_per_hour - len(recent))})
     student = service.roster.students.get(whose)
+    wheel = f"{service.base_url}/student/{service.student_wheel.name}" if service.student_wheel else ""
     return service.page(request, "home.html", student=student.name if student else whose, student_id=whose,
                         exercises=exercises, csrf=store.csrf_token(token), max_mib=f"{service.max_bytes / 2**20:g}",
-                        status_words=_status_words(language))
+                        status_words=_status_words(language), wheel=wheel)
 
 
 async def submit(request: Request) -> Response:
@@ -415,6 +427,14 @@ def cohort_report(request: Request) -> Response:
         return HTMLResponse(build_report(book, served.exercise.name, service.language_of(request)))
 
 
+def student_wheel(request: Request) -> Response:
+    """The student side's wheel, for `pip install` in Colab (no sign-in: it holds nothing of the course)."""
+    wheel = _service(request).student_wheel
+    if wheel is None or request.path_params["name"] != wheel.name:
+        raise Refusal(404, L_("There is no such file here."))
+    return FileResponse(wheel, media_type="application/octet-stream", filename=wheel.name)
+
+
 def style(request: Request) -> Response:
     css = (TEMPLATES / "style.css").read_text() + (TEMPLATES / "service" / "service.css").read_text()
     return Response(css, media_type="text/css")
@@ -444,7 +464,8 @@ def api_submission(request: Request) -> Response:
         state = _state(served, row)  # queued | running | graded | invalid | timeout | crashed | error
         result = _result(service, book, served, row)
         visibility = _visibility(book, served)
-    answer: dict = {"id": attempt.public_id, "exercise": row.exercise, "status": state,
+        place = _place(book, served, row) if state == "queued" else 0
+    answer: dict = {"id": attempt.public_id, "exercise": row.exercise, "status": state, "place": place,
                     "score": None, "max_score": None, "released": True, "results": None}
     if result is not None:
         results = result.gradescope(language)
@@ -457,6 +478,60 @@ def api_submission(request: Request) -> Response:
         answer.update(score=score, max_score=max_score, released=released)
         results.pop("extra_data", None)  # the run's diagnostics are the TA's
         answer["results"] = results
+    return JSONResponse(answer)
+
+
+def api_me(request: Request) -> Response:
+    """Whose token this is and what they may do: for the student side (``autograder.student.login``)."""
+    service = _service(request)
+    student_id = _student(service, _bearer(request))
+    student = service.roster.students.get(student_id)
+    exercises = []
+    with service.book() as book:
+        for name, served in service.served.items():
+            spec = served.exercise.spec
+            exercises.append({"name": name, "title": spec.title, "deadline": _when(_deadline(service, served,
+                                                                                            student_id)),
+                              "uploads_left": max(0, spec.service.uploads_per_hour - len(store.uploads_since(
+                                  book, name, student_id, timedelta(hours=1))))})
+    return JSONResponse({"student_id": student_id, "name": student.name if student else "", "exercises": exercises,
+                         "language": service.language_of(request)})
+
+
+async def api_check(request: Request) -> Response:
+    """A check-only request: the public checks on the notebook, not an attempt (see service/checks.py)."""
+    service = _service(request)
+    student_id = _student(service, await run_in_threadpool(_bearer, request))
+    exercise, upload, _ = await _upload(request, service)
+    served = _served(service, exercise)
+    data = await upload.read()
+    try:
+        public_id = served.checks.ask(student_id, upload.filename or "", data)
+    except store.TooMany as refused:
+        raise _too_many(refused, checks=True) from None
+    return JSONResponse({"id": public_id, "status": "queued", "url": f"/api/checks/{public_id}"}, status_code=202)
+
+
+def api_check_result(request: Request) -> Response:
+    service = _service(request)
+    student_id = _student(service, _bearer(request))
+    language = service.language_of(request)
+    public_id = request.path_params["public_id"]
+    found = next(((served, request_) for served in service.served.values()
+                  if (request_ := served.checks.find(public_id, student_id)) is not None), None)
+    if found is None:
+        raise Refusal(404, L_("There is no check {id} of yours (a check's result is kept for an hour).").format(
+            id=public_id))
+    served, checked = found
+    answer: dict = {"id": public_id, "exercise": served.exercise.name, "status": checked.state,
+                    "place": served.checks.place(checked) if checked.state == "queued" else 0,
+                    "score": None, "max_score": None, "results": None, "problem": checked.problem or None,
+                    "hidden_only": [" ".join(step[language]) for step in served.hidden_only]}
+    if checked.record is not None:
+        result = served.policy.rubric.score(checked.record)
+        results = result.gradescope(language)
+        results.pop("extra_data", None)  # the run's diagnostics are the TA's
+        answer.update(score=result.score, max_score=result.max_score, results=results)
     return JSONResponse(answer)
 
 
@@ -525,20 +600,24 @@ def create_app(service: Service) -> Guard:
     async def lifespan(app: Starlette):
         for served in service.served.values():
             served.queue.start()
+            served.checks.start()
         yield
         for served in service.served.values():
             served.queue.stop()
+            served.checks.stop()
 
     routes = [
         Route("/", home), Route("/login/{token}", login), Route("/language/{language}", choose_language),
-        Route("/static/style.css", style), Route("/submit/{exercise}", submit, methods=["POST"]),
+        Route("/static/style.css", style), Route("/student/{name}", student_wheel),
+        Route("/submit/{exercise}", submit, methods=["POST"]),
         Route("/attempts/{public_id}", attempt_page), Route("/ta", dashboard),
         Route("/ta/{exercise}", exercise_dashboard),
         Route("/ta/{exercise}/release", release_feedback, methods=["POST"]),
         Route("/ta/{exercise}/regrade", rescore, methods=["POST"]), Route("/ta/{exercise}/grades.csv", grades_csv),
         Route("/ta/{exercise}/report", cohort_report),
         Route("/api/submissions", api_submit, methods=["POST"]),
-        Route("/api/submissions/{public_id}", api_submission),
+        Route("/api/submissions/{public_id}", api_submission), Route("/api/me", api_me),
+        Route("/api/checks", api_check, methods=["POST"]), Route("/api/checks/{public_id}", api_check_result),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={Refusal: _refused})
     app.state.service = service
