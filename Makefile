@@ -9,7 +9,7 @@ PROFILE ?= tiny
 MODELS := .cache/models/$(PROFILE)/manifest.json
 JOBS ?= 2
 
-.PHONY: install system-deps cage-check models demo test test-slow validate build clean
+.PHONY: install system-deps cage-check models demo test test-slow validate build docs clean
 
 $(STAMP): pyproject.toml
 	# A new environment only where there is none: re-running venv over one made by another
@@ -58,6 +58,10 @@ validate: models
 
 build: install
 	$(BIN)/autograder build
+
+# The check author's reference, from the docstrings (tests/test_check_reference.py keeps it true).
+docs: install
+	$(BIN)/python -m autograder.check_reference > docs/checks.md
 
 clean:
 	rm -rf $(VENV) .cache out

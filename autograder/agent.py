@@ -26,9 +26,13 @@ MAX_DEPTH = 32
 MAX_ITEMS = 1_000_000
 MAX_STRING = 10_000_000
 # The answer's header (JSON structure and safetensors index) is parsed only below these: a small
-# header of many tiny nodes would otherwise cost the grader gigabytes before any other check.
+# header of many tiny nodes would otherwise cost the grader gigabytes before any other check (json
+# builds every container it reads, and decoding builds them again).
 MAX_HEADER_BYTES = 32 << 20
-MAX_HEADER_NODES = 3 * MAX_ITEMS
+MAX_HEADER_NODES = MAX_ITEMS + 1024
+# At most this many numbers in an answer's tensors, counted from the header before any is loaded: a check may
+# widen what it receives to float64 (8 bytes a number), so a quarter-GiB int8 tensor would cost it 2 GiB.
+MAX_ELEMENTS = 64 << 20
 FORMAT = "autograder-wire-1"
 
 
@@ -67,15 +71,21 @@ def encode(value: Any) -> bytes:
         count[0] += 1
         if depth > MAX_DEPTH or count[0] > MAX_ITEMS:
             raise WireError("value is too deeply nested or has too many items")
-        if v is None or type(v) in (bool, str):
-            return v
-        if type(v) is int:
+        # Subclasses of the plain types (torch.Size and named tuples, an IntEnum, a str subclass) travel as the plain
+        # value they hold.
+        if v is None or isinstance(v, bool):
+            return None if v is None else bool(v)
+        if isinstance(v, str):
+            return str(v)
+        if isinstance(v, int):
+            v = int(v)
             return v if abs(v) < 2**63 else {"$int": str(v)}
-        if type(v) is float:
+        if isinstance(v, float):
+            v = float(v)
             return v if math.isfinite(v) else {"$float": repr(v)}
-        if type(v) in (list, tuple):
+        if isinstance(v, (list, tuple)):
             items = [walk(x, depth + 1) for x in v]
-            return items if type(v) is list else {"$tuple": items}
+            return items if isinstance(v, list) else {"$tuple": items}
         if type(v) is dict or _is_mapping(v):
             return {"$dict": [[walk(k, depth + 1), walk(x, depth + 1)] for k, x in dict(v.items()).items()]}
         if id(v) in keys:
@@ -113,14 +123,16 @@ def _as_plain_tensor(v: Any):
             return None
         return plain.detach().to("cpu").contiguous().clone()
     numpy = _numpy()
-    if numpy is not None and type(v) is numpy.ndarray and v.dtype.kind in "biuf":
+    if numpy is not None and type(v) is numpy.ndarray and v.ndim and v.dtype.kind in "biuf":
         return torch.from_numpy(numpy.ascontiguousarray(v)).clone()
     return None
 
 
 def _as_python_scalar(v: Any):
+    """A NumPy scalar or 0-d array (what indexing or reducing an array gives) as the Python number it holds."""
     numpy = _numpy()
-    if numpy is not None and isinstance(v, numpy.generic) and v.dtype.kind in "biuf":
+    if numpy is not None and isinstance(v, (numpy.generic, numpy.ndarray)) and not getattr(v, "ndim", 0) \
+            and v.dtype.kind in "biuf":
         return v.item()
     return None
 
@@ -166,7 +178,17 @@ def decode(blob: bytes, max_bytes: int, private_copies: bool = False) -> Any:
 
     if len(blob) > max_bytes:
         raise WireError(f"answer is {len(blob)} bytes, over the limit of {max_bytes}")
-    metadata = read_header(blob).get("__metadata__")
+    header = read_header(blob)
+    metadata = header.get("__metadata__")
+    elements = 0
+    for name, entry in header.items():
+        shape = entry.get("shape") if isinstance(entry, dict) and name != "__metadata__" else None
+        if shape is not None:
+            if not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
+                raise WireError("answer has a malformed tensor entry")
+            elements += math.prod(shape)
+    if elements > MAX_ELEMENTS:
+        raise WireError(f"answer holds {elements:,} numbers, more than the {MAX_ELEMENTS:,} a check may work on")
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT or not isinstance(metadata.get("value"), str):
         raise WireError("answer is not in the grader's wire format")
     try:

@@ -55,12 +55,24 @@ def main() -> None:
     import sqlite3
     import sys
 
+    sys.argv[1:] = _course_first(sys.argv[1:])
     try:
         app()
     except sqlite3.DatabaseError as exc:
         _fail(L_("The gradebook is damaged ({problem}); restore it from a backup, or grade into a new one with "
                  "--gradebook.").format(problem=str(exc)), _language(None, quiet=True))
         sys.exit(2)
+
+
+def _course_first(args: list[str]) -> list[str]:
+    """``--course DIR`` is the application's option; accept it after the command too (``autograder new x --course
+    DIR``) by moving it in front."""
+    for i, arg in enumerate(args):
+        if arg == "--course" and i + 1 < len(args):
+            return [arg, args[i + 1], *args[:i], *args[i + 2:]]
+        if arg.startswith("--course="):
+            return [arg, *args[:i], *args[i + 1:]]
+    return args
 
 
 def _language(chosen: Language | None, exercise: str | None = None, quiet: bool = False) -> Language:
@@ -250,12 +262,17 @@ def build(exercises: Annotated[Optional[list[str]], typer.Argument(help="Exercis
 
 
 @app.command()
-def new(name: Annotated[str, typer.Argument(help="Name of the new exercise (a Python identifier).")]) -> None:
-    """Scaffold a new exercise that `validate` accepts at once: solution, checks, rubric, student notebook."""
+def new(
+    name: Annotated[str, typer.Argument(help="Name of the new exercise (a Python identifier).")],
+    lang: Annotated[Optional[Literal["en", "ja"]], typer.Option("--lang", help="A new course folder's language (course.toml).")] = None,
+    time_zone: Annotated[str, typer.Option("--time-zone", help="A new course folder's time zone (course.toml), e.g. Asia/Tokyo.")] = "UTC",
+) -> None:
+    """Scaffold a new exercise that `validate` accepts at once: solution, checks, rubric, student notebook. In a
+    course folder that does not exist yet, start the course: the folder and its course.toml."""
     from .scaffold import scaffold
 
     try:
-        for path in scaffold(name):
+        for path in scaffold(name, lang, time_zone):
             console.print(f"created {path}")
     except UserError as exc:
         raise _fail(exc, _language(None, quiet=True)) from None
@@ -308,24 +325,48 @@ def _share(lost: float | None) -> str:
     return "[red]✗[/red]" if lost >= 1 - 1e-9 else f"[red]{lost:.2f}[/red]".replace("0.", ".")
 
 
+def _pts(points: float) -> str:
+    return f"{points:g} pt" + ("" if points == 1 else "s")
+
+
 def _print_validation(report) -> None:
+    """The kill matrix: a table where the terminal is wide enough for it, else a line per check (readable at 80
+    columns with any number of declared answers)."""
     wrong = list(report.kills)
-    table = Table(title=f"{report.exercise}: what each check catches", title_justify="left")
-    for column in ("check", "pts", "copy", *(f"W{i}" for i in range(1, len(wrong) + 1)), "status"):
-        table.add_column(column, justify="left" if column in ("check", "status") else "center", no_wrap=True)
     copy = report.copy.lost if report.copy else {}
-    for check, points in report.checks:
-        if check in report.not_run:
-            table.add_row(escape(check), f"{points:g}", "", *([""] * len(wrong)), "[yellow]not run here[/yellow]")
-            continue
+
+    def status(check: str) -> str:
         killed = any(report.kills[w].get(check) for w in wrong)
-        copied = _share(copy.get(check)) if check in copy or check not in report.constant else "[cyan]const[/cyan]"
-        status = "[green]ok[/green]" if killed and (check in copy or check in report.constant) else (
-            "[red]no wrong answer catches it[/red]" if not killed else "[red]copied outputs pass[/red]")
-        table.add_row(escape(check), f"{points:g}", copied, *(_share(report.kills[w].get(check)) for w in wrong), status)
-    # As wide as the matrix needs: a kill matrix folded into 80 columns cannot be read.
+        if not killed:
+            return "[red]no wrong answer catches it[/red]"
+        return "[green]ok[/green]" if check in copy or check in report.constant else "[red]copied outputs pass[/red]"
+
+    def copied(check: str) -> str:
+        return _share(copy.get(check)) if check in copy or check not in report.constant else "[cyan]const[/cyan]"
+
     needed = 40 + max((len(c) for c, _ in report.checks), default=0) + 5 * len(wrong)
-    Console(width=max(console.width, needed)).print(table)
+    console.print(f"{escape(report.exercise)}: what each check catches")
+    if needed <= console.width:
+        table = Table(title_justify="left")
+        for column in ("check", "pts", "copy", *(f"W{i}" for i in range(1, len(wrong) + 1)), "status"):
+            table.add_column(column, justify="left" if column in ("check", "status") else "center", no_wrap=True)
+        for check, points in report.checks:
+            if check in report.not_run:
+                table.add_row(escape(check), f"{points:g}", "", *([""] * len(wrong)), "[yellow]not run here[/yellow]")
+                continue
+            table.add_row(escape(check), f"{points:g}", copied(check),
+                          *(_share(report.kills[w].get(check)) for w in wrong), status(check))
+        console.print(table)
+    else:
+        for check, points in report.checks:
+            if check in report.not_run:
+                console.print(f"  {escape(check)} ({_pts(points)}): [yellow]not run here[/yellow]")
+                continue
+            caught = [f"W{i}" + ("" if report.kills[w][check] >= 1 - 1e-9 else f" ({_share(report.kills[w][check])})")
+                      for i, w in enumerate(wrong, 1) if report.kills[w].get(check)]
+            step = report.steps.get(check, check)
+            console.print(f"  {escape(check)} ({_pts(points)}{', step ' + escape(step) if step != check else ''}): "
+                          f"copy {copied(check)}; caught by {', '.join(caught) or '-'}; {status(check)}")
     console.print("  copy: outputs copied from a run with the notebook's own parameters; ✗ all points lost, "
                   ".50 half of them, · none")
     for i, name in enumerate(wrong, 1):

@@ -146,12 +146,12 @@ def grade_cohort(
         options = setup.options
         located: dict[tuple[str, str], Found] = {}
         registered = []
-        for item in found:
-            student_id, name = roster.resolve(item)
+        resolved, name_notes = roster.resolve_all(found)
+        for item, (student_id, name, flags) in zip(found, resolved):
             located.setdefault((student_id, item.sha256), item)
             registered.append({
                 "student_id": student_id, "student_name": name, "source": item.source, "sha256": item.sha256,
-                "size": item.size, "layout": item.layout, "flags": ",".join(item.flags),
+                "size": item.size, "layout": item.layout, "flags": ",".join(flags),
                 "submitted_at": iso(item.submitted_at), "submitted_at_from": item.submitted_at_from,
             })
         new = gradebook.register(exercise.name, registered, roster)
@@ -172,7 +172,7 @@ def grade_cohort(
         elapsed=time.monotonic() - started, jobs=jobs, rows=rows, not_found=not_found,
         not_in_roster=[r for r in rows if roster and r.student_id not in roster],
         superseded=sum(1 for r in gradebook.rows(exercise.name, current_only=False) if r.status == "superseded"),
-        notes=setup.notes, executor=executor, nodes=batch.nodes, dispatch=batch.dispatch,
+        notes=setup.notes + name_notes, executor=executor, nodes=batch.nodes, dispatch=batch.dispatch,
     )
 
 

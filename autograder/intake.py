@@ -168,15 +168,45 @@ class Roster:
 
     def resolve(self, found: Found) -> tuple[str, str]:
         """(student id, name) for a submission found in SUBMISSIONS."""
+        student = self._student_of(found)
         if found.layout == "folder":
-            student = self.students.get(found.key)
             return found.key, student.name if student else ""
+        return (student.student_id, student.name or found.name) if student else (found.key, found.name)
+
+    def _student_of(self, found: Found) -> Student | None:
+        if found.layout == "folder":
+            return self.students.get(found.key)
         student = self._by_lms.get(found.key)
         if student is None:
             # By name only a student the roster gives no LMS number: two LMS users are two students.
             by_name = self._by_name.get(name_key(found.name))
             student = by_name if by_name is not None and not by_name.lms_id else None
-        return (student.student_id, student.name or found.name) if student else (found.key, found.name)
+        return student
+
+    def resolve_all(self, found: list[Found]) -> tuple[list[tuple[str, str, tuple[str, ...]]], list[Text]]:
+        """(student id, name, flags) for each submission, and a sentence for the TA per name two LMS users share.
+
+        A roster student without an LMS number is matched by name; when files of two different LMS users carry
+        that name, neither is given to the student (they are never merged into one, and neither supersedes the
+        other): each stays under its own LMS number, flagged ``name_shared``, and the TA is told which."""
+        by_name: dict[str, set[str]] = {}
+        for item in found:
+            student = self._student_of(item)
+            if item.layout != "folder" and student is not None and item.key != student.lms_id:
+                by_name.setdefault(student.student_id, set()).add(item.key)
+        shared = {sid: numbers for sid, numbers in by_name.items() if len(numbers) > 1}
+        resolved = []
+        for item in found:
+            student = self._student_of(item)
+            if student is not None and student.student_id in shared and item.layout != "folder":
+                resolved.append((item.key, item.name, (*item.flags, "name_shared")))
+            else:
+                resolved.append((*self.resolve(item), item.flags))
+        notes = [L_("LMS users {numbers} both carry the name of roster student {student} ({name}), whose roster line "
+                    "has no lms_id: neither was given to {student}; add the LMS number in an lms_id column and grade "
+                    "again.").format(numbers=", ".join(sorted(numbers)), student=sid, name=self.students[sid].name)
+                 for sid, numbers in sorted(shared.items())]
+        return resolved, notes
 
 
 @dataclass

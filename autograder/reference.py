@@ -37,15 +37,18 @@ def _load_config(hub_cache: str, hub_id: str):
 
 
 @lru_cache(maxsize=8)
-def _load_model(hub_cache: str, hub_id: str, auto_class: str, device: str, dtype: str):
-    return _fresh(hub_cache, hub_id, auto_class, device, dtype).eval()
+def _load_model(hub_cache: str, hub_id: str, auto_class: str, device: str, dtype: str, options: tuple):
+    return _fresh(hub_cache, hub_id, auto_class, device, dtype, options).eval()
 
 
-def _fresh(hub_cache: str, hub_id: str, auto_class: str, device: str, dtype: str):
+def _fresh(hub_cache: str, hub_id: str, auto_class: str, device: str, dtype: str, options: tuple = ()):
     import transformers
 
     cls = getattr(transformers, auto_class)
-    model = cls.from_pretrained(hub_id, cache_dir=hub_cache, local_files_only=True, dtype=getattr(torch, dtype))
+    loading = {"dtype": getattr(torch, dtype), **dict(options)}
+    if isinstance(loading["dtype"], str):
+        loading["dtype"] = getattr(torch, loading["dtype"])
+    model = cls.from_pretrained(hub_id, cache_dir=hub_cache, local_files_only=True, **loading)
     return model.to(device)
 
 
@@ -62,13 +65,17 @@ class Reference:
         """A model's configuration alone (no weights loaded)."""
         return _load_config(str(self.store.hub_cache), hub_id)
 
-    def model(self, hub_id: str, auto_class: str = "AutoModelForCausalLM") -> Any:
-        """A shared, eval-mode model on the grading device. Do not modify it."""
-        return _load_model(str(self.store.hub_cache), hub_id, auto_class, self.device, self.dtype)
+    def model(self, hub_id: str, auto_class: str = "AutoModelForCausalLM", **options: Any) -> Any:
+        """A shared, eval-mode model on the grading device. Do not modify it. ``options`` are
+        ``from_pretrained``'s (``attn_implementation="eager"`` for a model that returns attention weights,
+        ``dtype="float32"``): each set of them is loaded once per grader."""
+        return _load_model(str(self.store.hub_cache), hub_id, auto_class, self.device, self.dtype,
+                           tuple(sorted(options.items())))
 
-    def fresh_model(self, hub_id: str, auto_class: str = "AutoModelForCausalLM") -> Any:
-        """A private copy a check may train or wrap."""
-        return _fresh(str(self.store.hub_cache), hub_id, auto_class, self.device, self.dtype)
+    def fresh_model(self, hub_id: str, auto_class: str = "AutoModelForCausalLM", **options: Any) -> Any:
+        """A private copy a check may train or wrap (``options`` as for ``model``)."""
+        return _fresh(str(self.store.hub_cache), hub_id, auto_class, self.device, self.dtype,
+                      tuple(sorted(options.items())))
 
     def memo(self, key: tuple, compute: Callable[[], T]) -> T:
         """``compute()``, computed once per grader process (for this store, device and dtype) and reused for

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
+from pydantic import ValidationError
 
 from .build import build, write_atomic
+from .course import SETTINGS_FILE, CourseSettings, settings_text
 from .errors import UserError
 from .exercise import Exercise
-from .i18n import CHECKS_DOMAIN, L_, catalog_path
-from .paths import checks_dir, course_dir
+from .i18n import CHECKS_DOMAIN, L_, Language, catalog_path
+from .paths import COURSE_SETTING, checks_dir, course_dir
 
 EXERCISE_TOML = '''title = "{name}"
 notebook = "{name}.ipynb"
@@ -143,11 +146,23 @@ def _solution_notebook(name: str) -> nbformat.NotebookNode:
     return nb
 
 
-def scaffold(name: str) -> list[Path]:
+def scaffold(name: str, language: Language | None = None, time_zone: str = "UTC") -> list[Path]:
+    """The files of a new exercise; a course folder named by --course or $AUTOGRADER_COURSE_DIR that does not exist
+    yet is started with them (the folder, and a course.toml with ``language`` and ``time_zone``)."""
     if not name.isidentifier():
         raise UserError(L_("'{name}' is not a valid exercise name; use letters, digits and underscores.").format(
             name=name))
+    try:  # one sentence for a time zone that does not exist, before anything is written
+        CourseSettings(language=language, time_zone=time_zone)
+    except ValidationError as exc:
+        raise UserError(L_("{problem}; pass --time-zone with a zone's name.").format(
+            problem=exc.errors()[0]["msg"].removeprefix("Value error, "))) from None
+    started = os.environ.get(COURSE_SETTING)
+    if started and not Path(started).exists():
+        Path(started).mkdir(parents=True)
     root = course_dir()
+    settings = root / SETTINGS_FILE
+    course_files = {settings: settings_text(language, time_zone)} if not settings.exists() else {}
     files = {
         root / "assignments" / name / "exercise.toml": EXERCISE_TOML.format(name=name),
         root / "assignments" / name / "checks" / "test_public.py": PUBLIC_CHECKS.format(name=name),
@@ -161,6 +176,6 @@ def scaffold(name: str) -> list[Path]:
     if existing:
         raise UserError(L_("Exercise '{name}' already exists ({path}); pick another name or edit it.").format(
             name=name, path=str(existing[0])))
-    for path, text in files.items():
+    for path, text in {**course_files, **files}.items():
         write_atomic(path, text)
-    return [*files, build(Exercise(name))]
+    return [*course_files, *files, build(Exercise(name))]

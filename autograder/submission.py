@@ -37,6 +37,24 @@ class MissingRaised(StudentRaised, Missing):
 
 _MISSING = object()
 
+# What turns a value the grader cannot read into one it can, by the type the student process reported.
+_CONVERSIONS = {
+    ("builtins.set", "builtins.frozenset"): "sorted(...)",
+    ("builtins.range", "builtins.map", "builtins.filter", "builtins.zip", "builtins.generator", "builtins.dict_keys",
+     "builtins.dict_values", "builtins.dict_items", "builtins.enumerate"): "list(...)",
+    ("pandas.core.frame.DataFrame", "pandas.core.series.Series"): ".to_numpy()",
+    ("builtins.complex",): "abs(...)",
+    ("builtins.bytes", "builtins.bytearray"): ".decode()",
+}
+
+
+def conversion(type_name: str) -> Text:
+    """A sentence saying how to make a value of that type plain data."""
+    for names, call in _CONVERSIONS.items():
+        if type_name in names:
+            return L_("Convert it with {call}.").format(call=call)
+    return L_("Convert it to one of those: tensor.detach(), float(x), int(x), str(x), list(x), dict(x).")
+
 
 class Submission:
     """Read student variables and call student functions; everything comes back as plain data.
@@ -79,6 +97,7 @@ class Submission:
 
     @property
     def cells(self) -> list[CellRecord]:
+        """Every code cell as the runner recorded it: source, tags, status, output, error, the student's number."""
         return self._session.cells
 
     def _ask(self, request: dict, what: str) -> dict:
@@ -100,8 +119,10 @@ class Submission:
             raise StudentFailure(L_("{what} sent something the grader cannot read.").format(what=what))
         return answer
 
-    def value(self, name: str) -> Any:
-        """The value of a global variable, as data. Fails (for the student) if it is missing or not data."""
+    def value(self, name: str, hint: Text | str = "") -> Any:
+        """The value of a global variable, as data. Fails (for the student) if it is missing or not data; ``hint``,
+        a sentence of the exercise's, is added where it is missing (what the step needs, e.g. "load the model with
+        attn_implementation='eager'")."""
         cached = self._values.get(name, _MISSING)
         if cached is not _MISSING:
             return cached
@@ -111,7 +132,7 @@ class Submission:
             cause = self._failed_cell_hint(name)
             raise (Missing if cause else StudentFailure)(joined(L_(
                 "`{name}` is not defined: write the code that sets it and run every cell from the top.").format(
-                name=name), cause))
+                name=name), cause, hint))
         if status == "unsendable":
             raise StudentFailure(L_("`{name}` could not be read: {problem}.").format(
                 name=name, problem=str(answer.get("message"))))
@@ -121,8 +142,9 @@ class Submission:
         if isinstance(value, agent.Unsupported):
             if value.type_name == "ellipsis":
                 raise StudentFailure(L_("`{name}` is still `...`: replace it with your answer.").format(name=name))
-            raise StudentFailure(L_("`{name}` is a {type} object; the grader reads tensors, numbers, strings, lists "
-                                    "and dicts only.").format(name=name, type=value.type_name))
+            raise StudentFailure(joined(L_("`{name}` is a {type} object; the grader reads tensors, NumPy arrays, "
+                                           "numbers, strings, lists, tuples and dicts only.").format(
+                name=name, type=value.type_name), conversion(value.type_name)))
         self._values[name] = value
         return value
 
@@ -142,17 +164,20 @@ class Submission:
         return L_("{cell} stopped earlier with {error}; fix that first.").format(cell=failed.name(start=True),
                                                                                 error=cell_error(failed.error))
 
-    def tensor(self, name: str) -> Any:
-        """A variable that must be a tensor (or NumPy array), returned as a plain torch.Tensor."""
+    def tensor(self, name: str, hint: Text | str = "") -> Any:
+        """A variable that must be a tensor (or NumPy array), returned as a plain torch.Tensor (``hint``: as for
+        ``value``)."""
         import torch
 
-        value = self.value(name)
+        value = self.value(name, hint)
         if not isinstance(value, torch.Tensor):
             raise StudentFailure(L_("{what} should be a tensor, but it is a {type}.").format(
                 what=f"`{name}`", type=type(value).__name__))
         return value
 
     def has(self, name: str) -> bool:
+        """Whether ``name`` is defined and arrives as data (False too for a defined value that cannot cross: an
+        object of the student's own class, a generator...)."""
         try:
             self.value(name)
         except StudentFailure:
@@ -204,8 +229,9 @@ class Submission:
             raise StudentFailure(L_("{what} sent something the grader cannot read.").format(what=f"`{name}(...)`"))
         value = answer.get("value")
         if isinstance(value, agent.Unsupported):
-            raise StudentFailure(L_("`{name}(...)` returned a {type} object; return tensors, numbers, strings, lists "
-                                    "or dicts.").format(name=name, type=value.type_name))
+            raise StudentFailure(joined(L_("`{name}(...)` returned a {type} object; return tensors, NumPy arrays, "
+                                           "numbers, strings, lists, tuples or dicts.").format(
+                name=name, type=value.type_name), conversion(value.type_name)))
         self.first_results.setdefault(name, value)
         return value
 

@@ -41,11 +41,14 @@ def tolerance(*dtypes: torch.dtype) -> tuple[float, float]:
 
 
 def expect(condition: bool, message: Message) -> None:
+    """Fail the check with ``message`` (a sentence for the student, ``_("...")``) unless ``condition`` holds."""
     if not condition:
         raise StudentFailure(message)
 
 
 def expect_shape(tensor: torch.Tensor, shape: tuple[int, ...], what: Message, hint: Message = "") -> None:
+    """``tensor`` has exactly ``shape``; the message names ``what`` (e.g. "`embeddings`"), both shapes and the
+    ``hint``."""
     actual = tuple(tensor.shape)
     if actual != tuple(shape):
         raise StudentFailure(joined(L_("{what} has shape {actual}, expected {expected}.").format(

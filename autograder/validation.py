@@ -129,8 +129,11 @@ class CopyProof:
 
 
 def copied_output_proof(grader: Grader, solution_bytes: bytes, student: nbformat.NotebookNode,
-                        graded_values: dict[str, Any], constant: dict[str, str], ran: set[str]) -> CopyProof:
-    """Proof 1 of the module's docstring."""
+                        graded_values: dict[str, Any], constant: dict[str, str], ran: set[str],
+                        graded_first: dict[str, Any] | None = None) -> CopyProof:
+    """Proof 1 of the module's docstring. ``graded_values`` and ``graded_first`` are what the solution's graded run
+    read and its functions' first results: a copy of those equal under both parameter sets is why a check keeps
+    its points, and the problem names it."""
     grading = grader.parameters()
     own = {**parameter_values(nbformat.reads(solution_bytes.decode(), as_version=4)),
            **grader.resolve(grader.exercise.spec.proof_parameters)}
@@ -141,10 +144,20 @@ def copied_output_proof(grader: Grader, solution_bytes: bytes, student: nbformat
     notebook, left_out = copied_outputs_notebook(student, values, first_results)
     losses = lost(grader.grade_bytes(notebook, "outputs copied from the notebook's own parameters"))
     same = sorted(n for n, v in values.items() if n in graded_values and _same(v, graded_values[n]))
+    same_first = sorted(f for f, v in first_results.items()
+                        if graded_first is not None and f in graded_first and _same(v, graded_first[f]))
+    causes = []
+    if same:
+        causes.append(f"the values {', '.join(same)} are the same under both, so the grading inputs do not change "
+                      "them on this model: choose grading inputs whose answer differs")
+    if same_first:
+        causes.append(f"the first call of {', '.join(f + '(...)' for f in same_first)} returns the same under both, "
+                      "and a copy returns that first result whatever it is asked: call it first on an input the "
+                      "grading parameters change, or judge more than one call")
     problems = [
-        f"{check} keeps its points on outputs copied from a run with the notebook's own parameters"
-        + (f" (the same under both: {', '.join(same)})" if same else "")
-        + ": choose grading inputs whose answer differs on this model, or mark the check constant"
+        f"{check} keeps its points on outputs copied from a run with the notebook's own parameters: "
+        + ("; ".join(causes) if causes else "choose grading inputs whose answer differs on this model")
+        + ", or mark the check constant"
         for check in sorted(ran - set(losses) - set(constant))
     ]
     kept = sorted(k for k in grading if k not in RUN_PARAMETERS and k in own and defaults[k] == grading[k])
@@ -230,7 +243,8 @@ def validate_exercise(name: str, profile: str = "tiny", device: str | None = Non
 
         ran = {c for c, _ in report.checks} - set(report.not_run)
         report.constant = constant_checks(exercise)
-        report.copy = copied_output_proof(grader, solution_bytes, student, seen[0].values_read, report.constant, ran)
+        report.copy = copied_output_proof(grader, solution_bytes, student, seen[0].values_read, report.constant, ran,
+                                          seen[0].first_results)
         problems += report.copy.problems
 
         solution_nb = nbformat.reads(solution_bytes.decode(), as_version=4)

@@ -191,6 +191,14 @@ def test_two_lms_users_are_never_one_student_by_name():
     assert roster.resolve(known_user)[0] == "s1"
     unnumbered = Roster([Student("s2", "Hanako Sato")])
     assert unnumbered.resolve(Found("satohanako_333_9_x.ipynb", "333", "satohanako", "canvas", None, "zip"))[0] == "s2"
+    # Two LMS users with the name of a roster student who has no lms_id: neither is given to that student.
+    two = [Found("satohanako_333_9_x.ipynb", "333", "satohanako", "canvas", None, "zip"),
+           Found("satohanako_444_9_x.ipynb", "444", "satohanako", "canvas", None, "zip"),
+           Found("satohanako_333_10_y.ipynb", "333", "satohanako", "canvas", None, "zip")]
+    resolved, notes = unnumbered.resolve_all(two)
+    assert [r[0] for r in resolved] == ["333", "444", "333"] and all("name_shared" in r[2] for r in resolved)
+    assert len(notes) == 1 and "333, 444" in str(notes[0]) and "s2" in str(notes[0]) and "lms_id" in str(notes[0])
+    assert unnumbered.resolve_all(two[::2]) == ([("s2", "Hanako Sato", ())] * 2, [])  # one user: the student
 
 
 def test_deeply_nested_json_is_invalid_with_a_sentence(tmp_path):
@@ -413,9 +421,15 @@ def test_grade_on_a_folder_mixing_every_bad_input_grades_every_good_one(tmp_path
     (folder / "empty.ipynb").write_bytes(b"")
     (folder / "\x1b[31mred.ipynb").write_bytes(b"not json")
     (folder / "=cmd.ipynb").write_bytes(b"{}")
+    # Two Canvas users, two user numbers, one display name; the roster names that student without an lms_id.
+    for number in ("222", "333"):
+        (folder / f"tanakataro_{number}_9_work.ipynb").write_bytes(personal(GOOD, number))
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,name\n" + "".join(f"{sid},{sid}\n" for sid in good) + "s-tanaka,Taro Tanaka\n")
     book_path = tmp_path / "book.sqlite"
     done = subprocess.run([str(Path(sys.executable).parent / "autograder"), "grade", EXERCISE, str(folder),
-                           "--gradebook", str(book_path), "--jobs", "2"], capture_output=True, text=True, timeout=900)
+                           "--gradebook", str(book_path), "--jobs", "2", "--roster", str(roster)],
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "Traceback" not in done.stdout + done.stderr and "\x1b[31mred" not in done.stdout
     with Gradebook(book_path) as book:
@@ -423,7 +437,12 @@ def test_grade_on_a_folder_mixing_every_bad_input_grades_every_good_one(tmp_path
     full = {r.max_score for r in rows.values() if r.source and r.source.startswith("good")}
     assert all(rows[f"{sid}.ipynb"].status == "graded" and rows[f"{sid}.ipynb"].score in full for sid in good)
     assert len(full) == 1 and full.pop() > 0
-    bad = {s: r for s, r in rows.items() if not (s or "").startswith("good")}
+    shared = {r.student_id: r for r in rows.values() if (r.source or "").startswith("tanakataro")}
+    assert set(shared) == {"222", "333"}, rows  # never one student, never one superseding the other
+    assert all(r.status == "graded" and "name_shared" in r.flags for r in shared.values())
+    summary = " ".join(done.stdout.split())
+    assert "222, 333" in summary and "s-tanaka" in summary and "lms_id" in summary
+    bad = {s: r for s, r in rows.items() if not (s or "").startswith(("good", "tanakataro"))}
     assert len(bad) == 9, sorted(bad)
     for source, row in bad.items():
         assert row.status == "invalid" and row.message.endswith("."), (source, row.status, row.message)

@@ -90,6 +90,49 @@ def test_oversized_answer_is_refused_before_parsing():
         agent.decode(agent.encode(torch.zeros(1000)), max_bytes=100)
 
 
+# In a process of its own, so that its peak memory is the decoding's: the largest answers the limits let through,
+# decoded as the grader decodes them (the most containers a header may hold, the most numbers a tensor may hold),
+# and the tensor widened to float64 as a check may widen it. Prints the peak memory beyond the process's start.
+PEAK = """
+import json, resource, struct, sys, torch
+from autograder import agent
+start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if sys.argv[1] == "containers":
+    items = (agent.MAX_HEADER_NODES - 64) // 3  # a tuple is two containers for json, {"$tuple": []}, and a comma
+    header = json.dumps({"__metadata__": {"format": agent.FORMAT,
+                                          "value": "[" + ",".join(['{"$tuple":[]}'] * items) + "]"}}).encode()
+    value = agent.decode(struct.pack("<Q", len(header)) + header, max_bytes=256 << 20)
+    assert len(value) == items
+else:
+    blob = agent.encode({"status": "ok", "value": torch.ones(agent.MAX_ELEMENTS, dtype=torch.int8)})
+    wide = agent.decode(blob, max_bytes=256 << 20)["value"].double()
+    assert wide.numel() == agent.MAX_ELEMENTS
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) / 1024)
+"""
+
+
+@pytest.mark.parametrize("answer", ["containers", "numbers"])
+def test_an_answer_within_the_limits_costs_the_grader_under_a_gibibyte(answer):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", PEAK, answer], capture_output=True, text=True, check=True)
+    assert float(done.stdout.strip()) < 1024, done.stdout  # MiB beyond the start, widening included
+
+
+def test_answers_that_would_amplify_in_the_grader_are_refused_before_they_are_built():
+    """A header of more containers than an answer may hold, and a quarter-GiB int8 tensor a check would widen to
+    2 GiB: refused from the header alone, with a sentence."""
+    many = "[" + "[]," * (agent.MAX_HEADER_NODES // 2 + 1) + "[]]"
+    with pytest.raises(agent.WireError, match="too many items"):
+        agent.decode(_blob({"format": agent.FORMAT, "value": many}), max_bytes=1 << 30)
+    header = json.dumps({"__metadata__": {"format": agent.FORMAT, "value": json.dumps({"$tensor": "t0"})},
+                         "t0": {"dtype": "I8", "shape": [256 << 20], "data_offsets": [0, 256 << 20]}}).encode()
+    with pytest.raises(agent.WireError, match="more than the"):  # refused before the 256 MiB of data are read
+        agent.decode(struct.pack("<Q", len(header)) + header, max_bytes=1 << 30)
+    assert torch.equal(roundtrip(torch.ones(1000, dtype=torch.int8)), torch.ones(1000, dtype=torch.int8))
+
+
 def test_agent_reports_raises_and_missing_names():
     def boom(x):
         raise ValueError(f"bad {x}")
@@ -194,3 +237,37 @@ def test_a_fixture_that_reads_the_student_fails_the_check_rather_than_crashing_i
     assert {i: o.outcome for i, o in outcomes.items()} == {"test_one": "failed", "test_two": "failed",
                                                           "test_other": "error"}
     assert "`figures` is not defined" in outcomes["test_one"].message
+
+
+def test_values_a_student_naturally_returns_arrive_as_their_plain_selves():
+    """`shape = tensor.shape` (a torch.Size), named tuples, list and dict subclasses, an IntEnum, NumPy scalars and
+    0-d arrays reach the check as the tuple, list, dict or number they hold, so `x.shape` where a shape is asked gets
+    the point; what cannot cross gets a sentence with the conversion to use."""
+    import collections
+    import enum
+
+    from autograder.testing import expect_equal
+
+    class Colour(enum.IntEnum):
+        RED = 3
+
+    class Rows(list):
+        pass
+
+    namespace = {"shape": torch.zeros(2, 3).shape, "pair": collections.namedtuple("Pair", "a b")(1, 2),
+                 "rows": Rows([1, 2]), "colour": Colour.RED, "mean": np.float32(1.5), "total": np.array(7),
+                 "counts": collections.Counter("aab"), "seen": {3, 1, 2}, "steps": range(3)}
+    submission = Submission(InProcessSession(namespace), RunLimits(), {})
+    expect_equal(submission.value("shape"), (2, 3), "`shape`")  # the point a shape check gives
+    assert submission.value("pair") == (1, 2) and type(submission.value("pair")) is tuple
+    assert submission.value("rows") == [1, 2] and type(submission.value("rows")) is list
+    assert submission.value("colour") == 3 and type(submission.value("colour")) is int
+    assert submission.value("mean") == 1.5 and submission.value("total") == 7 and type(submission.value("total")) is int
+    assert submission.value("counts") == {"a": 2, "b": 1} and type(submission.value("counts")) is dict
+    with pytest.raises(StudentFailure, match=r"builtins.set object.*sorted\(\.\.\.\)"):
+        submission.value("seen")
+    with pytest.raises(StudentFailure, match=r"builtins.range object.*list\(\.\.\.\)"):
+        submission.value("steps")
+    assert not submission.has("seen") and submission.has("shape")
+    with pytest.raises(StudentFailure, match="Load it with attn_implementation"):
+        submission.value("attentions", hint="Load it with attn_implementation='eager'.")
