@@ -9,7 +9,7 @@ PROFILE ?= tiny
 MODELS := .cache/models/$(PROFILE)/manifest.json
 JOBS ?= 2
 
-.PHONY: install system-deps cage-check models demo test test-slow validate build docs clean
+.PHONY: install system-deps cage-check models demo test test-slow test-full validate build docs clean
 
 $(STAMP): pyproject.toml
 	# A new environment only where there is none: re-running venv over one made by another
@@ -41,7 +41,7 @@ models: $(MODELS)
 
 # Before any long work: can this machine make the sandbox's namespaces? (stdlib only: no venv needed)
 cage-check:
-	@$(PYTHON) autograder/runners/warm_worker.py --can-confine
+	@$(PYTHON) autograder/runners/cage.py --can-confine
 
 demo: cage-check models
 	$(BIN)/autograder run t5_decoding examples/t5_decoding/*.ipynb --out-dir out/demo
@@ -52,6 +52,11 @@ test: models system-deps
 
 test-slow: models system-deps
 	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --run-slow tests
+
+# Every exercise graded at the course's real model sizes on this CPU (bench/full_check.py): run it before a stop
+# that touches checks, limits, runners or models.
+test-full: install system-deps
+	$(BIN)/python bench/full_check.py
 
 validate: models
 	$(BIN)/autograder validate

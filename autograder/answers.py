@@ -39,7 +39,7 @@ from typing import Any
 import nbformat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from . import agent
+from . import wire
 from .errors import UserError
 from .i18n import L_
 
@@ -121,7 +121,7 @@ def apply_edits(notebook: nbformat.NotebookNode, edits: list[Edit], what: str) -
 
 def literal(value: Any) -> str | None:
     """Python source that rebuilds a value read from a student process (None: it has no literal form)."""
-    if isinstance(value, agent.Unsupported):
+    if isinstance(value, wire.Unsupported):
         return None
     if value is None or type(value) in (bool, int, str):
         return repr(value)

@@ -10,7 +10,6 @@ checks, and can be checked for drift.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from otter.assign.solutions import replace_solutions
 from .errors import UserError
 from .exercise import Exercise
 from .i18n import L_
+from .paths import write_atomic
 
 SOLUTION_ONLY_TAG = "solution"
 
@@ -82,25 +82,6 @@ def render_student(exercise: Exercise) -> str:
     if note is not None:
         student.cells.insert(1, note)
     return nbformat.writes(student) + "\n"
-
-
-def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file. ``mode``: the file's
-    permissions (default: an ordinary file's); a secret's file is never readable by others, even briefly."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        if mode is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build(exercise: Exercise) -> Path:

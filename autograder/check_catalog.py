@@ -19,7 +19,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po, write_po
 
-from .build import write_atomic
+from .paths import write_atomic
 from .checking import check_title
 from .exercise import Exercise
 from .i18n import CHECKS_DOMAIN, LANGUAGES, catalog_path

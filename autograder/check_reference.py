@@ -12,7 +12,7 @@ import configparser
 import inspect
 from pathlib import Path
 
-from . import agent, testing
+from . import testing, wire
 from .checking import PYTEST_INI, GradingContext
 from .reference import Reference
 from .submission import Missing, StudentFailure, StudentRaised, Submission
@@ -97,7 +97,7 @@ def reference_text() -> str:
     for cls in (StudentFailure, StudentRaised, Missing):
         lines += [f"- `{cls.__name__}`: {' '.join(_doc(cls).split())}"]
     lines += ["", "A check that raises anything else is reported as *error in the check*: a fault of the check, not "
-              "the student's.", "", "## What crosses from the student process", "", _doc(agent.encode), "",
+              "the student's.", "", "## What crosses from the student process", "", _doc(wire.encode), "",
               "- Plain data: `None`, `bool`, `int`, `float` (NaN and infinities too), `str`, `list`, `tuple`, `dict`; "
               "a subclass of these (`torch.Size`, a named tuple, an `IntEnum`, a `Counter`) arrives as the plain "
               "value it holds.",
@@ -105,10 +105,10 @@ def reference_text() -> str:
               "(a subclass that lies about its shape cannot); NumPy scalars and 0-d arrays as Python numbers.",
               "- Anything else arrives as a marker the check reports with the conversion to use (`submission.value` "
               "does it for you); no method of a student object ever runs in the grader.",
-              f"- Limits: nesting {agent.MAX_DEPTH} deep, {agent.MAX_ITEMS:,} items, strings of "
-              f"{agent.MAX_STRING:,} characters, {agent.MAX_ELEMENTS:,} numbers in all tensors of one answer (a check "
+              f"- Limits: nesting {wire.MAX_DEPTH} deep, {wire.MAX_ITEMS:,} items, strings of "
+              f"{wire.MAX_STRING:,} characters, {wire.MAX_ELEMENTS:,} numbers in all tensors of one answer (a check "
               "may widen them to float64), a header of at most "
-              f"{agent.MAX_HEADER_BYTES >> 20} MiB; an answer past them is refused with a sentence.", "",
+              f"{wire.MAX_HEADER_BYTES >> 20} MiB; an answer past them is refused with a sentence.", "",
               "## What `validate` enforces, and why", "",
               "- The solution gets full marks, twice with the same outcomes; the blank student notebook gets nothing.",
               "- Copied outputs lose: a notebook of literals copied from a run with the notebook's own parameters "

@@ -11,7 +11,6 @@ then runs the collected checks again for every submission.
 
 from __future__ import annotations
 
-import functools
 import os
 import queue
 import random
@@ -20,7 +19,7 @@ import shutil
 import tempfile
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,15 +284,6 @@ def _run_pytest(files: list[Path], plugin: _Plugin, extra: list[str]) -> None:
 _ENDED = object()  # the session's thread has left pytest.main
 
 
-@dataclass
-class _Request:
-    """A wire request a check makes, for the caller's thread to send."""
-
-    send: Callable[[bytes, float], bytes]
-    payload: bytes
-    timeout: float
-
-
 class CheckSession:
     """One pytest session that runs the same check files for many submissions.
 
@@ -303,19 +293,18 @@ class CheckSession:
     torn down and the next submission's checks set them up afresh, as pytest-xdist's workers run the
     items they are sent. Check modules stay imported either way (pytest caches them per process).
 
-    pytest.main does not return between submissions, so it runs on a thread of its own. The caller's
-    thread waits while a round runs and sends the checks' requests to the student process for them:
-    a runner's session is used only on the thread that started it (a Jupyter kernel client's sockets
-    belong to that thread's event loop), as when pytest ran on the caller's thread. pytest's capture
-    is active only while an item runs, as in a session per submission.
+    pytest.main does not return between submissions, so it runs on a thread of its own, and the
+    caller's thread waits while a round runs. The checks' requests go to the student process from the
+    session's thread: a runner's session may be used from any thread (the kernel runner carries its
+    calls to the one thread its Jupyter client works on). pytest's capture is active only while an item
+    runs, as in a session per submission.
     """
 
     def __init__(self, files: list[Path], public_files: set[Path] | frozenset[Path] = frozenset(),
                  locales: Path | None = None) -> None:
         self._plugin = _Plugin(None, None, set(public_files), locales)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._results: queue.SimpleQueue = queue.SimpleQueue()  # _Request while a round runs, then its end
-        self._answers: queue.SimpleQueue = queue.SimpleQueue()  # the caller's answer to each _Request
+        self._results: queue.SimpleQueue = queue.SimpleQueue()  # each round's outcomes (or what ended it)
         self._closed = False
         self._tmp = Path(tempfile.mkdtemp(prefix="autograder-checks-"))  # tmp_path's base, emptied after each round
         # OpenMP's thread count is per thread: a new thread would run the checks' tensor work on every core.
@@ -373,39 +362,18 @@ class CheckSession:
             return []
         if self._closed or not self._thread.is_alive():
             raise RuntimeError("the check session has ended")
-        send = submission.send
-        submission.send = functools.partial(self._relayed, send)
-        try:
-            self._jobs.put((ctx, submission))
-            while isinstance(result := self._results.get(), _Request):
-                try:
-                    answer: bytes | Exception = result.send(result.payload, result.timeout)
-                except Exception as exc:  # noqa: BLE001 - raised in the check that asked
-                    answer = exc
-                self._answers.put(answer)
-        finally:
-            submission.send = send
+        self._jobs.put((ctx, submission))
+        result = self._results.get()
         if result is _ENDED:
             raise RuntimeError("the check session ended while it ran the checks")
         if isinstance(result, BaseException):
             raise result
         return result
 
-    def _relayed(self, send: Callable[[bytes, float], bytes], payload: bytes, timeout: float) -> bytes:
-        """A check's request, sent by the caller's thread (runs on the session's thread)."""
-        if self._closed:
-            raise RuntimeError("the check session was closed while the checks ran")
-        self._results.put(_Request(send, payload, timeout))
-        answer = self._answers.get()
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
     def close(self) -> None:
         """End the session (its fixtures are already torn down after each round)."""
         self._closed = True
         if self._thread is not None and self._thread.is_alive():
-            self._answers.put(RuntimeError("the check session was closed while the checks ran"))  # a check waiting
             self._jobs.put(None)
             self._thread.join()
         shutil.rmtree(self._tmp, ignore_errors=True)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
+import functools
+import inspect
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal, Optional
 
@@ -34,7 +38,8 @@ RunnerOpt = Annotated[Optional[str], typer.Option("--runner", help="How notebook
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run notebooks unconfined (where the sandbox cannot run): only for notebooks you trust.")]
 LangOpt = Annotated[Optional[Literal["en", "ja"]], typer.Option("--lang", help="Language of what the command writes and says: ja or en; default: language in the exercise's exercise.toml, else in the course's course.toml, else en.")]
 
-OUTCOME_STYLE = {"passed": "green", "failed": "red", "error": "magenta", "not_run": "yellow"}
+OUTCOME_STYLE = {"passed": "green", "failed": "red", "error": "magenta", "not_run": "yellow", "scored": "green",
+                 "awaiting": "yellow"}
 
 
 def escape(text: str) -> str:
@@ -88,6 +93,43 @@ def _language(chosen: Language | None, exercise: str | None = None, quiet: bool 
         if quiet:
             return chosen or "en"
         raise _fail(exc, chosen or "en") from None
+
+
+_SPOKEN: contextvars.ContextVar[Language] = contextvars.ContextVar("language", default="en")
+
+
+def spoken() -> Language:
+    """The language the running command speaks (set by ``command``; ``speak`` changes it)."""
+    return _SPOKEN.get()
+
+
+def speak(chosen: Language | None, exercise: str | None = None, quiet: bool = False) -> Language:
+    """Speak --lang, else the exercise's language, else the course's, for the rest of the command."""
+    language = _language(chosen, exercise, quiet)
+    _SPOKEN.set(language)
+    return language
+
+
+def command(group: typer.Typer, name: str | None = None) -> Callable[[Callable], Callable]:
+    """A command of the command line: it speaks the language --lang, its exercise or the course names (``spoken``),
+    and a problem it cannot get past (a UserError) ends it with that one sentence in that language, exit status 2.
+    The one frame every command shares, as otter-grader's commands share theirs."""
+
+    def register(function: Callable) -> Callable:
+        takes_language = "lang" in inspect.signature(function).parameters
+
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            exercise = kwargs.get("exercise") or next(iter(kwargs.get("exercises") or []), None)
+            speak(kwargs.get("lang"), exercise if isinstance(exercise, str) else None, quiet=not takes_language)
+            try:
+                return function(*args, **kwargs)
+            except UserError as exc:
+                raise _fail(exc, spoken()) from None
+
+        return group.command(name)(run)
+
+    return register
 
 
 def _refuse_damaged(book) -> None:
@@ -163,7 +205,7 @@ def _print_result(result, language: Language, student_view: bool = False) -> Non
         console.print(f"  {escape(cell.sentence(language))}")
 
 
-@app.command()
+@command(app)
 def run(
     exercise: Annotated[str, typer.Argument(help="Exercise name, e.g. t5_decoding.")],
     submissions: Annotated[list[Path], typer.Argument(help="Notebook file(s) to grade.")],
@@ -176,34 +218,31 @@ def run(
     lang: LangOpt = None,
 ) -> None:
     """Grade submissions of one exercise: each check's outcome, the student's message, points, total."""
-    from .build import write_atomic
+    from .paths import write_atomic
     from .grading import limit_grader_memory
     from .results import STATUS_WORDS
 
-    language = _language(lang, exercise)
+    language = spoken()
     _ = translations(language).gettext
     if json_out and len(submissions) != 1:
-        raise _fail(L_("--json takes one submission; use --out-dir for several."), language)
-    try:
-        missing = [str(p) for p in submissions if not p.is_file()]
-        if missing:
-            raise UserError(L_("No submission at {path}; check the path.").format(path=", ".join(missing)))
-        grader = _grader(exercise, profile, device, runner=runner, untrusted=True, no_sandbox=no_sandbox,
-                         language=language)
-        limit_grader_memory(grader.device)
-        for path in submissions:
-            result = grader.grade_file(path)
-            _print_result(result, language)
-            console.print(f"[bold]{escape(path.name)}: {result.score:g} / {result.max_score:g}[/bold] "
-                          + escape(_("(status: {status})").format(status=_(STATUS_WORDS[result.status]))) + "\n")
-            target = json_out or (out_dir / f"{path.stem}.results.json" if out_dir else None)
-            if target:
-                write_atomic(target, json.dumps(result.gradescope(language), indent=2, ensure_ascii=False))
-    except UserError as exc:
-        raise _fail(exc, language) from None
+        raise UserError(L_("--json takes one submission; use --out-dir for several."))
+    missing = [str(p) for p in submissions if not p.is_file()]
+    if missing:
+        raise UserError(L_("No submission at {path}; check the path.").format(path=", ".join(missing)))
+    grader = _grader(exercise, profile, device, runner=runner, untrusted=True, no_sandbox=no_sandbox,
+                     language=language)
+    limit_grader_memory(grader.device, grader.models_bytes())
+    for path in submissions:
+        result = grader.grade_file(path)
+        _print_result(result, language)
+        console.print(f"[bold]{escape(path.name)}: {result.score:g} / {result.max_score:g}[/bold] "
+                      + escape(_("(status: {status})").format(status=_(STATUS_WORDS[result.status]))) + "\n")
+        target = json_out or (out_dir / f"{path.stem}.results.json" if out_dir else None)
+        if target:
+            write_atomic(target, json.dumps(result.gradescope(language), indent=2, ensure_ascii=False))
 
 
-@app.command()
+@command(app)
 def check(
     notebook: Annotated[Path, typer.Argument(help="Your notebook (.ipynb).")],
     exercise: Annotated[Optional[str], typer.Option("--exercise", help="Exercise name; default: read from the notebook.")] = None,
@@ -215,21 +254,18 @@ def check(
     """Before you submit: run your notebook and the public checks, with hints for what fails."""
     from .notebook import InvalidNotebook, exercise_of, read_notebook
 
-    language = _language(lang, exercise)
-    try:
-        if not notebook.is_file():
-            raise UserError(L_("No notebook at {path}; check the path.").format(path=str(notebook)))
-        if exercise is None:
-            try:
-                exercise = exercise_of(read_notebook(notebook.read_bytes()))
-            except InvalidNotebook as exc:
-                raise UserError(sentence_of(exc)) from None
-            if not exercise:
-                raise UserError(L_("The notebook does not say which exercise it belongs to; pass --exercise NAME."))
-            language = _language(lang, exercise)
-        result = _grader(exercise, profile, device, public_only=True, runner=runner).grade_file(notebook)
-    except UserError as exc:
-        raise _fail(exc, language) from None
+    language = spoken()
+    if not notebook.is_file():
+        raise UserError(L_("No notebook at {path}; check the path.").format(path=str(notebook)))
+    if exercise is None:
+        try:
+            exercise = exercise_of(read_notebook(notebook.read_bytes()))
+        except InvalidNotebook as exc:
+            raise UserError(sentence_of(exc)) from None
+        if not exercise:
+            raise UserError(L_("The notebook does not say which exercise it belongs to; pass --exercise NAME."))
+        language = speak(lang, exercise)
+    result = _grader(exercise, profile, device, public_only=True, runner=runner).grade_file(notebook)
     _print_result(result, language, student_view=True)
     passed = sum(c.outcome == "passed" for c in result.checks)
     ran = sum(c.outcome != "not_run" for c in result.checks)
@@ -248,20 +284,17 @@ def check(
     raise typer.Exit(0 if passed == ran and result.status == "graded" else 1)
 
 
-@app.command()
+@command(app)
 def build(exercises: Annotated[Optional[list[str]], typer.Argument(help="Exercises to build; default: all.")] = None) -> None:
     """Generate assignments/<exercise>/ student notebooks from solutions/<exercise>."""
     from .build import build as build_one
     from .exercise import Exercise, available
 
-    try:
-        for name in exercises or available():
-            console.print(f"built {build_one(Exercise(name))}")
-    except UserError as exc:
-        raise _fail(exc, _language(None, quiet=True)) from None
+    for name in exercises or available():
+        console.print(f"built {build_one(Exercise(name))}")
 
 
-@app.command()
+@command(app)
 def new(
     name: Annotated[str, typer.Argument(help="Name of the new exercise (a Python identifier).")],
     lang: Annotated[Optional[Literal["en", "ja"]], typer.Option("--lang", help="A new course folder's language (course.toml).")] = None,
@@ -271,15 +304,12 @@ def new(
     course folder that does not exist yet, start the course: the folder and its course.toml."""
     from .scaffold import scaffold
 
-    try:
-        for path in scaffold(name, lang, time_zone):
-            console.print(f"created {path}")
-    except UserError as exc:
-        raise _fail(exc, _language(None, quiet=True)) from None
+    for path in scaffold(name, lang, time_zone):
+        console.print(f"created {path}")
     console.print(f"Next: edit the solution notebook and checks, then `autograder build {name}` and `autograder validate {name}`.")
 
 
-@app.command()
+@command(app)
 def validate(
     exercises: Annotated[Optional[list[str]], typer.Argument(help="Exercises to validate; default: all.")] = None,
     profile: ProfileOpt = "tiny",
@@ -290,18 +320,15 @@ def validate(
     from .exercise import available
     from .validation import validate_exercise
 
-    try:
-        problems = 0
-        for name in exercises or available():
-            report = validate_exercise(name, profile, device)
-            _print_validation(report)
-            problems += len(report.problems)
-    except UserError as exc:
-        raise _fail(exc, _language(None, quiet=True)) from None
+    problems = 0
+    for name in exercises or available():
+        report = validate_exercise(name, profile, device)
+        _print_validation(report)
+        problems += len(report.problems)
     raise typer.Exit(1 if problems else 0)
 
 
-@app.command()
+@command(app)
 def catalog(
     exercise: Annotated[str, typer.Argument(help="Exercise name.")],
 ) -> None:
@@ -310,12 +337,9 @@ def catalog(
     from .check_catalog import write_catalogs
     from .exercise import Exercise
 
-    try:
-        for language, (path, untranslated) in write_catalogs(Exercise(exercise)).items():
-            todo = f"{untranslated} to translate" if untranslated else "all translated"
-            console.print(f"{escape(course_relative(path))} ({language}): {todo}")
-    except UserError as exc:
-        raise _fail(exc, _language(None, quiet=True)) from None
+    for language, (path, untranslated) in write_catalogs(Exercise(exercise)).items():
+        todo = f"{untranslated} to translate" if untranslated else "all translated"
+        console.print(f"{escape(course_relative(path))} ({language}): {todo}")
 
 
 def _share(lost: float | None) -> str:
@@ -394,15 +418,12 @@ def _print_validation(report) -> None:
                       "zero and in sync, copied outputs and every wrong answer lose points, correct variants keep them")
 
 
-@models_app.command("prepare")
+@command(models_app, "prepare")
 def models_prepare(profile: ProfileOpt = "tiny", force: Annotated[bool, typer.Option(help="Rebuild even if present.")] = False) -> None:
     """Build the offline stand-ins of a profile (or, for hub, check the local cache has the models)."""
     from .models.provision import prepare
 
-    try:
-        prepare(profile, force=force, log=lambda m: console.print(escape(m)))
-    except UserError as exc:
-        raise _fail(exc, _language(None, quiet=True)) from None
+    prepare(profile, force=force, log=lambda m: console.print(escape(m)))
 
 
 # cohort grading: a batch into the gradebook, and what comes out of it -----------------------------
@@ -421,7 +442,7 @@ def _gradebook(path: Optional[Path], create: bool = False):
     return Gradebook(path)
 
 
-@app.command()
+@command(app)
 def grade(
     exercise: Annotated[str, typer.Argument(help="Exercise name, e.g. t5_decoding.")],
     submissions: Annotated[Path, typer.Argument(help="A folder (<student_id>.ipynb or <student_id>/<file>.ipynb), a zip of one, or a Moodle or Canvas bulk download (.zip or unpacked).")],
@@ -455,41 +476,38 @@ def grade(
     from .models.provision import store_for
     from .results import STATUS_WORDS
 
-    language = _language(lang, exercise)
+    language = spoken()
     _ = translations(language).gettext
     # Rich fills {task...} itself: the translated text keeps those fields as they are.
     counts = _("done {done} · [red]failed {failed}[/red] · remaining {remaining} · ETA").format(
         done="{task.completed}/{task.total}", failed="{task.fields[failed]}", remaining="{task.fields[remaining]}")
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn(counts), TimeRemainingColumn(),
                TimeElapsedColumn(), TextColumn("{task.fields[nodes]}"))
-    try:
-        ex = Exercise(exercise)
-        if executor == "local":  # say so now, not from every worker (a cluster's nodes use their own models)
-            store_for(profile).require()
-        with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox, language=language)) as chosen:
-            runner, confined = chosen.name, chosen.confined  # checked here, built per worker
-        with _gradebook(gradebook, create=True) as book:
-            with Progress(*columns, console=console) as bar:
-                task = bar.add_task(escape(_("grading {exercise}").format(exercise=exercise)), total=None, failed=0,
-                                    remaining="?", nodes="")
+    ex = Exercise(exercise)
+    if executor == "local":  # say so now, not from every worker (a cluster's nodes use their own models)
+        store_for(profile).require()
+    with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox, language=language)) as chosen:
+        runner, confined = chosen.name, chosen.confined  # checked here, built per worker
+    with _gradebook(gradebook, create=True) as book:
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task(escape(_("grading {exercise}").format(exercise=exercise)), total=None, failed=0,
+                                remaining="?", nodes="")
 
-                def show(p) -> None:
-                    bar.update(task, total=p.total, completed=p.done, failed=p.failed, remaining=p.remaining,
-                               nodes=escape(_per_node(p.nodes)) if executor == "ray" else "")
-                    if p.row is not None and p.status in FAILED:
-                        row = book.row(p.row.id)
-                        bar.console.print(f"  [red]{escape(_(STATUS_WORDS[p.status]))}[/red] {escape(row.student_id)} "
-                                          f"({escape(row.source or '')}): "
-                                          f"{escape(row_message(row, row.run_record(), language))}")
+            def show(p) -> None:
+                bar.update(task, total=p.total, completed=p.done, failed=p.failed, remaining=p.remaining,
+                           nodes=escape(_per_node(p.nodes)) if executor == "ray" else "")
+                if p.row is not None and p.status in FAILED:
+                    row = book.row(p.row.id)
+                    bar.console.print(f"  [red]{escape(_(STATUS_WORDS[p.status]))}[/red] {escape(row.student_id)} "
+                                      f"({escape(row.source or '')}): "
+                                      f"{escape(row_message(row, row.run_record(), language))}")
 
-                summary = grade_cohort(ex, submissions, book, GradeOptions(profile=profile, device=device),
-                                       roster=Roster.load(roster) if roster else None, deadline=deadline,
-                                       jobs=jobs, force=force, on_progress=show, runner=runner, confined=confined,
-                                       max_bytes=int(max_file_mib * 2**20), executor=executor,
-                                       ray_address=ray_address)
-            _print_summary(summary, book.path, language)
-    except UserError as exc:
-        raise _fail(exc, language) from None
+            summary = grade_cohort(ex, submissions, book, GradeOptions(profile=profile, device=device),
+                                   roster=Roster.load(roster) if roster else None, deadline=deadline,
+                                   jobs=jobs, force=force, on_progress=show, runner=runner, confined=confined,
+                                   max_bytes=int(max_file_mib * 2**20), executor=executor,
+                                   ray_address=ray_address)
+        _print_summary(summary, book.path, language)
 
 
 def _per_node(counts) -> str:
@@ -536,7 +554,7 @@ def _print_summary(summary, path: Path, language: Language) -> None:
             + "[/yellow]")
 
 
-@app.command()
+@command(app)
 def regrade(
     exercise: Annotated[str, typer.Argument(help="Exercise name.")],
     rubric: Annotated[Optional[Path], typer.Option("--rubric", help="Rubric to score with; default: the exercise's rubrics/<exercise>.toml.")] = None,
@@ -547,32 +565,29 @@ def regrade(
     """Rescore every stored submission after a rubric or deadline change, from stored outcomes: no notebook runs."""
     from .cohort import regrade as rescore
 
-    language = _language(lang, exercise)
+    language = spoken()
     _ = translations(language).gettext
-    try:
-        with _gradebook(gradebook) as book:
-            policy, changed, retired = rescore(book, exercise, rubric, deadline)
-            table = Table(title=escape(_("{count} score(s) changed").format(count=len(changed))))
-            for column, right in ((_("student"), False), (_("file"), False), (_("before"), True), (_("now"), True)):
-                table.add_column(column, justify="right" if right else "left")
-            for row, old in changed:
-                table.add_row(escape(row.student_id), escape(row.source or ""), "—" if old is None else f"{old:g}",
-                              f"{book.row(row.id).score:g}")
-            console.print(table)
-            rubric_file = course_relative(policy.origin)
-            console.print(escape(_("Scored with {rubric}, deadline {deadline}.").format(
-                rubric=rubric_file, deadline=policy.deadline.isoformat()) if policy.deadline
-                else _("Scored with {rubric}, no deadline.").format(rubric=rubric_file)))
-            if retired:
-                console.print(escape(_("Stored outcomes of checks the exercise no longer has ({checks}) are kept; "
-                                       "they score only what the rubric gives them.").format(
-                                           checks=", ".join(sorted(retired)))))
-            _refuse_damaged(book)
-    except UserError as exc:
-        raise _fail(exc, language) from None
+    with _gradebook(gradebook) as book:
+        policy, changed, retired = rescore(book, exercise, rubric, deadline)
+        table = Table(title=escape(_("{count} score(s) changed").format(count=len(changed))))
+        for column, right in ((_("student"), False), (_("file"), False), (_("before"), True), (_("now"), True)):
+            table.add_column(column, justify="right" if right else "left")
+        for row, old in changed:
+            table.add_row(escape(row.student_id), escape(row.source or ""), "—" if old is None else f"{old:g}",
+                          f"{book.row(row.id).score:g}")
+        console.print(table)
+        rubric_file = course_relative(policy.origin)
+        console.print(escape(_("Scored with {rubric}, deadline {deadline}.").format(
+            rubric=rubric_file, deadline=policy.deadline.isoformat()) if policy.deadline
+            else _("Scored with {rubric}, no deadline.").format(rubric=rubric_file)))
+        if retired:
+            console.print(escape(_("Stored outcomes of checks the exercise no longer has ({checks}) are kept; "
+                                   "they score only what the rubric gives them.").format(
+                                       checks=", ".join(sorted(retired)))))
+        _refuse_damaged(book)
 
 
-@app.command()
+@command(app)
 def export(
     exercise: Annotated[str, typer.Argument(help="Exercise name.")],
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the grades CSV here, in the layout --format names.")] = None,
@@ -588,44 +603,42 @@ def export(
     """Export grades from the gradebook for the LMS (CSV) or Gradescope (results.json per student)."""
     from .exercise import Exercise
     from .exports import LMS_DECIMALS, export_canvas, export_csv, export_gradescope, export_moodle
+    from .scoring import policy_in_force
 
-    language = _language(lang, exercise)
+    language = spoken()
     _ = translations(language).gettext
     if not csv_path and not gradescope:
-        raise _fail(L_("Say what to export: --csv grades.csv and/or --gradescope DIR."), language)
-    try:
-        with _gradebook(gradebook) as book:
-            if csv_path and layout == "generic":
-                console.print(escape(_("{count} students written to {path}").format(
-                    count=export_csv(book, exercise, csv_path), path=str(csv_path))))
-            elif csv_path:
-                lms = Exercise(exercise).spec.lms
-                name = assignment_name or lms.assignment_name or Exercise(exercise).spec.title
-                if layout == "canvas":
-                    written, left_out = export_canvas(book, exercise, csv_path, name,
-                                                      assignment_id or lms.canvas_assignment_id, missing)
-                    why = _("Not in the file, as they have no Canvas ID (lms_id) in the roster:")
-                else:
-                    written, left_out = export_moodle(book, exercise, csv_path, name, match_on, missing, language)
-                    why = (_("Not in the file, as they have no email in the roster:") if match_on == "email"
-                           else _("Not in the file, as they have no student id:"))
-                console.print(escape(_("{count} students written to {path} ({layout}; scores after the late penalty, "
-                                       "rounded to {decimals} decimals)").format(
-                                           count=written, path=str(csv_path), layout=layout, decimals=LMS_DECIMALS)))
-                if left_out:
-                    console.print(f"[yellow]{escape(why)}[/yellow] {escape(', '.join(left_out))}")
-            if gradescope:
-                written = export_gradescope(book, exercise, gradescope, language)
-                console.print(escape(_("{count} results.json files written under {path}").format(
-                    count=len(written), path=str(gradescope))))
-            console.print(escape(_("Scored with the rubric in force: {rubric}").format(
-                rubric=course_relative(book.policy(exercise).origin))))
-            _refuse_damaged(book)
-    except UserError as exc:
-        raise _fail(exc, language) from None
+        raise UserError(L_("Say what to export: --csv grades.csv and/or --gradescope DIR."))
+    with _gradebook(gradebook) as book:
+        if csv_path and layout == "generic":
+            console.print(escape(_("{count} students written to {path}").format(
+                count=export_csv(book, exercise, csv_path), path=str(csv_path))))
+        elif csv_path:
+            lms = Exercise(exercise).spec.lms
+            name = assignment_name or lms.assignment_name or Exercise(exercise).spec.title
+            if layout == "canvas":
+                written, left_out = export_canvas(book, exercise, csv_path, name,
+                                                  assignment_id or lms.canvas_assignment_id, missing)
+                why = _("Not in the file, as they have no Canvas ID (lms_id) in the roster:")
+            else:
+                written, left_out = export_moodle(book, exercise, csv_path, name, match_on, missing, language)
+                why = (_("Not in the file, as they have no email in the roster:") if match_on == "email"
+                       else _("Not in the file, as they have no student id:"))
+            console.print(escape(_("{count} students written to {path} ({layout}; scores after the late penalty, "
+                                   "rounded to {decimals} decimals)").format(
+                                       count=written, path=str(csv_path), layout=layout, decimals=LMS_DECIMALS)))
+            if left_out:
+                console.print(f"[yellow]{escape(why)}[/yellow] {escape(', '.join(left_out))}")
+        if gradescope:
+            written = export_gradescope(book, exercise, gradescope, language)
+            console.print(escape(_("{count} results.json files written under {path}").format(
+                count=len(written), path=str(gradescope))))
+        console.print(escape(_("Scored with the rubric in force: {rubric}").format(
+            rubric=course_relative(policy_in_force(book, exercise).origin))))
+        _refuse_damaged(book)
 
 
-@app.command()
+@command(app)
 def feedback(
     exercise: Annotated[str, typer.Argument(help="Exercise name.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for <student_id>.html and .md.")],
@@ -636,20 +649,17 @@ def feedback(
     """Write one feedback page per student (HTML and Markdown): each check, points, message, what to look at."""
     from .feedback import write_feedback
 
-    language = _language(lang, exercise)
+    language = spoken()
     _ = translations(language).gettext
-    try:
-        with _gradebook(gradebook) as book:
-            pages = write_feedback(book, exercise, out, release=release, lang=language)
-            _refuse_damaged(book)
-    except UserError as exc:
-        raise _fail(exc, language) from None
+    with _gradebook(gradebook) as book:
+        pages = write_feedback(book, exercise, out, release=release, lang=language)
+        _refuse_damaged(book)
     console.print(escape(_("{count} feedback pages written to {path}").format(count=len(pages), path=str(out)) if release
                          else _("{count} feedback pages written to {path} (checks not yet released show as hidden)")
                          .format(count=len(pages), path=str(out))))
 
 
-@app.command()
+@command(app)
 def report(
     exercise: Annotated[str, typer.Argument(help="Exercise name.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for report.html.")],
@@ -659,18 +669,15 @@ def report(
     """Write the cohort report: one self-contained HTML page with score, pass-rate and runtime plots."""
     from .report import write_report
 
-    language = _language(lang, exercise)
-    try:
-        with _gradebook(gradebook) as book:
-            target = write_report(book, exercise, out, lang=language)
-            _refuse_damaged(book)
-    except UserError as exc:
-        raise _fail(exc, language) from None
+    language = spoken()
+    with _gradebook(gradebook) as book:
+        target = write_report(book, exercise, out, lang=language)
+        _refuse_damaged(book)
     _ = translations(language).gettext
     console.print(escape(_("report written to {path}").format(path=str(target))))
 
 
-@app.command()
+@command(app)
 def serve(
     exercises: Annotated[Optional[list[str]], typer.Argument(help="Exercises open for submissions; default: all.")] = None,
     roster: Annotated[Optional[Path], typer.Option("--roster", help="CSV of the students (as for grade); each gets a personal link. Default: the roster already in the gradebook.")] = None,
@@ -685,6 +692,7 @@ def serve(
     no_sandbox: NoSandboxOpt = False,
     max_file_mib: Annotated[float, typer.Option("--max-file-mib", min=0.001, help="The largest upload taken; larger ones are refused (413) unread.")] = 16,
     reissue_links: Annotated[bool, typer.Option("--reissue-links", help="Replace every link (the old ones stop working) and write them all to access.csv.")] = False,
+    tas: Annotated[Optional[Path], typer.Option("--tas", help="CSV of the course's TAs (ta_id, name): each gets a link of their own, so the record names who did what. Default: one TA link.")] = None,
     deadline: DeadlineOpt = None,
     lang: LangOpt = None,
 ) -> None:
@@ -693,38 +701,79 @@ def serve(
     import logging
     from contextlib import closing
 
-    import uvicorn
-
     from .exercise import Exercise
     from .grading import GradeOptions
     from .intake import Roster
     from .models.provision import store_for
     from .service import access_file, open_service
-    from .service.app import create_app
+    from .service.app import serve as serve_app
+    from .service.store import load_tas
 
-    language = _language(lang, exercises[0] if exercises else None)
+    language = spoken()
     _ = translations(language).gettext
+    for name in exercises or []:
+        Exercise(name)
+    store_for(profile).require()
+    with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox, language=language)) as chosen:
+        chosen_runner = (chosen.name, chosen.confined)  # checked here, built per worker
+    url = (base_url or f"http://{host}:{port}").rstrip("/")
+    _can_listen(host, port)
+    with _gradebook(gradebook, create=True) as book, book.batch_lock():
+        service, notes = open_service(book, exercises or [], Roster.load(roster) if roster else None, url,
+                                      language, GradeOptions(profile=profile, device=device), chosen_runner,
+                                      int(max_file_mib * 2**20), jobs, reissue_links, deadline,
+                                      load_tas(tas) if tas else None)
+        for note in notes:
+            console.print(f"[yellow]{escape(render(note, language))}[/yellow]")
+        console.print(escape(_("Serving {exercises} at {url}; the students' links and the TA's are in {path}.")
+                             .format(exercises=", ".join(service.served), url=url,
+                                     path=str(access_file(book.path)))))
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+        serve_app(service, host, port)
+
+
+@command(app)
+def extend(
+    exercise: Annotated[str, typer.Argument(help="Exercise name.")],
+    student: Annotated[str, typer.Argument(help="The student's id (as in the roster).")],
+    until: Annotated[str, typer.Option("--until", help="The student's new deadline, e.g. 2026-05-08T23:59+09:00 (without an offset: the course's time zone).")],
+    comment: Annotated[str, typer.Option("--comment", help="Why (the student reads it).")] = "",
+    by: Annotated[Optional[str], typer.Option("--by", help="Who grants it, for the record; default: this machine's user name.")] = None,
+    gradebook: GradebookOpt = None,
+    lang: LangOpt = None,
+) -> None:
+    """Grant one student more time: recorded as a TA decision (who, when), applied at once to the late policy and
+    every export, also while the service runs; the student sees their own deadline."""
+    import getpass
+    from zoneinfo import ZoneInfo
+
+    from .course import course_settings
+    from .intake import parse_time
+    from .paths import course_dir
+    from .scoring import Scorer, decide
+
+    language = spoken()
+    _ = translations(language).gettext
+    settings = course_settings(course_dir())
+    moment = parse_time(until, "--until") if _has_offset(until) else \
+        parse_time(until, "--until").replace(tzinfo=ZoneInfo(settings.time_zone))
+    with _gradebook(gradebook) as book:
+        if not book.rows(exercise, student_id=student):
+            raise UserError(L_("{student} has no row in {exercise}; check the id (as in the roster).").format(
+                student=student, exercise=exercise))
+        decide(book, exercise, student, "extension", by or getpass.getuser(), until=moment, comment=comment)
+        deadline = Scorer(book, exercise).deadline_for(student)
+    console.print(escape(_("{student}'s deadline for {exercise} is now {when}.").format(
+        student=student, exercise=exercise, when=settings.moment(deadline))))
+
+
+def _has_offset(text: str) -> bool:
+    from datetime import datetime
+
     try:
-        for name in exercises or []:
-            Exercise(name)
-        store_for(profile).require()
-        with closing(_runner(runner, untrusted=True, no_sandbox=no_sandbox, language=language)) as chosen:
-            chosen_runner = (chosen.name, chosen.confined)  # checked here, built per worker
-        url = (base_url or f"http://{host}:{port}").rstrip("/")
-        _can_listen(host, port)
-        with _gradebook(gradebook, create=True) as book, book.batch_lock():
-            service, notes = open_service(book, exercises or [], Roster.load(roster) if roster else None, url,
-                                          language, GradeOptions(profile=profile, device=device), chosen_runner,
-                                          int(max_file_mib * 2**20), jobs, reissue_links, deadline)
-            for note in notes:
-                console.print(f"[yellow]{escape(render(note, language))}[/yellow]")
-            console.print(escape(_("Serving {exercises} at {url}; the students' links and the TA's are in {path}.")
-                                 .format(exercises=", ".join(service.served), url=url,
-                                         path=str(access_file(book.path)))))
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-            uvicorn.run(create_app(service), host=host, port=port, access_log=False, log_level="warning")
-    except UserError as exc:
-        raise _fail(exc, language) from None
+        return datetime.fromisoformat(text.strip()).tzinfo is not None
+    except ValueError:
+        return True  # parse_time says what is wrong with it
 
 
 def _can_listen(host: str, port: int) -> None:

@@ -12,7 +12,6 @@ resumes where it stopped: the next run grades only what has no result yet.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -25,50 +24,26 @@ from .errors import UserError
 from .exercise import Exercise
 from .executors import Executor, Worker, WorkerJob, make_executor
 from .executors.local import LocalExecutor
-from .gradebook import Gradebook, Policy, Row, iso
+from . import scoring
+from .gradebook import Gradebook, Row, iso
 from .i18n import L_, Text
-from .grading import GradeOptions, unrun_outcomes
+from .grading import GradeOptions, run_limits, unrun_outcomes
 from .intake import DEFAULT_MAX_BYTES, Found, Roster, TooLarge, discover, parse_time
 from .paths import course_relative
 from .results import CheckOutcome, Diagnostics, RunRecord, Status
-from .rubric import Rubric
-from .runners.base import RunLimits
 
 FAILED = ("error", "timeout", "crashed", "invalid")
-GIB = 1024 ** 3
-# Memory one grading slot needs (grader process + student process); on the GPU, what the exercise
-# declares (`[limits] gpu_memory_gib`), else these.
-SLOT_MEMORY = {"tiny": 2 * GIB}
-SLOT_MEMORY_DEFAULT = 6 * GIB
-SLOT_GPU_MEMORY = {"tiny": 1 * GIB}
-SLOT_GPU_MEMORY_DEFAULT = 8 * GIB
 # A worker still busy this long past twice the notebook time limit is stuck itself, and is killed.
 BACKSTOP_MARGIN = 300.0
 # A worker not ready this long after it was asked for never will be (on a cluster: no node has room for it).
 START_BACKSTOP = 600.0
 
 
-def default_jobs(profile: str, exercise: Exercise | None = None) -> int:
-    """Parallel submissions this machine can take: one per core, fewer when memory is short, and on a GPU
-    as many as its free memory holds at the exercise's declared need per submission."""
-    cores = len(os.sched_getaffinity(0))
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    jobs = min(cores, memory // SLOT_MEMORY.get(profile, SLOT_MEMORY_DEFAULT))
-    import torch
-
-    if torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info()
-        declared = exercise.spec.limits.gpu_memory(profile) if exercise else None
-        need = declared * GIB if declared else SLOT_GPU_MEMORY.get(profile, SLOT_GPU_MEMORY_DEFAULT)
-        jobs = min(jobs, free // need)
-    return max(1, int(jobs))
-
-
 def resolve_deadline(gradebook: Gradebook, exercise: str, text: str | None):
     """--deadline: a date-time sets it, "none" clears it, absent keeps the one in force."""
     if text is None:
-        policy = gradebook.policy(exercise)
-        return policy.cli_deadline if policy else None
+        in_force = scoring.policy(gradebook, exercise)
+        return in_force.cli_deadline if in_force else None
     return None if text.strip().lower() == "none" else parse_time(text, "The deadline")
 
 
@@ -163,7 +138,7 @@ def grade_cohort(
         current = gradebook.rows(exercise.name)
         skipped = sum(1 for r in current if r.status not in ("pending", "missing", "error")) if not force else 0
         jobs = max(1, min(jobs or workers_at.capacity(options.profile, exercise, options.device), len(tasks) or 1))
-        batch = Batch(exercise, setup, (runner, confined) if runner else None, gradebook, roster, jobs, on_progress,
+        batch = Batch(exercise, setup, (runner, confined) if runner else None, gradebook, jobs, on_progress,
                       workers_at)
         batch.run(tasks)
     rows = gradebook.rows(exercise.name)
@@ -178,12 +153,11 @@ def grade_cohort(
 
 @dataclass
 class Setup:
-    """What a batch (or the submission service) grades with: the options with the device chosen, every check
-    (the ones an unrun submission fails), and the rubric and deadline in force."""
+    """What a batch (or the submission service) grades with: the options with the device chosen and every check
+    (the ones an unrun submission fails); the rubric and deadline it put in force are in the gradebook."""
 
     options: GradeOptions
     checks: list[CheckOutcome]
-    policy: Policy
     notes: list[Text]  # what the TA should know about this rubric, one sentence each
 
 
@@ -196,7 +170,7 @@ def prepare(exercise: Exercise, gradebook: Gradebook, options: GradeOptions, dea
         options = replace(options, device=default_device())  # the same device in every worker
     checks = collect_checks(exercise, options.public_only, cuda=options.device.startswith("cuda"))
     notes = []
-    in_force = gradebook.policy(exercise.name)
+    in_force = scoring.policy(gradebook, exercise.name)
     if in_force is not None and in_force.origin != str(exercise.rubric_file):  # set by `regrade --rubric`
         rubric_text, origin = in_force.rubric_text, in_force.origin
         notes.append(L_("Scored with the rubric in force, {rubric} (from `regrade --rubric`); `autograder regrade "
@@ -204,42 +178,29 @@ def prepare(exercise: Exercise, gradebook: Gradebook, options: GradeOptions, dea
                             rubric=course_relative(origin), exercise=exercise.name))
     else:
         rubric_text, origin = exercise.rubric_file.read_text(), str(exercise.rubric_file)
-    check_ids = [c.id for c in collect_checks(exercise)]
-    retired = retired_checks(gradebook, exercise.name, check_ids)
-    Rubric.parse(rubric_text, origin).verify(check_ids, Path(origin), retired)
+    _, _, retired = scoring.put_in_force(gradebook, exercise.name, rubric_text, origin,
+                                              resolve_deadline(gradebook, exercise.name, deadline),
+                                              [c.id for c in collect_checks(exercise)])
     if retired:
         notes.append(L_("Stored outcomes of checks the exercise no longer has ({checks}) are kept and score "
                         "nothing.").format(checks=", ".join(sorted(retired))))
-    policy, _ = gradebook.set_policy(exercise.name, rubric_text, origin,
-                                     resolve_deadline(gradebook, exercise.name, deadline))
-    return Setup(options, checks, policy, notes)
-
-
-def retired_checks(gradebook: Gradebook, exercise: str, check_ids: list[str]) -> set[str]:
-    """Checks that stored outcomes hold but the exercise (whose checks are ``check_ids``) no longer has."""
-    stored = {o.id for row in gradebook.rows(exercise, current_only=False) if (record := gradebook.record_of(row))
-              for o in record.outcomes}
-    return stored - set(check_ids)
+    return Setup(options, checks, notes)
 
 
 def regrade(gradebook: Gradebook, exercise: str, rubric: Path | None = None, deadline: str | None = None,
-            ) -> tuple[Policy, list[tuple[Row, float | None]], set[str]]:
-    """Rescore every stored submission with a rubric (default: the exercise's) and deadline; runs nothing.
-    Also returns the retired checks (stored, no longer in the exercise): kept in the records, scoring nothing
-    unless the rubric names them."""
+            ) -> tuple[scoring.Policy, list[tuple[Row, float | None]], set[str]]:
+    """Rescore every stored submission with a rubric (default: the exercise's) and deadline; runs nothing. Also
+    returns the retired checks (stored, no longer in the exercise): kept in the records, scoring nothing unless the
+    rubric names them. The TAs' decisions stay in force."""
     ex = Exercise(exercise)
     path = rubric or ex.rubric_file
     if not path.is_file():
         raise UserError(L_("No rubric at {path}; check the path.").format(path=str(path)))
-    text = path.read_text()
     if not any(row.record for row in gradebook.rows(exercise, current_only=False)):
         raise UserError(L_("Nothing of {exercise} is graded in {path}; run `autograder grade {exercise} "
                            "SUBMISSIONS` first.").format(exercise=exercise, path=str(gradebook.path)))
-    check_ids = [c.id for c in collect_checks(ex)]
-    retired = retired_checks(gradebook, exercise, check_ids)
-    Rubric.parse(text, str(path)).verify(check_ids, path, retired)
-    policy, changed = gradebook.set_policy(exercise, text, str(path), resolve_deadline(gradebook, exercise, deadline))
-    return policy, changed, retired
+    return scoring.put_in_force(gradebook, exercise, path.read_text(), str(path),
+                                resolve_deadline(gradebook, exercise, deadline), [c.id for c in collect_checks(ex)])
 
 
 # the batch ------------------------------------------------------------------------------------
@@ -251,15 +212,14 @@ class Batch:
     submission (retry, backstop, score, its row) is decided here."""
 
     def __init__(self, exercise: Exercise, setup: Setup, runner: tuple[str, bool] | None, gradebook: Gradebook,
-                 roster: Roster, jobs: int, on_progress: Callable[[Progress], None] | None = None,
+                 jobs: int, on_progress: Callable[[Progress], None] | None = None,
                  executor: Executor | None = None) -> None:
         self.exercise, self.setup, self.options, self.runner = exercise, setup, setup.options, runner
         self.checks = setup.checks
-        self.gradebook, self.roster, self.jobs = gradebook, roster, jobs
+        self.gradebook, self.jobs = gradebook, jobs
         self.on_progress = on_progress or (lambda p: None)
         self.executor = executor or LocalExecutor()
-        spec = exercise.spec.limits
-        limits = self.options.limits or RunLimits(spec.cell_timeout, spec.notebook_timeout, spec.call_timeout)
+        limits = self.options.limits or run_limits(exercise, self.options.profile, self.options.device or "cpu")
         # The runner enforces the real limits; this only catches a grader process that hangs itself.
         self.backstop = 2 * limits.notebook_timeout + BACKSTOP_MARGIN
         threads = self.options.threads or self.executor.threads(self.options.profile, jobs)
@@ -400,8 +360,8 @@ class Batch:
         self._finish(row, record)
 
     def _finish(self, row: Row, record: RunRecord) -> None:
-        # the policy in force now (the submission service may put a new one in force while it grades)
-        self.gradebook.save(row.id, record, self.setup.policy.score(record, row, self.roster))
+        # the rubric and decisions in force now (a TA may change either while the submission service grades)
+        self.gradebook.save(row.id, record, scoring.Scorer(self.gradebook, self.exercise.name).score(row, record))
         p = self.progress
         p.done += 1
         p.failed += record.status in FAILED

@@ -21,13 +21,16 @@ import functools
 import re
 import sys
 import tomllib
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .errors import UserError
 from .i18n import L_, LANGUAGES, Language
+from .paths import course_dir
 
 # Modules every notebook has whatever the course declares: Jupyter's own shell and its display helpers, and the
 # student side of this tool (`from autograder import student`), which does nothing while the grader runs a notebook.
@@ -105,10 +108,20 @@ class CourseSettings(BaseModel):
             raise ValueError(f"language = {value!r}; use one of {', '.join(LANGUAGES)}")
         return value
 
+    def moment(self, value: datetime | str | None) -> str:
+        """A moment as the course's people read it: in its time zone, one format (``2026-05-01 23:59 JST``); a
+        naive one is this machine's local time; "" for none."""
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if moment is None:
+            return ""
+        local = (moment if moment.tzinfo else moment.astimezone()).astimezone(ZoneInfo(self.time_zone))
+        zone = local.strftime("%Z")
+        return local.strftime("%Y-%m-%d %H:%M ") + (zone if zone[:1].isalpha() else f"UTC{zone}")
+
     @field_validator("time_zone")
     @classmethod
     def _zone(cls, name: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        from zoneinfo import ZoneInfoNotFoundError
 
         try:
             ZoneInfo(name)
@@ -141,6 +154,11 @@ def _read(path: Path, _mtime: int) -> CourseSettings:
             detail = str(exc).strip().splitlines()[0]
         raise UserError(L_("{path} is not a valid course file ({problem}); fix it and run again.").format(
             path=str(path), problem=detail)) from None
+
+
+def moment(value: datetime | str | None) -> str:
+    """A moment in the course folder's time zone (``CourseSettings.moment``)."""
+    return course_settings(course_dir()).moment(value)
 
 
 def settings_text(language: Language | None, time_zone: str) -> str:

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, ValidationError
 
 from .course import course_settings
 from .errors import UserError
@@ -14,14 +14,34 @@ from .i18n import L_, Language
 from .paths import checks_dir, course_dir
 
 
+PerProfile = PositiveFloat | dict[str, PositiveFloat]
+
+
 class Limits(BaseModel):
+    """``[limits]``: what a submission may take. A limit tuned on ``tiny`` can fail every student at real sizes, so
+    each is one number or a table per model profile (``cell_timeout = { tiny = 120, full = 600 }``); ``hub`` (real
+    weights) takes ``full``'s (real sizes), and a profile the table leaves out takes the default."""
+
     model_config = ConfigDict(extra="forbid")
-    cell_timeout: float = Field(120, gt=0)
-    notebook_timeout: float = Field(600, gt=0)
-    call_timeout: float = Field(60, gt=0)
+    cell_timeout: PerProfile = 120
+    notebook_timeout: PerProfile = 600
+    call_timeout: PerProfile = 60
+    memory_gib: PerProfile = 8  # the student's process (RLIMIT_DATA; with a cgroup, the whole run's, plus its disk)
+    answer_mib: PerProfile = 256  # the largest answer the student process may hand over
+    # Copies of the exercise's models the grader's checks hold at once (a reference, and one fresh to train): the
+    # grader's memory budget is counted on top of them.
+    grader_model_copies: PositiveInt = 1
     # GPU memory one submission takes while graded (the student's process and the grader's
     # reference copies), in GiB, per model profile: how many submissions share a GPU.
     gpu_memory_gib: dict[str, PositiveFloat] = {}
+
+    def of(self, name: str, profile: str) -> float:
+        """The limit ``name`` for a profile."""
+        value = getattr(self, name)
+        if not isinstance(value, dict):
+            return value
+        found = value.get(profile) or (value.get("full") if profile == "hub" else None)
+        return found if found is not None else type(self).model_fields[name].default
 
     def gpu_memory(self, profile: str) -> float | None:
         """The declared need for a profile; ``hub`` (real weights) takes ``full``'s (real sizes)."""
@@ -44,6 +64,8 @@ class ServiceSpec(BaseModel):
     uploads_per_hour: PositiveInt = 6
     # Check-only requests (the public checks, not an attempt) a student may make in any hour.
     checks_per_hour: PositiveInt = 20
+    # Students may ask a TA about a check (a regrade request) until this many days after the feedback's release.
+    regrade_request_days: PositiveFloat = 7
 
 
 class ExerciseSpec(BaseModel):

@@ -8,7 +8,9 @@ Three CSV layouts, one line per student (their current submission), scores after
 - Moodle (``export_moodle``): an identifier column Moodle's "Import grades: CSV file" maps to the
   users' ID number or email address, the grade, and a feedback text.
 
-Cells made from student text never start a formula (``text.spreadsheet_cell``).
+Scores are the ones ``scoring`` makes (late penalty, TAs' decisions); the TAs' comments travel with them (the
+generic CSV's ``ta_comments``, Moodle's feedback, Gradescope's outputs). ``export_history`` writes the log of what
+people did. Cells made from student or TA text never start a formula (``text.spreadsheet_cell``).
 """
 
 from __future__ import annotations
@@ -20,15 +22,20 @@ import json
 import re
 from pathlib import Path
 
-from .build import write_atomic
+from .paths import write_atomic
 from .gradebook import Gradebook, Row, row_message
 from .i18n import Language, translations
 from .results import GradingResult
+from .scoring import policy_in_force, results
 from .text import spreadsheet_cell
 
-FIXED_COLUMNS = ["student_id", "name", "status", "submitted_at", "days_late", "score_before_penalty",
-                 "late_penalty", "total", "max_score", "flags", "source", "message"]
-TEXT_COLUMNS = {"student_id", "name", "source", "message"}  # from students' files and names: never a formula
+FIXED_COLUMNS = ["student_id", "name", "status", "submitted_at", "deadline", "days_late", "score_before_penalty",
+                 "late_penalty", "adjustment", "total", "max_score", "awaiting_ta", "flags", "source", "message",
+                 "ta_comments"]
+CHECK_COLUMNS_AFTER = 6  # the per-check columns come after deadline
+# from students' files and names, and TAs' comments: never a formula
+TEXT_COLUMNS = {"student_id", "name", "source", "message", "ta_comments"}
+HISTORY_COLUMNS = ["at", "by", "action", "student_id", "detail"]
 
 
 def safe_name(student_id: str) -> str:
@@ -48,34 +55,60 @@ def flags_of(row, roster) -> str:
 
 
 def export_csv(gradebook: Gradebook, exercise: str, path: Path) -> int:
-    """Write the grades CSV; returns the number of students. Per-check columns hold points (empty: not run)."""
-    policy, entries = gradebook.results(exercise)
+    """Write the grades CSV; returns the number of students. Per-check columns hold points (empty: not run, or a
+    manual item awaiting a TA)."""
+    in_force, entries = results(gradebook, exercise)
     roster = gradebook.roster()
-    check_ids = list(policy.rubric.checks)
+    check_ids = list(in_force.rubric.checks)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(FIXED_COLUMNS[:5] + check_ids + FIXED_COLUMNS[5:])
+    writer.writerow(FIXED_COLUMNS[:CHECK_COLUMNS_AFTER] + check_ids + FIXED_COLUMNS[CHECK_COLUMNS_AFTER:])
     for row, result in entries:
-        points = {c.id: ("" if c.outcome == "not_run" else f"{c.points:g}") for c in result.checks} if result else {}
+        points = {c.id: ("" if c.outcome in ("not_run", "awaiting") else f"{c.points:g}") for c in result.checks} \
+            if result else {}
         fixed = {
-            "student_id": row.student_id, "name": row.student_name, "status": row.status,
-            "submitted_at": row.submitted_at or "", "days_late": result.days_late if result else "",
-            "score_before_penalty": f"{result.score + result.late_penalty:g}" if result else "",
+            "student_id": row.student_id, "name": row.student_name or roster.name_of(row.student_id),
+            "status": row.status,
+            "submitted_at": row.submitted_at or "", "deadline": result.deadline or "" if result else "",
+            "days_late": result.days_late if result else "",
+            "score_before_penalty": f"{result.score + result.late_penalty - result.adjustment:g}" if result else "",
             "late_penalty": f"{result.late_penalty:g}" if result else "",
+            "adjustment": f"{result.adjustment:g}" if result else "",
             "total": f"{result.score:g}" if result else "0",
             "max_score": f"{result.max_score:g}" if result else "",
+            "awaiting_ta": ",".join(result.awaiting) if result else "",
             "flags": flags_of(row, roster), "source": row.source or "", "message": row.message,
+            "ta_comments": " | ".join(_comment_line(note) for note in result.comments) if result else "",
         }
         fixed = {c: spreadsheet_cell(v) if c in TEXT_COLUMNS else v for c, v in fixed.items()}
-        writer.writerow([fixed[c] for c in FIXED_COLUMNS[:5]] + [points.get(c, "") for c in check_ids]
-                        + [fixed[c] for c in FIXED_COLUMNS[5:]])
+        writer.writerow([fixed[c] for c in FIXED_COLUMNS[:CHECK_COLUMNS_AFTER]] + [points.get(c, "") for c in check_ids]
+                        + [fixed[c] for c in FIXED_COLUMNS[CHECK_COLUMNS_AFTER:]])
     write_atomic(path, out.getvalue())
     return len(entries)
 
 
+def _comment_line(note) -> str:
+    """A TA's comment as one cell's part: "test_x (Sato): the shape is right, the dtype was not asked for"."""
+    return f"{note.item or note.kind} ({note.by}): {note.comment}"
+
+
+def export_history(gradebook: Gradebook, exercise: str, path: Path) -> int:
+    """The log of what people did on the exercise (TAs' decisions and undos, releases, regrade requests and their
+    answers), oldest first; returns the number of lines."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(HISTORY_COLUMNS)
+    actions = gradebook.actions(exercise)
+    for action in actions:
+        writer.writerow([action.at] + [spreadsheet_cell(v) for v in (action.made_by, action.action, action.student_id,
+                                                                      action.detail)])
+    write_atomic(path, out.getvalue())
+    return len(actions)
+
+
 def export_gradescope(gradebook: Gradebook, exercise: str, out_dir: Path, language: Language = "en") -> list[Path]:
     """``DIR/<student_id>/results.json`` for each student with a graded submission, its words in ``language``."""
-    _, entries = gradebook.results(exercise)
+    _, entries = results(gradebook, exercise)
     written = []
     for row, result in entries:
         if result is None:
@@ -108,13 +141,13 @@ def _points_possible(gradebook: Gradebook, exercise: str, entries: list[tuple[Ro
     """The assignment's maximum: what graded submissions could get here (CUDA-only checks left out on a CPU
     runner), else the rubric's total."""
     graded = [result.max_score for _, result in entries if result is not None]
-    return max(graded) if graded else sum(c.points for c in gradebook.policy(exercise).rubric.checks.values())
+    return max(graded) if graded else sum(c.points for c in policy_in_force(gradebook, exercise).rubric.checks.values())
 
 
 def export_canvas(gradebook: Gradebook, exercise: str, path: Path, assignment: str,
                   assignment_id: str | None = None, missing: str = "empty") -> tuple[int, list[str]]:
     """Canvas's gradebook CSV; returns (students written, ids of students left out for want of a Canvas ID)."""
-    _, entries = gradebook.results(exercise)
+    _, entries = results(gradebook, exercise)
     roster = gradebook.roster()
     title = f"{assignment} ({assignment_id})" if assignment_id else assignment
     out = io.StringIO()
@@ -141,7 +174,7 @@ def export_moodle(gradebook: Gradebook, exercise: str, path: Path, assignment: s
     """Moodle's grade-import CSV, its feedback column in ``language``; returns (students written, ids of students
     left out for want of the identifier ``match_on``: the roster's student id as Moodle's ID number, or its
     email)."""
-    _, entries = gradebook.results(exercise)
+    _, entries = results(gradebook, exercise)
     roster = gradebook.roster()
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -175,4 +208,6 @@ def _summary(row: Row, result: GradingResult | None, language: Language) -> str:
         summary = _("{count} check(s) failed: {titles}.").format(count=len(failed), titles="; ".join(failed))
     late = _("{points} point(s) off for lateness.").format(points=lms_points(result.late_penalty)) \
         if result.late_penalty else ""
-    return " ".join(part for part in (summary, late) if part)[:1000]
+    comments = [_("TA: {comment}").format(comment=f"{note.comment} ({lms_points(note.points)})"
+                                          if note.kind == "adjust" else note.comment) for note in result.comments]
+    return " ".join(part for part in (summary, late, *comments) if part)[:1000]

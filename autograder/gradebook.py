@@ -1,34 +1,35 @@
 """The gradebook: one SQLite file (WAL) holding, per submission, what grading established.
 
 Outcomes first, scores second: each row keeps the submission's RunRecord (every check's outcome,
-message and duration, the run's diagnostics) as JSON; the score columns are what the rubric in force
-(stored with its text) and the deadline make of it, recomputed whenever either changes. One row per
-(exercise, student, content hash): a file graded once is never graded again, a changed file is a new
-row and the old one stays as history. Exactly one row per student and exercise is *current* (the
-latest submitted, notebooks before other files); a partial unique index guards it.
+message and duration, the run's diagnostics) as JSON; the score columns are what ``scoring`` makes of
+it (the rubric in force, stored with its text, the deadline and the TAs' decisions), stored again
+whenever any of them changes. One row per (exercise, student, content hash): a file graded once is
+never graded again, a changed file is a new row and the old one stays as history. Exactly one row per
+student and exercise is *current* (their latest upload; else the latest submitted, notebooks before
+other files); a partial unique index guards it. Beside the rows: the TAs' decisions (never over the
+outcomes), regrade requests and a log of what people did, who and when.
 
-The schema is the project's: ``PRAGMA user_version`` says which version a file has, and opening an
-older file applies the missing MIGRATIONS in order. Only the batch process writes (single writer).
+This module stores; ``scoring`` decides what scores are. The schema is the project's: ``PRAGMA
+user_version`` says which version a file has, and opening an older file applies the missing
+MIGRATIONS in order. The file is its owner's alone (0600): it holds every student's work and grade.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import UserError
 from .i18n import L_, N_, Language, translations
-from .intake import Roster, Student, local_time
+from .intake import Roster, Student
 from .paths import course_dir
 from .results import GradingResult, RunRecord
-from .rubric import Rubric
 
 # Row statuses: the RunRecord's (graded, timeout, crashed, invalid, error) plus pending (registered,
 # not graded yet), superseded (never graded: a later submission of the student is the current one)
@@ -116,6 +117,67 @@ MIGRATIONS = [
         released_at TEXT NOT NULL
     );
     """,
+    # 4: people in charge. TAs' decisions beside the outcomes (a check's points, a bonus or penalty, a manual item's
+    # score, an extension; undone by marking, never deleted), students' regrade requests and their answers, a log
+    # of every TA action (who, when), uploads a TA closed, and links per person: every TA has their own.
+    """
+    CREATE TABLE decisions (
+        id INTEGER PRIMARY KEY,
+        exercise TEXT NOT NULL,
+        student_id TEXT NOT NULL,
+        submission_id INTEGER REFERENCES submissions(id),
+        kind TEXT NOT NULL CHECK (kind IN ('points', 'adjust', 'manual', 'extension')),
+        item TEXT NOT NULL DEFAULT '',
+        points REAL,
+        until TEXT,
+        comment TEXT NOT NULL DEFAULT '',
+        made_by TEXT NOT NULL,
+        made_at TEXT NOT NULL,
+        undone_by TEXT,
+        undone_at TEXT
+    );
+    CREATE INDEX decisions_by_student ON decisions (exercise, student_id);
+    CREATE TABLE requests (
+        id INTEGER PRIMARY KEY,
+        exercise TEXT NOT NULL,
+        student_id TEXT NOT NULL,
+        submission_id INTEGER NOT NULL REFERENCES submissions(id),
+        item TEXT NOT NULL,
+        question TEXT NOT NULL,
+        asked_at TEXT NOT NULL,
+        answer TEXT,
+        answered_by TEXT,
+        answered_at TEXT
+    );
+    CREATE INDEX requests_by_student ON requests (exercise, student_id);
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        made_by TEXT NOT NULL,
+        action TEXT NOT NULL,
+        exercise TEXT NOT NULL DEFAULT '',
+        student_id TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX actions_by_student ON actions (exercise, student_id);
+    CREATE TABLE uploads_closed (
+        exercise TEXT PRIMARY KEY,
+        closed_at TEXT NOT NULL
+    );
+    CREATE TABLE people (
+        role TEXT NOT NULL CHECK (role IN ('student', 'ta')),
+        person_id TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (role, person_id)
+    );
+    INSERT INTO people SELECT CASE student_id WHEN '__ta__' THEN 'ta' ELSE 'student' END,
+        CASE student_id WHEN '__ta__' THEN 'ta' ELSE student_id END, CASE student_id WHEN '__ta__' THEN 'TA' ELSE '' END,
+        token_sha256, created_at FROM access;
+    DROP TABLE access;
+    ALTER TABLE uploads ADD COLUMN filename TEXT NOT NULL DEFAULT ''
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 NO_SUBMISSION = N_("No submission was received.")  # stored in English; pages show it in their language
@@ -178,6 +240,66 @@ class Row:
         return bool(self.source) and self.source.lower().endswith(".ipynb")
 
 
+@dataclass(frozen=True)
+class Decision:
+    """A TA's decision (see ``scoring``): stored beside the outcomes, undone by marking it, never deleted."""
+
+    id: int
+    exercise: str
+    student_id: str
+    submission_id: int | None  # None: about the student (an extension)
+    kind: str  # points | adjust | manual | extension
+    item: str  # points, manual: the check or manual item
+    points: float | None  # points, manual: what the item scores; adjust: added to the total (negative: taken off)
+    until: str | None  # extension: the student's own deadline
+    comment: str
+    made_by: str
+    made_at: str
+    undone_by: str | None
+    undone_at: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.undone_at is None
+
+
+@dataclass(frozen=True)
+class Request:
+    """A student's regrade request about one check of one submission, and the TA's answer."""
+
+    id: int
+    exercise: str
+    student_id: str
+    submission_id: int
+    item: str
+    question: str
+    asked_at: str
+    answer: str | None
+    answered_by: str | None
+    answered_at: str | None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One line of the log of what people did (who, when, what)."""
+
+    id: int
+    at: str
+    made_by: str
+    action: str
+    exercise: str
+    student_id: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class StoredRubric:
+    sha256: str
+    origin: str
+    text: str
+    deadline: datetime | None
+
+
 def row_message(row: Row, record: RunRecord | None, language: Language) -> str:
     """A row's sentence in a language: its record's (rendered in every language when it was stored), else the
     gradebook's own, which the catalog translates where it is a fixed sentence."""
@@ -186,47 +308,20 @@ def row_message(row: Row, record: RunRecord | None, language: Language) -> str:
     return translations(language).gettext(row.message) if row.message else ""
 
 
-@dataclass
-class Policy:
-    """What turns outcomes into scores for one exercise: the rubric in force and the deadline."""
-
-    rubric: Rubric
-    rubric_sha256: str
-    origin: str
-    cli_deadline: datetime | None  # given with --deadline; wins over the rubric's
-    rubric_text: str = ""
-
-    @property
-    def deadline(self) -> datetime | None:
-        return self.cli_deadline or self.rubric.late.deadline
-
-    def late_by(self, row: Row, roster: Roster) -> timedelta | None:
-        """How long after the deadline (the student's own extension, else the exercise's) the row came."""
-        student = roster.students.get(row.student_id)
-        deadline = (student.deadline if student else None) or self.deadline
-        submitted = from_iso(row.submitted_at)
-        if deadline is None or submitted is None:
-            return None
-        return submitted - local_time(deadline)
-
-    def score(self, record: RunRecord, row: Row, roster: Roster) -> GradingResult:
-        return self.rubric.score(record, self.late_by(row, roster))
-
-
-
 class Gradebook:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.damaged: dict[int, str] = {}  # row id -> why its stored record could not be read
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            _make_private(path)
             self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise UserError(L_("{path} is not a gradebook this tool can open ({problem}).").format(
                 path=str(path), problem=str(exc))) from None
 
@@ -293,10 +388,11 @@ class Gradebook:
                        for r in self.db.execute("SELECT * FROM roster ORDER BY student_id")])
 
     # rows -------------------------------------------------------------------------------
-    def rows(self, exercise: str, current_only: bool = True) -> list[Row]:
-        where = "exercise = ?" + (" AND current = 1" if current_only else "")
+    def rows(self, exercise: str, current_only: bool = True, student_id: str | None = None) -> list[Row]:
+        only, values = _of_student(exercise, student_id)
+        where = "exercise = ?" + only + (" AND current = 1" if current_only else "")
         return [Row(**r) for r in self.db.execute(f"SELECT * FROM submissions WHERE {where} ORDER BY student_id, id",
-                                                  (exercise,))]
+                                                  values)]
 
     def row(self, row_id: int) -> Row:
         return Row(**self.db.execute("SELECT * FROM submissions WHERE id = ?", (row_id,)).fetchone())
@@ -328,19 +424,27 @@ class Gradebook:
         return added
 
     def choose_current(self, db: sqlite3.Connection, exercise: str, student_id: str | None = None) -> None:
-        """Per student (every one, or ``student_id``'s alone): the latest submitted notebook is current (other
-        files only when there is no notebook; a 'missing' row only when there is nothing); ungraded older ones
-        become 'superseded', except uploads to the service (each is an attempt its student waits for: graded,
-        kept as history)."""
-        only = " AND student_id = ?" if student_id is not None else ""
-        values = (exercise, student_id) if student_id is not None else (exercise,)
+        """Per student (every one, or ``student_id``'s alone): the row of their latest upload to the service is
+        current; a student without uploads has the latest submitted notebook (other files only when there is no
+        notebook; a 'missing' row only when there is nothing). Ungraded older rows become 'superseded', except
+        uploads (each is an attempt its student waits for: graded, kept as history)."""
+        only, values = _of_student(exercise, student_id)
         rows = [Row(**r) for r in db.execute(f"SELECT * FROM submissions WHERE exercise = ?{only}", values)]
-        attempts = {r[0] for r in db.execute(f"SELECT submission_id FROM uploads WHERE exercise = ?{only}", values)}
+        latest_upload: dict[str, int] = {}
+        for sid, row_id in db.execute(f"SELECT student_id, submission_id FROM uploads WHERE exercise = ?{only}"
+                                      " ORDER BY uploaded_at, rowid", values):
+            latest_upload[sid] = row_id
+        attempts = set(latest_upload.values()) | {r[0] for r in db.execute(
+            f"SELECT submission_id FROM uploads WHERE exercise = ?{only}", values)}
         by_student: dict[str, list[Row]] = {}
         for row in rows:
             by_student.setdefault(row.student_id, []).append(row)
-        for student_rows in by_student.values():
-            best = max(student_rows, key=lambda r: (r.sha256 is not None, r.is_notebook, r.submitted_at or "", r.id))
+        for sid, student_rows in by_student.items():
+            if sid in latest_upload:
+                best = next(r for r in student_rows if r.id == latest_upload[sid])
+            else:
+                best = max(student_rows, key=lambda r: (r.sha256 is not None, r.is_notebook, r.submitted_at or "",
+                                                        r.id))
             if not best.current:
                 db.execute("UPDATE submissions SET current = 0 WHERE exercise = ? AND student_id = ? AND current = 1",
                            (exercise, best.student_id))
@@ -376,30 +480,10 @@ class Gradebook:
                  record.model_dump_json(), result.score, result.max_score, result.late_penalty, result.days_late,
                  row_id))
 
-    # scoring policy ---------------------------------------------------------------------
-    def policy(self, exercise: str) -> Policy | None:
-        """The rubric and deadline in force, as the last grade/regrade set them."""
-        row = self.db.execute("SELECT e.deadline, r.sha256, r.origin, r.text FROM exercises e JOIN rubrics r"
-                              " ON r.sha256 = e.rubric_sha256 WHERE e.name = ?", (exercise,)).fetchone()
-        if row is None:
-            return None
-        return Policy(Rubric.parse(row["text"], row["origin"]), row["sha256"], row["origin"], from_iso(row["deadline"]),
-                      row["text"])
-
-    def results(self, exercise: str) -> tuple[Policy, list[tuple[Row, GradingResult | None]]]:
-        """Every student's current row with its scored result under the policy in force."""
-        policy = self.policy(exercise)
-        if policy is None:
-            raise UserError(L_("Nothing of {exercise} is graded in {path}; run `autograder grade {exercise} "
-                               "SUBMISSIONS` first.").format(exercise=exercise, path=str(self.path)))
-        roster = self.roster()
-        entries = []
-        for row in self.rows(exercise):
-            record = self.record_of(row)
-            if row.id in self.damaged:  # shown as what it is; the command that reads it ends non-zero
-                row = replace(row, status="error", message=self.damaged[row.id])
-            entries.append((row, policy.score(record, row, roster) if record else None))
-        return policy, entries
+    def set_score(self, row_id: int, result: GradingResult) -> None:
+        """A row's score columns (what ``scoring`` made of its record), inside the caller's transaction."""
+        self.db.execute("UPDATE submissions SET score = ?, max_score = ?, late_penalty = ?, days_late = ? WHERE id = ?",
+                        (result.score, result.max_score, result.late_penalty, result.days_late, row_id))
 
     def record_of(self, row: Row) -> RunRecord | None:
         """The row's stored record; None when it has none (pending, missing, superseded) or when it cannot be
@@ -412,31 +496,99 @@ class Gradebook:
                                     f"{self.path} is damaged ({first}); grade it again with `autograder grade --force`.")
             return None
 
-    def set_policy(self, exercise: str, rubric_text: str, origin: str, cli_deadline: datetime | None,
-                   ) -> tuple[Policy, list[tuple[Row, float | None]]]:
-        """Put a rubric and deadline in force and rescore every row with them, in one transaction.
-        Returns the policy and the rows whose score changed, with their old score."""
-        policy = Policy(Rubric.parse(rubric_text, origin), hashlib.sha256(rubric_text.encode()).hexdigest(), origin,
-                        cli_deadline, rubric_text)
-        roster = self.roster()
-        changed = []
+    # the rubric in force ----------------------------------------------------------------
+    def rubric_in_force(self, exercise: str) -> StoredRubric | None:
+        """The rubric text and deadline the last grade/regrade put in force (``scoring.policy`` reads them)."""
+        row = self.db.execute("SELECT e.deadline, r.sha256, r.origin, r.text FROM exercises e JOIN rubrics r"
+                              " ON r.sha256 = e.rubric_sha256 WHERE e.name = ?", (exercise,)).fetchone()
+        return StoredRubric(row["sha256"], row["origin"], row["text"], from_iso(row["deadline"])) if row else None
+
+    def store_rubric_in_force(self, exercise: str, sha256: str, origin: str, text: str,
+                              deadline: datetime | None) -> None:
+        """Inside the caller's transaction (``scoring.put_in_force`` rescores in the same one)."""
+        self.db.execute("INSERT OR IGNORE INTO rubrics VALUES (?, ?, ?, ?)", (sha256, origin, text, now()))
+        self.db.execute("INSERT INTO exercises VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                        " rubric_sha256 = excluded.rubric_sha256, deadline = excluded.deadline,"
+                        " updated_at = excluded.updated_at", (exercise, sha256, iso(deadline), now()))
+
+    # what people decided and did ----------------------------------------------------------
+    def decisions(self, exercise: str, student_id: str | None = None) -> list[Decision]:
+        """The TAs' decisions on an exercise (or on one student's work), oldest first, undone ones included."""
+        only, values = _of_student(exercise, student_id)
+        return [Decision(**r) for r in self.db.execute(f"SELECT * FROM decisions WHERE exercise = ?{only} ORDER BY id",
+                                                       values)]
+
+    def decision(self, decision_id: int) -> Decision | None:
+        found = self.db.execute("SELECT * FROM decisions WHERE id = ?", (decision_id,)).fetchone()
+        return Decision(**found) if found else None
+
+    def add_decision(self, exercise: str, student_id: str, submission_id: int | None, kind: str, item: str,
+                     points: float | None, until: str | None, comment: str, by: str) -> Decision:
+        """Inside the caller's transaction (``scoring.decide`` rescores in the same one)."""
+        cursor = self.db.execute(
+            "INSERT INTO decisions (exercise, student_id, submission_id, kind, item, points, until, comment, made_by,"
+            " made_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (exercise, student_id, submission_id, kind, item, points, until, comment, by, now()))
+        return self.decision(cursor.lastrowid)
+
+    def mark_undone(self, decision_id: int, by: str) -> None:
+        self.db.execute("UPDATE decisions SET undone_by = ?, undone_at = ? WHERE id = ?", (by, now(), decision_id))
+
+    def record_action(self, by: str, action: str, exercise: str = "", student_id: str = "", detail: str = "") -> None:
+        """One line of the log; inside the caller's transaction when there is one."""
+        self.db.execute("INSERT INTO actions (at, made_by, action, exercise, student_id, detail) VALUES"
+                        " (?, ?, ?, ?, ?, ?)", (now(), by, action, exercise, student_id, detail[:2000]))
+
+    def log(self, by: str, action: str, exercise: str = "", student_id: str = "", detail: str = "") -> None:
+        """``record_action`` in a transaction of its own."""
+        with self.transaction():
+            self.record_action(by, action, exercise, student_id, detail)
+
+    def actions(self, exercise: str, student_id: str | None = None) -> list[Action]:
+        """What people did on an exercise (or about one student), oldest first."""
+        only, values = _of_student(exercise, student_id)
+        return [Action(**r) for r in self.db.execute(f"SELECT * FROM actions WHERE exercise = ?{only} ORDER BY id",
+                                                     values)]
+
+    def ask(self, row: Row, item: str, question: str) -> Request:
         with self.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO rubrics VALUES (?, ?, ?, ?)",
-                       (policy.rubric_sha256, origin, rubric_text, now()))
-            db.execute("INSERT INTO exercises VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
-                       " rubric_sha256 = excluded.rubric_sha256, deadline = excluded.deadline,"
-                       " updated_at = excluded.updated_at", (exercise, policy.rubric_sha256, iso(cli_deadline), now()))
-            for row in self.rows(exercise, current_only=False):
-                record = self.record_of(row)
-                if record is None:
-                    continue
-                result = policy.score(record, row, roster)
-                db.execute("UPDATE submissions SET score = ?, max_score = ?, late_penalty = ?, days_late = ?"
-                           " WHERE id = ?", (result.score, result.max_score, result.late_penalty, result.days_late,
-                                             row.id))
-                if row.score != result.score:
-                    changed.append((row, row.score))
-        return policy, changed
+            cursor = db.execute("INSERT INTO requests (exercise, student_id, submission_id, item, question, asked_at)"
+                                " VALUES (?, ?, ?, ?, ?, ?)",
+                                (row.exercise, row.student_id, row.id, item, question, now()))
+            self.record_action(row.student_id, "request", row.exercise, row.student_id, f"{item}: {question}")
+        return self.request(cursor.lastrowid)
+
+    def answer(self, request_id: int, answer: str, by: str) -> Request:
+        request = self.request(request_id)
+        with self.transaction() as db:
+            db.execute("UPDATE requests SET answer = ?, answered_by = ?, answered_at = ? WHERE id = ?",
+                       (answer, by, now(), request_id))
+            self.record_action(by, "answer", request.exercise, request.student_id, f"{request.item}: {answer}")
+        return self.request(request_id)
+
+    def request(self, request_id: int) -> Request | None:
+        found = self.db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)).fetchone()
+        return Request(**found) if found else None
+
+    def requests(self, exercise: str, student_id: str | None = None) -> list[Request]:
+        """Regrade requests on an exercise (or one student's), oldest first."""
+        only, values = _of_student(exercise, student_id)
+        return [Request(**r) for r in self.db.execute(f"SELECT * FROM requests WHERE exercise = ?{only} ORDER BY id",
+                                                      values)]
+
+
+def _make_private(path: Path) -> None:
+    """Create the file readable by its owner alone, or take group and others' access away from one of ours (SQLite
+    gives its -wal and -shm files the same mode)."""
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    elif path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
+def _of_student(exercise: str, student_id: str | None) -> tuple[str, tuple[str, ...]]:
+    """The SQL condition (after ``exercise = ?``) and values for one exercise, or one student's part of it."""
+    return (" AND student_id = ?", (exercise, student_id)) if student_id is not None else ("", (exercise,))
 
 
 def _statements(script: str) -> list[str]:

@@ -25,7 +25,7 @@ from .models.provision import ModelStore, store_for
 from .notebook import (InvalidNotebook, inject_parameters, inject_probes, inject_seed, parameter_names, read_notebook,
                        submission_seed)
 from .results import CellDiagnostic, CheckOutcome, CheckWords, Diagnostics, GradingResult, RunRecord, Status
-from .rubric import Rubric
+from .scoring import Rubric
 from .runners.base import Runner, RunJob, RunLimits, SessionError
 from .source import bound_names
 from .submission import Submission
@@ -62,21 +62,31 @@ GRADER_MEMORY_SETTING = "AUTOGRADER_GRADER_MEMORY_GIB"
 GRADER_MEMORY_HEADROOM_GIB = 4.0
 
 
-def limit_grader_memory(device: str) -> None:
-    """Give this grader process a memory budget of its own: what it holds now plus a headroom
-    ($AUTOGRADER_GRADER_MEMORY_GIB, default 4 GiB). A check whose work on a student's answer would go past it
-    gets a MemoryError, which is that check's error outcome: the submission's row is still written, and the
-    machine keeps its memory. Not on CUDA, whose driver maps memory this limit would count."""
+def limit_grader_memory(device: str, models_bytes: int = 0) -> int | None:
+    """Give this grader process a memory budget of its own: what it holds now, plus the reference models its
+    checks will load (``models_bytes``, from ``Grader.models_bytes``: a real-size model always fits), plus a
+    headroom ($AUTOGRADER_GRADER_MEMORY_GIB, default 4 GiB). A check whose work on a student's answer would go
+    past it gets a MemoryError, which is that check's error outcome: the submission's row is still written, and
+    the machine keeps its memory. Not on CUDA, whose driver maps memory this limit would count. Returns the
+    limit."""
     if device.startswith("cuda"):
-        return
+        return None
     import resource
 
-    from .runners.warm_worker import vm_data_bytes
+    from .runners.cage import vm_data_bytes
 
     headroom = float(os.environ.get(GRADER_MEMORY_SETTING) or GRADER_MEMORY_HEADROOM_GIB) * 2**30
-    limit = vm_data_bytes() + int(headroom)
+    limit = vm_data_bytes() + models_bytes + int(headroom)
     _, hard = resource.getrlimit(resource.RLIMIT_DATA)
-    resource.setrlimit(resource.RLIMIT_DATA, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    return limit
+
+
+def torch_dtype_size(dtype: str) -> int:
+    import torch
+
+    return getattr(torch, dtype).itemsize
 
 
 def default_device() -> str:
@@ -108,6 +118,20 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
+def run_limits(exercise: Exercise, profile: str, device: str) -> RunLimits:
+    """What one run of the exercise's notebook may take at a profile's sizes (``[limits]`` in exercise.toml)."""
+    limits = exercise.spec.limits
+    gpu_gib = limits.gpu_memory(profile) if device.startswith("cuda") else None
+    return RunLimits(
+        cell_timeout=limits.of("cell_timeout", profile),
+        notebook_timeout=limits.of("notebook_timeout", profile),
+        call_timeout=limits.of("call_timeout", profile),
+        answer_bytes=int(limits.of("answer_mib", profile) * 2**20),
+        gpu_memory_bytes=int(gpu_gib * 2**30) if gpu_gib else None,
+        memory_bytes=int(limits.of("memory_gib", profile) * 2**30),
+    )
+
+
 class Grader:
     """Grades submissions of one exercise; loads rubric, checks and models once for many submissions."""
 
@@ -128,14 +152,7 @@ class Grader:
         # The harness's own probes, then the exercise's: the notebook's last cell (see autograder/probes.py).
         self.probes = "\n\n".join(p for p in (STANDARD_PROBES.read_text(encoding="utf-8"), exercise.probes_source) if p)
         self.probe_names = frozenset(bound_names(self.probes))
-        spec = exercise.spec
-        gpu_gib = spec.limits.gpu_memory(self.store.profile) if self.device.startswith("cuda") else None
-        self.limits = self.options.limits or RunLimits(
-            cell_timeout=spec.limits.cell_timeout,
-            notebook_timeout=spec.limits.notebook_timeout,
-            call_timeout=spec.limits.call_timeout,
-            gpu_memory_bytes=int(gpu_gib * 2**30) if gpu_gib else None,
-        )
+        self.limits = self.options.limits or run_limits(exercise, self.store.profile, self.device)
         self._check_session: CheckSession | None = None  # started at the first submission
         self.environment = course_settings(exercise.root).environment
         self.readable = tuple(p for p in (self.store.hub_cache, self.store.datasets_dir) if p.is_dir())
@@ -172,6 +189,18 @@ class Grader:
         """Values injected into the notebook's `parameters` cell."""
         values = {**self.exercise.spec.grading_parameters, **self.options.extra_parameters}
         return {"DEVICE": self.device, "DTYPE": self.dtype, **self.resolve(values)}
+
+    def models_bytes(self) -> int:
+        """What the reference models the checks load take in this process: every model of the store that the
+        exercise's parameters name, at the grader's dtype, times the copies its checks hold at once
+        (``[limits] grader_model_copies``), plus the largest weights file (mapped while a copy loads)."""
+        named = {value for value in {**self.exercise.spec.grading_parameters, **self.options.extra_parameters}.values()
+                 if isinstance(value, str)}
+        models = {hub_id: count for hub_id, count in self.store.parameters().items() if hub_id in named}
+        if not models:
+            return 0
+        held = sum(models.values()) * torch_dtype_size(self.dtype) * self.exercise.spec.limits.grader_model_copies
+        return held + max(self.store.weights_bytes(hub_id) for hub_id in models)
 
     def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
         """Parameter values as the notebook gets them: ``"dataset:<hub id>"`` becomes the stand-in's local path."""

@@ -129,6 +129,10 @@ class Roster:
     def __contains__(self, student_id: str) -> bool:
         return student_id in self.students
 
+    def name_of(self, student_id: str) -> str:
+        student = self.students.get(student_id)
+        return student.name if student else ""
+
     @classmethod
     def load(cls, path: Path) -> Roster:
         """A roster CSV: this project's columns (``student_id`` required), or Canvas's gradebook export or

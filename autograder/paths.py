@@ -1,4 +1,5 @@
-"""Where the course lives on disk: exercises, solutions, rubrics, hidden checks, caches.
+"""Where the course lives on disk (exercises, solutions, rubrics, hidden checks, caches), and files written whole
+or not at all.
 
 A course is a folder of its own (``--course DIR`` or ``$AUTOGRADER_COURSE_DIR``) holding
 ``assignments/``, ``solutions/``, ``rubrics/`` and ``hidden_checks/<exercise>/``; every command
@@ -10,6 +11,7 @@ may install.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import UserError
@@ -56,3 +58,22 @@ def course_relative(path: str | Path) -> str:
         return path.resolve().relative_to(course_dir()).as_posix()
     except (ValueError, UserError):
         return path.name
+
+
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file. ``mode``: the file's
+    permissions (default: an ordinary file's); a secret's file is never readable by others, even briefly."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        if mode is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

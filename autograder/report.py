@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import mean, median
 
-from .build import write_atomic
+from .paths import write_atomic
 from .exercise import language_of
 from .exports import flags_of
 from .feedback import exercise_title, render_page
@@ -24,6 +24,7 @@ from .gradebook import Gradebook, Row, row_message
 from .i18n import Language, translations
 from .paths import course_relative
 from .results import STATUS_WORDS
+from .scoring import results
 
 RAN = ("graded", "timeout", "crashed")
 NEEDS_A_LOOK = ("error", "timeout", "crashed", "invalid")
@@ -99,7 +100,7 @@ def _card(label: str, value: str) -> str:
 
 def build_report(gradebook: Gradebook, exercise: str, lang: Language = "en") -> str:
     _ = translations(lang).gettext
-    policy, entries = gradebook.results(exercise)
+    policy, entries = results(gradebook, exercise)
     roster = gradebook.roster()
     scored = [(row, result) for row, result in entries if result is not None]
     ran = [(row, result) for row, result in scored if row.status in RAN]
@@ -138,6 +139,8 @@ def build_report(gradebook: Gradebook, exercise: str, lang: Language = "en") -> 
     titles: dict[str, str] = {}
     for _row, result in ran:
         for c in result.checks:
+            if c.outcome in ("scored", "awaiting"):  # a manual item: a TA's, not a check's
+                continue
             per_check[c.id][c.outcome] += 1
             titles[c.id] = c.words(lang).title
     rates = {cid: n["passed"] / (n["passed"] + n["failed"] + n["error"])

@@ -10,9 +10,10 @@ from pydantic import BaseModel
 from .agent import NOT_IN_COURSE
 from .i18n import L_, LANGUAGES, N_, Language, Text, render, translations
 
-Outcome = Literal["passed", "failed", "error", "not_run"]
+# scored, awaiting: a rubric's manual item, which a TA scores (scoring.py)
+Outcome = Literal["passed", "failed", "error", "not_run", "scored", "awaiting"]
 OUTCOME_TEXT = {"passed": N_("passed"), "failed": N_("failed"), "error": N_("error in the check"),
-                "not_run": N_("not run")}
+                "not_run": N_("not run"), "scored": N_("scored by a TA"), "awaiting": N_("awaiting a TA")}
 CELL_ENDING = {"error": N_("an error"), "timeout": N_("its time limit"), "died": N_("its process dying"),
                "memory": N_("running out of memory"), "output_limit": N_("too much output")}
 STATUS_WORDS = {  # a row's status in a word, for TAs' tables and lists
@@ -127,18 +128,41 @@ class RunRecord(BaseModel):
         return self.message_translations.get(language, self.message)
 
 
+class TaNote(BaseModel):
+    """A TA's decision as its student reads it (``gradebook.Decision``, scored by ``scoring``)."""
+
+    id: int
+    kind: Literal["points", "adjust", "manual", "extension"]
+    item: str = ""
+    points: float | None = None
+    comment: str = ""
+    by: str = ""
+    at: str = ""
+
+
 class CheckResult(CheckOutcome):
     points: float
     max_points: float
     visibility: str
+    ta: TaNote | None = None  # a TA set these points (or scored this manual item), with their comment
+    points_before_ta: float | None = None  # what the outcome earned before a TA set the points
 
 
 class GradingResult(RunRecord):
     checks: list[CheckResult]
-    score: float  # after the late penalty
+    score: float  # after the late penalty and the TAs' adjustments
     max_score: float
     late_penalty: float = 0.0  # points taken off for lateness (the rubric's [late] policy)
     days_late: int = 0  # started days after the deadline, beyond the grace period
+    adjustment: float = 0.0  # the TAs' bonuses and penalties, added last
+    notes: list[TaNote] = []  # the extension and the adjustments behind this score
+    deadline: str | None = None  # the deadline this submission was held to (the student's own, if any)
+    awaiting: list[str] = []  # manual items no TA has scored yet
+
+    @property
+    def comments(self) -> list[TaNote]:
+        """Every TA decision on this result that carries a comment: checks' first, then the others."""
+        return [c.ta for c in self.checks if c.ta and c.ta.comment] + [n for n in self.notes if n.comment]
 
     def gradescope(self, language: Language = "en") -> dict:
         """Gradescope's results.json layout, the checks' words in ``language``."""
@@ -156,15 +180,23 @@ class GradingResult(RunRecord):
                 "output": f"{status_text}: {words.message}" if words.message else status_text,
                 "visibility": c.visibility,
             }
-            # Gradescope knows only passed / failed; a check that did not run is neither, so it has no status.
-            if c.outcome != "not_run":
+            if c.ta is not None and c.ta.comment:
+                test["output"] += "\n" + _("TA: {comment}").format(comment=c.ta.comment)
+            # Gradescope knows only passed / failed; a check that did not run, or a TA scored, is neither.
+            if c.outcome in ("passed", "failed", "error"):
                 test["status"] = "passed" if c.outcome == "passed" else "failed"
             tests.append(test)
+        for note in self.notes:
+            if note.kind == "adjust":
+                tests.append({"name": _("Adjustment by a TA"), "name_format": "text", "number": f"ta-{note.id}",
+                              "score": note.points, "max_score": 0, "output": note.comment, "visibility": "visible"})
         overview = " ".join(part for part in (
             _("Status: {status}.").format(status=_(STATUS_TEXT[self.status])),
             self.message_in(language),
             _("Submitted {days} day(s) after the deadline: {points} point(s) off.").format(
-                days=self.days_late, points=f"{self.late_penalty:g}") if self.days_late else "") if part)
+                days=self.days_late, points=f"{self.late_penalty:g}") if self.days_late else "",
+            _("Manual items not scored yet: {items}.").format(items=", ".join(self.awaiting)) if self.awaiting else "",
+        ) if part)
         return {
             "score": self.score,
             "execution_time": round(self.diagnostics.wall_time, 3),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import agent
+from . import wire
 from .i18n import L_, Text, joined, sentence_of
 from .results import cell_error
 from .runners.base import CellRecord, RunLimits, SessionError, StudentSession
@@ -66,9 +66,7 @@ class Submission:
     def __init__(self, session: StudentSession, limits: RunLimits, parameters: dict[str, Any],
                  probes: frozenset[str] = frozenset()) -> None:
         self._session = session
-        # How a wire request reaches the student process; a check session that runs the checks on a thread of its
-        # own routes it to the thread that started the process (a Jupyter kernel's client works only there).
-        self.send: Callable[[bytes, float], bytes] = session.request
+        self.send: Callable[[bytes, float], bytes] = session.request  # how a wire request reaches the process
         self._limits = limits
         self.parameters = parameters
         self._probes = probes  # the grader's own functions in the student process (not the student's time)
@@ -108,11 +106,11 @@ class Submission:
                     cell=failed.name(), what=what))
             raise StudentFailure(L_("The notebook's process died, so {what} could not be read.").format(what=what))
         try:
-            blob = self.send(agent.encode(request), self._limits.call_timeout)
-            answer = agent.decode(blob, max_bytes=self._limits.answer_bytes)
+            blob = self.send(wire.encode(request), self._limits.call_timeout)
+            answer = wire.decode(blob, max_bytes=self._limits.answer_bytes)
         except SessionError as exc:
             raise StudentFailure(L_("{what}: {problem}.").format(what=what, problem=sentence_of(exc))) from None
-        except agent.WireError as exc:
+        except wire.WireError as exc:
             raise StudentFailure(L_("{what} sent something the grader cannot read ({problem}).").format(
                 what=what, problem=str(exc))) from None
         if not isinstance(answer, dict) or not isinstance(answer.get("status"), str):
@@ -139,7 +137,7 @@ class Submission:
         if status != "ok":
             raise StudentFailure(L_("`{name}` could not be read.").format(name=name))
         value = answer.get("value")
-        if isinstance(value, agent.Unsupported):
+        if isinstance(value, wire.Unsupported):
             if value.type_name == "ellipsis":
                 raise StudentFailure(L_("`{name}` is still `...`: replace it with your answer.").format(name=name))
             raise StudentFailure(joined(L_("`{name}` is a {type} object; the grader reads tensors, NumPy arrays, "
@@ -228,7 +226,7 @@ class Submission:
         if status != "ok":
             raise StudentFailure(L_("{what} sent something the grader cannot read.").format(what=f"`{name}(...)`"))
         value = answer.get("value")
-        if isinstance(value, agent.Unsupported):
+        if isinstance(value, wire.Unsupported):
             raise StudentFailure(joined(L_("`{name}(...)` returned a {type} object; return tensors, NumPy arrays, "
                                            "numbers, strings, lists, tuples or dicts.").format(
                 name=name, type=value.type_name), conversion(value.type_name)))

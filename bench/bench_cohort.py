@@ -43,7 +43,8 @@ def main() -> None:
     if args.executor == "ray":
         return compare_with_ray(args)
 
-    from autograder.cohort import default_jobs, grade_cohort, regrade
+    from autograder.cohort import grade_cohort, regrade
+    from autograder.executors.capacity import default_jobs
     from autograder.exercise import Exercise
     from autograder.gradebook import Gradebook
     from autograder.grading import GradeOptions

@@ -84,7 +84,8 @@ class Browser:
 
     def evaluate(self, expression: str):
         answer = self.call("Runtime.evaluate", session=self.session, expression=expression, returnByValue=True)
-        return answer["result"]["value"]
+        assert "exceptionDetails" not in answer, (expression, answer["exceptionDetails"])
+        return answer["result"].get("value")
 
     def problems(self) -> list[str]:
         found = []

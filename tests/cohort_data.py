@@ -92,9 +92,11 @@ def personal(data: bytes, who: str) -> bytes:
 
 
 def make_course(target: Path) -> Path:
-    """A course folder with the t5_decoding exercise (its hidden checks included) and short limits."""
+    """A course folder with the t5_decoding exercise (its hidden checks included), the bundled course's settings and
+    short limits."""
     shutil.copytree(ROOT / "assignments" / EXERCISE, target / "assignments" / EXERCISE)
     copy_hidden_checks(EXERCISE, target)
+    shutil.copy(ROOT / "course.toml", target / "course.toml")  # its time zone and environment
     (target / "rubrics").mkdir(parents=True)
     shutil.copy(ROOT / "rubrics" / f"{EXERCISE}.toml", target / "rubrics" / f"{EXERCISE}.toml")
     spec = target / "assignments" / EXERCISE / "exercise.toml"
@@ -190,6 +192,7 @@ def synthetic_gradebook(path: Path, students: int = 24) -> Path:
     import random
     from datetime import timezone
 
+    from autograder import scoring
     from autograder.gradebook import Gradebook
     from autograder.intake import Roster, Student
     from autograder.results import CellDiagnostic, CheckOutcome, Diagnostics, RunRecord
@@ -202,7 +205,7 @@ def synthetic_gradebook(path: Path, students: int = 24) -> Path:
     with Gradebook(path) as book:
         roster = Roster([Student(f"u{n:03d}", f"生徒 {n}") for n in range(students + 1)])
         book.set_roster(roster)
-        policy, _ = book.set_policy(EXERCISE, rubric_file.read_text(), str(rubric_file), deadline)
+        scoring.put_in_force(book, EXERCISE, rubric_file.read_text(), str(rubric_file), deadline, check_ids)
         book.register(EXERCISE, [{
             "student_id": f"u{n:03d}", "student_name": "", "source": f"u{n:03d}.ipynb", "sha256": f"{n:064x}",
             "size": 1000, "layout": "folder", "flags": "",
@@ -229,7 +232,7 @@ def synthetic_gradebook(path: Path, students: int = 24) -> Path:
                                                        wall_time=wall, notebook_time=wall * 0.4, checks_time=2,
                                                        problem_cells=[CellDiagnostic(index=4, status="error",
                                                                                      error="NameError: x")]))
-            book.save(row.id, record, policy.score(record, row, roster))
+            book.save(row.id, record, scoring.Scorer(book, EXERCISE).score(row, record))
     return path
 
 

@@ -29,6 +29,7 @@ AUTOGRADER = str(Path(sys.executable).parent / "autograder")
 UPLOADS_PER_HOUR = 3
 MAX_MIB = 0.25
 HOSTILE_NAME = '<script>alert("x")</script> Ōno'
+TAS = {"ta1": "Sato Hanako", "ta2": "=HYPERLINK(\"http://x\")"}  # the second name is a spreadsheet formula
 VISIBLE = {"test_translation", "test_encoder_output_shape", "test_decoder_start_token", "test_lm_head_output_shape"}
 
 
@@ -37,7 +38,7 @@ class Server:
     process: subprocess.Popen
     course: Path
     url: str
-    tokens: dict[str, str]  # student id (or __ta__) -> token
+    tokens: dict[str, str]  # student id (or ta:<ta id>) -> token
     book: Path
     log: Path
 
@@ -65,11 +66,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_service_course(root: Path, students: int = 6, uploads_per_hour: int = UPLOADS_PER_HOUR) -> tuple[Path, Path]:
-    """The course, and a roster of ``students`` plus one whose name is markup."""
+MANUAL_ITEM = "explain_decoding"
+
+
+def make_service_course(root: Path, students: int = 6, uploads_per_hour: int = UPLOADS_PER_HOUR,
+                        manual: bool = False) -> tuple[Path, Path]:
+    """The course, and a roster of ``students`` plus one whose name is markup; ``manual``: its rubric has an item
+    TAs score by hand (MANUAL_ITEM, 2 points)."""
     course = make_course(root / "course")
     spec = course / "assignments" / EXERCISE / "exercise.toml"
     spec.write_text(spec.read_text() + f"\n[service]\nuploads_per_hour = {uploads_per_hour}\n")
+    if manual:
+        rubric = course / "rubrics" / f"{EXERCISE}.toml"
+        item = ('points = 2\nmanual = true\ntitle = "Explain greedy decoding in two sentences"\n'
+                'titles = { ja = "貪欲法のデコードを二文で説明する" }\n')
+        rubric.write_text(rubric.read_text() + f"\n[checks.{MANUAL_ITEM}]\n" + item)
     roster = root / "roster.csv"
     with roster.open("w", newline="") as out:
         writer = csv.writer(out)
@@ -83,12 +94,15 @@ def make_service_course(root: Path, students: int = 6, uploads_per_hour: int = U
 def start_server(root: Path, course: Path, roster: Path, *extra: str, jobs: int = 1) -> Server:
     port = _free_port()
     book = root / "out" / "gradebook.sqlite"
+    tas = root / "tas.csv"
+    with tas.open("w", newline="") as out:
+        csv.writer(out).writerows([("ta_id", "name"), *TAS.items()])
     log = root / "serve.log"
     env = {**os.environ, "AUTOGRADER_COURSE_DIR": str(course), "AUTOGRADER_CACHE": str(ROOT / ".cache")}
     with log.open("ab") as out:
         process = subprocess.Popen(
             [AUTOGRADER, "serve", EXERCISE, "--roster", str(roster), "--gradebook", str(book), "--port", str(port),
-             "--jobs", str(jobs), "--max-file-mib", str(MAX_MIB), *extra],
+             "--jobs", str(jobs), "--max-file-mib", str(MAX_MIB), "--tas", str(tas), *extra],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -101,7 +115,7 @@ def start_server(root: Path, course: Path, roster: Path, *extra: str, jobs: int 
         except httpx.TransportError:
             time.sleep(0.3)
     with (book.parent / "access.csv").open() as links:
-        tokens = {line["student_id"]: line["token"] for line in csv.DictReader(links)}
+        tokens = {("ta:" if line["role"] == "ta" else "") + line["id"]: line["token"] for line in csv.DictReader(links)}
     return Server(process, course, url, tokens, book, log)
 
 

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from autograder import wire
 from autograder.checking import CheckSession
 from autograder.errors import UserError
 from autograder.runners.base import RunLimits
@@ -81,9 +82,13 @@ def test_closing_ends_the_session_and_removes_its_scratch_space(check_file):
         checks.run(None, submission(3))
 
 
-def test_the_student_process_is_asked_only_from_the_thread_that_called_run(check_file):
-    """A runner's session may belong to its thread (a Jupyter kernel client does): the checks' thread hands its
-    requests to the caller."""
+def test_the_checks_ask_from_their_own_thread_and_the_kernel_runner_carries_it_to_its_session(check_file):
+    """The checks' thread sends its requests itself (no hop for runners that do not need one); a Jupyter kernel
+    client belongs to its thread, so the kernel runner carries every call to the one thread its session owns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from autograder.runners.kernel import _OwnThread
+
     askers = set()
 
     class RecordingSession(InProcessSession):
@@ -93,4 +98,18 @@ def test_the_student_process_is_asked_only_from_the_thread_that_called_run(check
 
     with CheckSession([check_file]) as checks:
         graded = checks.run(None, Submission(RecordingSession({"answer": 3}), RunLimits(), {}))
-    assert {o.outcome for o in graded} == {"passed"} and askers == {threading.current_thread()}
+    assert {o.outcome for o in graded} == {"passed"} and askers and threading.current_thread() not in askers
+
+    askers.clear()
+    started_on = []
+
+    def start() -> RecordingSession:
+        started_on.append(threading.current_thread())
+        return RecordingSession({"answer": 3})
+
+    carried = _OwnThread(start)
+    with ThreadPoolExecutor(2) as others:
+        list(others.map(lambda _: carried.request(wire.encode({"op": "get", "name": "answer"}), 5), range(4)))
+    assert askers == set(started_on) and started_on[0] is not threading.current_thread()
+    assert carried.cells == [] and carried.died is False
+    carried.close()

@@ -399,18 +399,17 @@ def test_a_dying_or_stuck_grading_worker_never_takes_the_batch_down(tmp_path, mo
 def test_parallel_jobs_on_a_gpu_follow_the_exercise_s_declared_memory(monkeypatch):
     import torch
 
-    from autograder import cohort
     from autograder.exercise import Exercise
+    from autograder.executors import capacity
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
-    monkeypatch.setattr(cohort, "SLOT_MEMORY", {})
-    monkeypatch.setattr(cohort, "SLOT_MEMORY_DEFAULT", 1)  # main memory never the limit here
+    monkeypatch.setattr(capacity, "slot_memory", lambda profile, exercise: 1)  # main memory never the limit here
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (7 * cohort.GIB, 141 * cohort.GIB))
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (7 * capacity.GIB, 141 * capacity.GIB))
     t5, tokenizer = Exercise("t5_decoding"), Exercise("tokenizer")
     assert t5.spec.limits.gpu_memory("full") == 2 and tokenizer.spec.limits.gpu_memory("full") == 6
-    assert cohort.default_jobs("full", t5) == 3  # 7 GiB free, 2 GiB each
-    assert cohort.default_jobs("hub", t5) == 3  # real weights: the real-size figure
-    assert cohort.default_jobs("full", tokenizer) == 1
-    assert cohort.default_jobs("tiny", tokenizer) == 7
-    assert cohort.default_jobs("full") == 1  # nothing declared: the cautious default (8 GiB) still gives one
+    assert capacity.default_jobs("full", t5) == 3  # 7 GiB free, 2 GiB each
+    assert capacity.default_jobs("hub", t5) == 3  # real weights: the real-size figure
+    assert capacity.default_jobs("full", tokenizer) == 1
+    assert capacity.default_jobs("tiny", tokenizer) == 7
+    assert capacity.default_jobs("full") == 1  # nothing declared: the cautious default (8 GiB) still gives one

@@ -62,7 +62,7 @@ def test_new_build_validate_run_grade_in_a_course_folder_of_ones_own(installed):
     assert "No course folder" in run("new", "stray", expect=2)
     run("--course", str(course), "new", "squares_course")
     assert (course / "hidden_checks" / "squares_course" / "test_hidden.py").is_file()
-    assert {p.name for p in course.iterdir()} == {"assignments", "solutions", "rubrics", "hidden_checks"}
+    assert {p.name for p in course.iterdir()} == {"assignments", "solutions", "rubrics", "hidden_checks", "course.toml"}
     assert not list((site / "autograder").rglob("test_hidden.py"))  # nothing written into the installed package
     # Edit: a grading value of the exercise and the solution's comment, then regenerate the student notebook.
     spec = course / "assignments" / "squares_course" / "exercise.toml"

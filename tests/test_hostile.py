@@ -223,8 +223,9 @@ def test_objects_equal_to_everything_score_nothing(grader):
         """), "eq")
     assert failed_checks(result) == {"test_translation", "test_next_token_argmax", "test_greedy_decode_matches_generate"}
     assert (result.status, result.score) == ("graded", FULL - 1 - 2 - 4)
+    # subclasses of int and str cross as their plain selves: the __eq__ that says yes to everything stays behind
     messages = {c.id: c.message for c in result.checks}
-    assert "SneakyInt object" in messages["test_next_token_argmax"] and "SneakyStr object" in messages["test_translation"]
+    assert "is -1" in messages["test_next_token_argmax"] and "whatever" in messages["test_translation"]
 
 
 def test_tensor_subclasses_lying_about_shape_and_dtype(grader):

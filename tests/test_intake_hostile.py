@@ -18,9 +18,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from autograder import agent, intake
+from autograder import intake, wire
 from autograder.cli import app
 from autograder.exports import export_csv, safe_name
+from autograder import scoring
 from autograder.gradebook import Gradebook
 from autograder.intake import Found, Roster, Student, discover
 from autograder.notebook import InvalidNotebook, read_notebook
@@ -226,7 +227,7 @@ def test_markdown_feedback_shows_student_text_as_text_in_common_renderers(tmp_pa
 
     book_path = synthetic_gradebook(tmp_path / "book.sqlite", students=2)
     with Gradebook(book_path) as book:
-        _, entries = book.results(EXERCISE)
+        _, entries = scoring.results(book, EXERCISE)
     row, result = next((r, res) for r, res in entries if res is not None)
     row.student_name = PAYLOADS[0]
     result.checks[0].message = "\n".join(PAYLOADS)
@@ -289,11 +290,11 @@ def test_a_regrade_rubric_stays_in_force_for_the_next_grade(tmp_path):
     with Gradebook(book_path) as book:
         regrade(book, EXERCISE, custom)
         summary = grade_cohort(Exercise(EXERCISE), folder, book)
-        assert book.policy(EXERCISE).origin == str(custom)
+        assert scoring.policy(book, EXERCISE).origin == str(custom)
         notes = [str(note) for note in summary.notes]
         assert any("rubric in force" in note and "custom.toml" in note and str(tmp_path) not in note for note in notes)
         regrade(book, EXERCISE)  # the way back
-        assert book.policy(EXERCISE).origin == str(Exercise(EXERCISE).rubric_file)
+        assert scoring.policy(book, EXERCISE).origin == str(Exercise(EXERCISE).rubric_file)
 
 
 def test_stored_outcomes_of_a_removed_check_do_not_lock_the_gradebook(tmp_path):
@@ -312,7 +313,7 @@ def test_stored_outcomes_of_a_removed_check_do_not_lock_the_gradebook(tmp_path):
         policy, _, retired = regrade(book, EXERCISE)
         assert retired == {"test_removed_since"}
         assert {r.id: r.score for r in book.rows(EXERCISE)} == before  # it scores nothing
-        _, entries = book.results(EXERCISE)
+        _, entries = scoring.results(book, EXERCISE)
         assert all("test_removed_since" not in {c.id for c in res.checks} for _, res in entries if res)
 
 
@@ -357,18 +358,18 @@ def test_a_damaged_database_file_is_one_sentence(tmp_path):
 # --- the grader side of the wire stays bounded -----------------------------------------------------------------
 
 def _blob(structure_json: str) -> bytes:
-    header = json.dumps({"__metadata__": {"format": agent.FORMAT, "value": structure_json}}).encode()
+    header = json.dumps({"__metadata__": {"format": wire.FORMAT, "value": structure_json}}).encode()
     return struct.pack("<Q", len(header)) + header
 
 
 def test_an_answer_header_of_millions_of_tiny_nodes_is_refused_before_parsing():
-    many = "[" + "{}," * (agent.MAX_HEADER_NODES // 2) + "{}]"
-    with pytest.raises(agent.WireError, match="too many items"):
-        agent.decode(_blob(many), max_bytes=1 << 30)
-    with pytest.raises(agent.WireError, match="over the limit"):
-        agent.decode(_blob('"' + "a" * (agent.MAX_HEADER_BYTES + 1) + '"'), max_bytes=1 << 30)
-    with pytest.raises(agent.WireError):
-        agent.decode(_blob("[" * 200_000 + "]" * 200_000), max_bytes=1 << 30)
+    many = "[" + "{}," * (wire.MAX_HEADER_NODES // 2) + "{}]"
+    with pytest.raises(wire.WireError, match="too many items"):
+        wire.decode(_blob(many), max_bytes=1 << 30)
+    with pytest.raises(wire.WireError, match="over the limit"):
+        wire.decode(_blob('"' + "a" * (wire.MAX_HEADER_BYTES + 1) + '"'), max_bytes=1 << 30)
+    with pytest.raises(wire.WireError):
+        wire.decode(_blob("[" * 200_000 + "]" * 200_000), max_bytes=1 << 30)
 
 
 def test_an_overlong_id_tensor_is_not_turned_into_a_list():
@@ -391,14 +392,32 @@ def test_student_lora_settings_are_checked_before_anything_is_built():
             hidden.checked_lora_settings(bad, config)
 
 
-def test_the_grader_process_has_a_memory_budget_of_its_own():
+def test_the_grader_process_has_a_memory_budget_of_its_own_on_top_of_its_models():
+    # models of 1.5 GiB against a headroom of 0.25 GiB: a 1 GiB model loads, a 1 GiB answer's work is refused
     script = ("import os; os.environ['AUTOGRADER_GRADER_MEMORY_GIB'] = '0.25';"
-              "from autograder.grading import limit_grader_memory; limit_grader_memory('cpu');"
+              "from autograder.grading import limit_grader_memory; limit_grader_memory('cpu', int(1.5 * 2**30));"
               "import torch\n"
+              "model = torch.ones(2**28)\nprint('model', model.numel())\n"
               "try:\n    torch.ones(2**28)\nexcept (MemoryError, RuntimeError) as exc:\n    print('refused', type(exc).__name__)\n"
               "print('small', float(torch.ones(1000).sum()))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+    assert f"model {2**28}" in done.stdout, done.stdout + done.stderr
     assert "refused" in done.stdout and "small 1000.0" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_grader_counts_the_models_its_checks_load_at_the_profile_in_use():
+    from autograder.exercise import Exercise
+    from autograder.grading import Grader, GradeOptions
+    from autograder.models.provision import store_for
+
+    store = store_for("tiny")
+    parameters = store.parameters()
+    with Grader(Exercise("sft_lora"), GradeOptions(profile="tiny", device="cpu")) as grader:
+        llama = "meta-llama/Llama-3.2-1B-Instruct"  # named by MODEL_ID; held twice (reference, and a fresh copy)
+        assert grader.models_bytes() == parameters[llama] * 4 * 2 + store.weights_bytes(llama)
+    with Grader(Exercise("t5_decoding"), GradeOptions(profile="tiny", device="cpu")) as grader:
+        named = ["google-t5/t5-small", "google/flan-t5-small"]  # MODEL_ID and FLAN_MODEL_ID, once each
+        assert grader.models_bytes() == sum(parameters[m] for m in named) * 4 + max(map(store.weights_bytes, named))
 
 
 # --- all of it at once -----------------------------------------------------------------------------------------
@@ -442,7 +461,8 @@ def test_grade_on_a_folder_mixing_every_bad_input_grades_every_good_one(tmp_path
     assert all(r.status == "graded" and "name_shared" in r.flags for r in shared.values())
     summary = " ".join(done.stdout.split())
     assert "222, 333" in summary and "s-tanaka" in summary and "lms_id" in summary
-    bad = {s: r for s, r in rows.items() if not (s or "").startswith(("good", "tanakataro"))}
+    assert rows[None].student_id == "s-tanaka" and rows[None].status == "missing"  # the roster's, under no file
+    bad = {s: r for s, r in rows.items() if s is not None and not s.startswith(("good", "tanakataro"))}
     assert len(bad) == 9, sorted(bad)
     for source, row in bad.items():
         assert row.status == "invalid" and row.message.endswith("."), (source, row.status, row.message)

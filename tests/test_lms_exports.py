@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from autograder.cli import app
 from autograder.exports import export_canvas, export_moodle, lms_points
+from autograder import scoring
 from autograder.gradebook import Gradebook
 from autograder.intake import Roster
 from autograder.results import CheckOutcome, Diagnostics, RunRecord
@@ -52,7 +53,7 @@ def make_gradebook(tmp_path: Path) -> Path:
     on_time, two_days_late = "2026-05-01T12:00:00+00:00", "2026-05-03T12:00:00+00:00"
     with Gradebook(path) as book:
         book.set_roster(roster)
-        policy, _ = book.set_policy(EXERCISE, RUBRIC, str(rubric), None)
+        scoring.put_in_force(book, EXERCISE, RUBRIC, str(rubric), None, list(scoring.Rubric.parse(RUBRIC, "").checks))
         book.register(EXERCISE, [
             {"student_id": sid, "student_name": "", "source": f"{sid}.ipynb", "sha256": sid * 8, "size": 10,
              "layout": "folder", "flags": "", "submitted_at": when, "submitted_at_from": "mtime"}
@@ -62,7 +63,7 @@ def make_gradebook(tmp_path: Path) -> Path:
                    "s3": _record("s3", "graded", "passed", "failed"),
                    "s4": _record("s4", "invalid", "failed", "failed", "The file is empty; submit the .ipynb file.")}
         for row in book.to_grade(EXERCISE):
-            book.save(row.id, records[row.student_id], policy.score(records[row.student_id], row, roster))
+            book.save(row.id, records[row.student_id], scoring.Scorer(book, EXERCISE).score(row, records[row.student_id]))
     return path
 
 

@@ -124,7 +124,8 @@ def test_japanese_titles_are_drawn_not_boxes(browser, pages, tmp_path_factory):
 LAYOUT = """(() => {
     const oneLine = el => { const r = document.createRange(); r.selectNodeContents(el);
                             return r.getClientRects().length <= 1; };
-    const words = [...document.querySelectorAll('td.word, th')];
+    // headings a narrow screen hides (a table of cards names each cell beside it instead) are not words shown
+    const words = [...document.querySelectorAll('td.word, th')].filter(el => !(el.closest('thead')?.offsetWidth <= 1));
     return {pageFits: document.documentElement.scrollWidth <= window.innerWidth,
             broken: words.filter(el => el.textContent.trim() && !oneLine(el)).map(el => el.textContent),
             words: words.length};

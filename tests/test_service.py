@@ -22,7 +22,7 @@ import pytest
 from autograder.gradebook import Gradebook
 from autograder.i18n import render
 from autograder.intake import Roster, Student
-from autograder.service.store import TA, holder, issue_links
+from autograder.service.store import DEFAULT_TAS, Person, holder, issue_links
 from browser import CHROMIUM, Browser
 from cohort_data import EXERCISE, SOLUTION, Expect, expected_score, personal, points
 from conftest import ROOT, mutate, wrong_answers
@@ -70,10 +70,16 @@ def test_students_see_the_visible_checks_until_the_ta_releases_the_rest(own_serv
         assert hidden and all(t["output"] == "hidden" and "score" not in t and "status" not in t for t in hidden)
         assert "extra_data" not in result["results"]  # the run's diagnostics are the TA's
 
-    with server.browser_session("__ta__") as ta:
+    with server.browser_session("ta:ta1") as ta:
         page = ta.get(f"/ta/{EXERCISE}")
         csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
-        assert ta.post(f"/ta/{EXERCISE}/release", data={"csrf": csrf}).status_code == 303
+        refused = ta.post(f"/ta/{EXERCISE}/release", data={"csrf": csrf, "confirm": "yes"})
+        assert refused.status_code == 400 and "Close the uploads" in refused.text  # uploads are open
+        assert ta.post(f"/ta/{EXERCISE}/uploads", data={"csrf": csrf, "open": "no"}).status_code == 303
+        assert "Yes, release" in ta.get(f"/ta/{EXERCISE}/release").text  # the release asks first
+        assert ta.post(f"/ta/{EXERCISE}/release", data={"csrf": csrf, "confirm": "yes"}).status_code == 303
+    closed = submit(server, "s3", personal(SOLUTION.read_bytes(), "s3"))
+    assert closed.status_code == 409 and "closed" in closed.json()["error"]
     for who, (_, failing) in sent.items():
         released = wait_graded(server, who, ids[who])
         assert released["released"] is True
@@ -84,7 +90,7 @@ def test_students_see_the_visible_checks_until_the_ta_releases_the_rest(own_serv
     # a rubric change, then the dashboard's rescore: stored outcomes, new points
     rubric = server.course / "rubrics" / f"{EXERCISE}.toml"
     text = rubric.read_text()
-    with server.browser_session("__ta__") as ta:
+    with server.browser_session("ta:ta1") as ta:
         csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', ta.get(f"/ta/{EXERCISE}").text).group(1)
         rubric.write_text(text + "\n[checks.test_no_such_check]\npoints = 1\n")  # a typo: refused, nothing changes
         refused = ta.post(f"/ta/{EXERCISE}/regrade", data={"csrf": csrf})
@@ -144,20 +150,22 @@ def test_links_are_kept_across_restarts_and_stored_only_as_hashes(tmp_path):
     roster = Roster([Student("a", "Ann"), Student("b", "Bo")])
     links = tmp_path / "access.csv"
     with Gradebook(tmp_path / "book.sqlite") as book:
-        notes = issue_links(book, roster, links, "http://127.0.0.1:8000")
-        first = {line["student_id"]: line for line in csv.DictReader(links.open())}
-        assert set(first) == {TA, "a", "b"} and len(notes) == 1
+        notes = issue_links(book, roster, DEFAULT_TAS, links, "http://127.0.0.1:8000")
+        first = {line["id"]: line for line in csv.DictReader(links.open())}
+        assert set(first) == {"ta", "a", "b"} and len(notes) == 1
         assert first["a"]["link"] == f"http://127.0.0.1:8000/login/{first['a']['token']}"
         assert oct(links.stat().st_mode & 0o777) == "0o600"
-        assert issue_links(book, roster, links, "http://127.0.0.1:8000") == []  # a restart: the same links
-        assert {line["student_id"]: line for line in csv.DictReader(links.open())} == first
-        assert holder(book, first["b"]["token"]) == "b" and holder(book, "b") is None
+        assert issue_links(book, roster, DEFAULT_TAS, links, "http://127.0.0.1:8000") == []  # a restart: the same
+        assert {line["id"]: line for line in csv.DictReader(links.open())} == first
+        assert holder(book, first["b"]["token"]) == Person("student", "b", "Bo") and holder(book, "b") is None
+        assert holder(book, first["ta"]["token"]).is_ta
         links.unlink()  # lost: the links still work, and the TA is told how to make new ones
-        notes = issue_links(book, roster, links, "http://127.0.0.1:8000")
-        assert "--reissue-links" in render(notes[0], "en") and holder(book, first["a"]["token"]) == "a"
-        issue_links(book, Roster([*roster.students.values(), Student("c")]), links, "http://x", reissue=True)
-        fresh = {line["student_id"]: line["token"] for line in csv.DictReader(links.open())}
-        assert set(fresh) == {TA, "a", "b", "c"} and holder(book, first["a"]["token"]) is None
+        notes = issue_links(book, roster, DEFAULT_TAS, links, "http://127.0.0.1:8000")
+        assert "--reissue-links" in render(notes[0], "en") and holder(book, first["a"]["token"]).id == "a"
+        issue_links(book, Roster([*roster.students.values(), Student("c")]), DEFAULT_TAS, links, "http://x",
+                    reissue=True)
+        fresh = {line["id"]: line["token"] for line in csv.DictReader(links.open())}
+        assert set(fresh) == {"ta", "a", "b", "c"} and holder(book, first["a"]["token"]) is None
     stored = b"".join(path.read_bytes() for path in tmp_path.glob("book.sqlite*"))
     assert not any(token.encode() in stored for token in [*fresh.values(), *(line["token"] for line in first.values())])
 
@@ -187,7 +195,7 @@ def test_pages_are_escaped_guarded_and_private(server):
         assert s7.get("/ta/" + EXERCISE).status_code == 403
     with server.browser_session("s6") as s6:
         assert s6.get(sent.headers["location"]).status_code == 404  # s7's attempt
-    with server.browser_session("__ta__") as ta:
+    with server.browser_session("ta:ta1") as ta:
         dashboard = ta.get(f"/ta/{EXERCISE}")
         assert dashboard.status_code == 200 and "<script>alert" not in dashboard.text
         grades = ta.get(f"/ta/{EXERCISE}/grades.csv")
@@ -256,7 +264,7 @@ def test_a_student_submits_through_the_upload_page_in_a_real_browser(server, tmp
         assert f"{visible_points} / {visible_points}" in text
         hidden = browser.evaluate("document.querySelectorAll('td.word.hidden').length")
         assert hidden == len(points()) - len(VISIBLE)  # every check not visible yet, listed without its result
-        browser.open(f"{server.url}/login/{server.tokens['__ta__']}")
+        browser.open(f"{server.url}/login/{server.tokens['ta:ta1']}")
         assert browser.evaluate("location.pathname") == f"/ta/{EXERCISE}"
         assert browser.problems() == []
         assert browser.evaluate("document.body.innerText").count("graded") >= 1

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import agent
+from autograder import agent, wire
 from autograder.runners.base import RunLimits, StudentSession
 from autograder.submission import StudentFailure, StudentRaised, Submission
 
 
 def roundtrip(value):
-    return agent.decode(agent.encode(value), max_bytes=1 << 30)
+    return wire.decode(wire.encode(value), max_bytes=1 << 30)
 
 
 def test_plain_values_roundtrip():
@@ -41,9 +41,9 @@ def test_objects_become_unsupported_markers():
     class MyStr(str):
         pass
 
-    out = roundtrip([AlwaysEqual(), MyStr("x"), ..., print])
-    assert all(isinstance(v, agent.Unsupported) for v in out)
-    assert out[2].type_name == "ellipsis"
+    out = roundtrip([AlwaysEqual(), ..., print, MyStr("x")])
+    assert all(isinstance(v, wire.Unsupported) for v in out[:3]) and out[1].type_name == "ellipsis"
+    assert type(out[3]) is str and out[3] == "x"  # a str subclass crosses as the plain str it holds
 
 
 def test_tensor_subclass_cannot_lie_about_its_shape():
@@ -58,10 +58,10 @@ def test_tensor_subclass_cannot_lie_about_its_shape():
 
 def test_deep_nesting_is_refused():
     value = []
-    for _ in range(agent.MAX_DEPTH + 5):
+    for _ in range(wire.MAX_DEPTH + 5):
         value = [value]
-    with pytest.raises(agent.WireError):
-        agent.encode(value)
+    with pytest.raises(wire.WireError):
+        wire.encode(value)
 
 
 def _blob(metadata: dict) -> bytes:
@@ -75,19 +75,19 @@ def _blob(metadata: dict) -> bytes:
     struct.pack("<Q", 10**9) + b"{}",
     struct.pack("<Q", 5) + b"notjs",
     _blob({"format": "other", "value": "1"}),
-    _blob({"format": agent.FORMAT, "value": json.dumps({"$tensor": "t9"})}),
-    _blob({"format": agent.FORMAT, "value": json.dumps({"$pickle": "gASV"})}),
-    _blob({"format": agent.FORMAT, "value": json.dumps({"$dict": [[[1], 2]]})}),
+    _blob({"format": wire.FORMAT, "value": json.dumps({"$tensor": "t9"})}),
+    _blob({"format": wire.FORMAT, "value": json.dumps({"$pickle": "gASV"})}),
+    _blob({"format": wire.FORMAT, "value": json.dumps({"$dict": [[[1], 2]]})}),
 ], ids=["empty", "short", "header-too-big", "header-not-json", "wrong-format", "missing-tensor", "unknown-node",
         "unhashable-key"])
 def test_malformed_answers_are_refused(blob):
-    with pytest.raises(agent.WireError):
-        agent.decode(blob, max_bytes=1 << 20)
+    with pytest.raises(wire.WireError):
+        wire.decode(blob, max_bytes=1 << 20)
 
 
 def test_oversized_answer_is_refused_before_parsing():
-    with pytest.raises(agent.WireError, match="over the limit"):
-        agent.decode(agent.encode(torch.zeros(1000)), max_bytes=100)
+    with pytest.raises(wire.WireError, match="over the limit"):
+        wire.decode(wire.encode(torch.zeros(1000)), max_bytes=100)
 
 
 # In a process of its own, so that its peak memory is the decoding's: the largest answers the limits let through,
@@ -95,18 +95,18 @@ def test_oversized_answer_is_refused_before_parsing():
 # and the tensor widened to float64 as a check may widen it. Prints the peak memory beyond the process's start.
 PEAK = """
 import json, resource, struct, sys, torch
-from autograder import agent
+from autograder import agent, wire
 start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if sys.argv[1] == "containers":
-    items = (agent.MAX_HEADER_NODES - 64) // 3  # a tuple is two containers for json, {"$tuple": []}, and a comma
-    header = json.dumps({"__metadata__": {"format": agent.FORMAT,
+    items = (wire.MAX_HEADER_NODES - 64) // 3  # a tuple is two containers for json, {"$tuple": []}, and a comma
+    header = json.dumps({"__metadata__": {"format": wire.FORMAT,
                                           "value": "[" + ",".join(['{"$tuple":[]}'] * items) + "]"}}).encode()
-    value = agent.decode(struct.pack("<Q", len(header)) + header, max_bytes=256 << 20)
+    value = wire.decode(struct.pack("<Q", len(header)) + header, max_bytes=256 << 20)
     assert len(value) == items
 else:
-    blob = agent.encode({"status": "ok", "value": torch.ones(agent.MAX_ELEMENTS, dtype=torch.int8)})
-    wide = agent.decode(blob, max_bytes=256 << 20)["value"].double()
-    assert wide.numel() == agent.MAX_ELEMENTS
+    blob = wire.encode({"status": "ok", "value": torch.ones(wire.MAX_ELEMENTS, dtype=torch.int8)})
+    wide = wire.decode(blob, max_bytes=256 << 20)["value"].double()
+    assert wide.numel() == wire.MAX_ELEMENTS
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start) / 1024)
 """
 
@@ -123,13 +123,13 @@ def test_an_answer_within_the_limits_costs_the_grader_under_a_gibibyte(answer):
 def test_answers_that_would_amplify_in_the_grader_are_refused_before_they_are_built():
     """A header of more containers than an answer may hold, and a quarter-GiB int8 tensor a check would widen to
     2 GiB: refused from the header alone, with a sentence."""
-    many = "[" + "[]," * (agent.MAX_HEADER_NODES // 2 + 1) + "[]]"
-    with pytest.raises(agent.WireError, match="too many items"):
-        agent.decode(_blob({"format": agent.FORMAT, "value": many}), max_bytes=1 << 30)
-    header = json.dumps({"__metadata__": {"format": agent.FORMAT, "value": json.dumps({"$tensor": "t0"})},
+    many = "[" + "[]," * (wire.MAX_HEADER_NODES // 2 + 1) + "[]]"
+    with pytest.raises(wire.WireError, match="too many items"):
+        wire.decode(_blob({"format": wire.FORMAT, "value": many}), max_bytes=1 << 30)
+    header = json.dumps({"__metadata__": {"format": wire.FORMAT, "value": json.dumps({"$tensor": "t0"})},
                          "t0": {"dtype": "I8", "shape": [256 << 20], "data_offsets": [0, 256 << 20]}}).encode()
-    with pytest.raises(agent.WireError, match="more than the"):  # refused before the 256 MiB of data are read
-        agent.decode(struct.pack("<Q", len(header)) + header, max_bytes=1 << 30)
+    with pytest.raises(wire.WireError, match="more than the"):  # refused before the 256 MiB of data are read
+        wire.decode(struct.pack("<Q", len(header)) + header, max_bytes=1 << 30)
     assert torch.equal(roundtrip(torch.ones(1000, dtype=torch.int8)), torch.ones(1000, dtype=torch.int8))
 
 
@@ -138,7 +138,7 @@ def test_agent_reports_raises_and_missing_names():
         raise ValueError(f"bad {x}")
 
     server = agent.Agent({"boom": boom, "x": 3})
-    ask = lambda **req: agent.decode(server.handle(agent.encode(req)), max_bytes=1 << 20)  # noqa: E731
+    ask = lambda **req: wire.decode(server.handle(wire.encode(req)), max_bytes=1 << 20)  # noqa: E731
     assert ask(op="get", name="x") == {"status": "ok", "value": 3}
     assert ask(op="get", name="y") == {"status": "undefined"}
     raised = ask(op="call", name="boom", args=[1])
@@ -193,7 +193,7 @@ def test_call_each_fails_on_the_first_failing_call_and_runs_no_further():
 
 
 def test_call_each_reports_the_first_unsendable_result():
-    huge = [[0]] * (agent.MAX_ITEMS + 1)
+    huge = [[0]] * (wire.MAX_ITEMS + 1)
     submission = Submission(InProcessSession({"pick": lambda x: huge if x == 2 else x}), RunLimits(), {})
     with pytest.raises(StudentFailure, match="cannot read: value is too deeply nested or has too many items"):
         submission.call_each("pick", [((x,), {}) for x in range(5)])
@@ -205,7 +205,7 @@ def test_a_tensor_sent_to_many_calls_travels_once_and_each_call_gets_its_own_cop
     place (zeroing tokens outside the top k, say) cannot change the input of the calls after it."""
     probs = torch.softmax(torch.randn(64, generator=torch.Generator().manual_seed(0)), -1)
     calls = [{"args": [probs], "kwargs": {"seed": seed}} for seed in range(100)]
-    request = agent.encode({"op": "call_each", "name": "f", "calls": calls})
+    request = wire.encode({"op": "call_each", "name": "f", "calls": calls})
     assert len(request) < 2 * probs.numel() * probs.element_size() + 20_000  # one copy of the tensor, not 100
 
     def zero_the_largest(p, seed):

@@ -13,7 +13,7 @@ from multiprocessing.connection import Connection, wait
 
 from ..errors import UserError
 from ..i18n import sentence_of
-from . import Executor, GraderHost, Message, Worker, WorkerJob
+from .base import Executor, GraderHost, Message, Worker, WorkerJob
 
 
 class LocalWorker(Worker):
@@ -58,7 +58,7 @@ class LocalExecutor(Executor):
         self.context = multiprocessing.get_context("spawn")
 
     def capacity(self, profile: str, exercise, device: str | None = None) -> int:
-        from ..cohort import default_jobs
+        from .capacity import default_jobs
 
         return default_jobs(profile, exercise)
 

@@ -36,7 +36,7 @@ from ..errors import UserError
 from ..exercise import Exercise
 from ..i18n import L_, sentence_of
 from ..paths import COURSE_SETTING, PACKAGE, checks_dir
-from . import Executor, GraderHost, Message, Worker, WorkerJob
+from .base import Executor, GraderHost, Message, Worker, WorkerJob
 
 GIB = 1024 ** 3
 CPUS_PER_ACTOR = 1
@@ -226,9 +226,9 @@ class RayExecutor(Executor):
     def resources(self, profile: str, exercise: Exercise, device: str) -> dict[str, float]:
         """What one actor asks for: {"CPU", "memory" (bytes), "GPU" (a fraction)}."""
         if self._resources is None:
-            from ..cohort import SLOT_GPU_MEMORY, SLOT_GPU_MEMORY_DEFAULT, SLOT_MEMORY, SLOT_MEMORY_DEFAULT
+            from .capacity import SLOT_GPU_MEMORY, SLOT_GPU_MEMORY_DEFAULT, slot_memory
 
-            need = {"CPU": CPUS_PER_ACTOR, "memory": SLOT_MEMORY.get(profile, SLOT_MEMORY_DEFAULT)}
+            need = {"CPU": CPUS_PER_ACTOR, "memory": slot_memory(profile, exercise)}
             if device.startswith("cuda"):
                 declared = exercise.spec.limits.gpu_memory(profile)
                 declared = declared or SLOT_GPU_MEMORY.get(profile, SLOT_GPU_MEMORY_DEFAULT) / GIB

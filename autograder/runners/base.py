@@ -10,6 +10,7 @@ implement this interface.
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,10 @@ from .. import agent
 from ..i18n import Text
 from ..notebook import GRADER_CELL_TAGS
 from ..results import cell_name
+from .clock import Budget, RunClock
 
 AGENT_FILE = Path(__file__).resolve().parent.parent / "agent.py"
+WIRE_FILE = AGENT_FILE.with_name("wire.py")  # what the agent loads from beside it
 
 # memory / output_limit: the cell was stopped by a limit of a confining runner (see runners/confine.py).
 CellStatus = Literal["ok", "error", "timeout", "skipped", "died", "memory", "output_limit"]
@@ -36,6 +39,7 @@ class RunLimits:
     output_bytes: int = 200_000  # captured text per cell; the rest is dropped and marked
     answer_bytes: int = 256 * 1024 * 1024
     gpu_memory_bytes: int | None = None  # a confining runner caps the notebook's CUDA memory at this
+    memory_bytes: int | None = None  # a confining runner's memory limit for this run (None: the sandbox's own)
 
 
 @dataclass
@@ -83,14 +87,64 @@ class SessionError(Exception):
     says so for the student."""
 
 
+@dataclass
+class CellRun:
+    """What running one cell within its budget came to: a runner's whole part of the cell loop."""
+
+    status: CellStatus  # ok | error | timeout | died | output_limit
+    output: str = ""
+    error: str | None = None
+    answers: bool = True  # after a timeout: whether the process still answers (if not, the run ends as died)
+
+
 class StudentSession(ABC):
-    """A finished notebook run whose process still answers requests."""
+    """A finished notebook run whose process still answers requests.
+
+    The cell loop is this class's (``run_cells``): the notebook's and each cell's time budgets on the run's clock,
+    time-outs, a process that died, and what ends the run. A runner only runs one cell within a budget
+    (``_run_cell``) and says what happened, as nbgrader executes and then transforms."""
 
     cells: list[CellRecord]
+    limits: RunLimits
     notebook_timed_out: bool = False
     died: bool = False
     limit_breach: Text | None = None  # e.g. "it ran out of memory": a run-wide limit a confining runner enforced
     cpu_time_limits: bool = False  # True: time limits were charged in CPU time the run used, not wall-clock time
+    _clock: RunClock
+
+    def run_cells(self, nb: nbformat.NotebookNode) -> list[CellRecord]:
+        """Run the notebook's code cells in order, each within the cell time limit and what is left of the
+        notebook's; stop at the first cell after which the process is gone."""
+        records = CellRecord.for_code_cells(nb)
+        notebook = self._clock.budget(self.limits.notebook_timeout)
+        for record in records:
+            remaining = notebook.remaining()
+            if remaining <= 0:
+                self.notebook_timed_out = True
+                break
+            if not record.source.strip():
+                record.status = "ok"
+                continue
+            limit = max(1, int(min(self.limits.cell_timeout, remaining)))
+            started = time.monotonic()
+            try:
+                ran = self._run_cell(record, self._clock.budget(limit))
+            finally:
+                record.duration = time.monotonic() - started
+            record.status, record.output, record.error = ran.status, ran.output, ran.error
+            if ran.status == "timeout":
+                record.error = self._clock.stopped_after(limit)
+                if remaining <= self.limits.cell_timeout:  # the notebook's budget, not the cell's, ran out
+                    self.notebook_timed_out = True
+            if ran.status == "died" or not ran.answers:
+                self.died = True
+                break
+        return records
+
+    def _run_cell(self, record: CellRecord, budget: Budget) -> CellRun:
+        """Run one cell within ``budget`` (interrupting it past the budget) and say what happened: every runner's
+        session implements it (a session that runs no cells, e.g. one answering in this process, needs not)."""
+        raise NotImplementedError
 
     @abstractmethod
     def request(self, payload: bytes, timeout: float) -> bytes:

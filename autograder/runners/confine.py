@@ -21,7 +21,8 @@ Every run, whichever way its notebook executes, gets the same cage:
 
 ``Sandbox.mounts`` is the view of the filesystem as a list of operations; ``bwrap_command`` turns
 it into a bubblewrap command line (the fresh-kernel runner execs one), ``cage_order`` into the
-instructions the warm runner's forked child carries out itself (``warm_worker._enter_cage``).
+instructions the warm runner's forked child carries out itself (``cage.enter_cage``). This module is the
+policy and each run's resources (its uid, cgroup and limits: ``Lease``); it imports nothing of execution.
 """
 
 from __future__ import annotations
@@ -35,23 +36,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-
-import psutil
 
 from ..errors import UserError
 from ..i18n import L_, Text
 
 GiB = 1 << 30
 MiB = 1 << 20
+CAGE_FILE = Path(__file__).with_name("cage.py")  # loaded by path in the process it confines
 PYTHON_SETTING = "AUTOGRADER_SANDBOX_PYTHON"  # the interpreter notebooks run with; default: the grader's own
 UID_BASE = 2_000_000_000  # run uids: far above any account or container uid range
 UID_SLOTS = 1000
 # Files of /etc a Python process reads; the rest of /etc (and everything it may hold) stays out.
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "passwd", "group", "nsswitch.conf",
              "localtime", "hosts", "mime.types", "ssl", "fonts")
-MEMORY_ERRORS = ("MemoryError", "OutOfMemoryError")
 
 
 class SandboxUnavailable(UserError):
@@ -289,9 +288,10 @@ def _uid_cpu_seconds(uid: int) -> float:
 
 
 class Lease:
-    """One run's identity: a uid no other run uses meanwhile (held by a file lock) and its cgroup."""
+    """One run's identity: a uid no other run uses meanwhile (held by a file lock), its cgroup, and its limits."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, limits: SandboxLimits) -> None:
+        self.limits = limits
         self.group: _RunGroup | None = None
         self._lock = None
         self.as_root = sandbox.as_root
@@ -319,7 +319,7 @@ class Lease:
         _kill_uid(self.uid)  # leftovers of a grader that was killed itself
         if sandbox.cgroup_parents:
             try:
-                self.group = _RunGroup(sandbox.cgroup_parents, f"run-{self.uid}", sandbox.limits)
+                self.group = _RunGroup(sandbox.cgroup_parents, f"run-{self.uid}", limits)
             except OSError:
                 self.group = None
 
@@ -368,8 +368,9 @@ class Sandbox:
         self._bwrap_checked = False
         self._probe_fork_cage()
 
-    def lease(self) -> Lease:
-        return Lease(self)
+    def lease(self, memory_bytes: int | None = None) -> Lease:
+        """A run's identity and limits: the sandbox's, with the exercise's memory limit where it declares one."""
+        return Lease(self, replace(self.limits, memory_bytes=memory_bytes) if memory_bytes else self.limits)
 
     # --- checks ----------------------------------------------------------------------
 
@@ -404,13 +405,11 @@ class Sandbox:
 
     def _probe_fork_cage(self) -> None:
         """Enter the cage in a throwaway process exactly as a forked run does, and import ipykernel there."""
-        from . import warm_worker
-
         probe = ("import importlib.util, json, os, sys\n"
-                 "spec = importlib.util.spec_from_file_location('w', sys.argv[1])\n"
-                 "w = importlib.util.module_from_spec(spec); spec.loader.exec_module(w)\n"
+                 "spec = importlib.util.spec_from_file_location('cage', sys.argv[1])\n"
+                 "cage = importlib.util.module_from_spec(spec); spec.loader.exec_module(cage)\n"
                  "report = int(sys.argv[3])\n"
-                 "w._enter_cage(json.loads(sys.argv[2]), keep=report)\n"
+                 "cage.enter_cage(json.loads(sys.argv[2]), keep=report)\n"
                  "try:\n"
                  "    import ipykernel.compiler\n"
                  "    os.write(report, b'ok')\n"
@@ -421,7 +420,7 @@ class Sandbox:
                                    root=Path(tempfile.mkdtemp(prefix="autograder-probe-")))
             read, write = os.pipe()
             try:
-                done = subprocess.run([str(self.python), "-I", "-c", probe, warm_worker.__file__, json.dumps(cage),
+                done = subprocess.run([str(self.python), "-I", "-c", probe, str(CAGE_FILE), json.dumps(cage),
                                        str(write)], pass_fds=(write,), capture_output=True, text=True, timeout=120,
                                       env=self.launcher_env())
                 os.close(write)
@@ -531,8 +530,8 @@ class Sandbox:
         return {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
     def cage_order(self, mounts: list[tuple], lease: Lease, root: Path) -> dict:
-        """What a forked child needs to confine itself (see warm_worker._enter_cage); `root` is an empty folder."""
-        lim = self.limits
+        """What a forked child needs to confine itself (see cage.enter_cage); `root` is an empty folder."""
+        lim = lease.limits
         return {
             "root": str(root),
             "mounts": mounts,
@@ -545,7 +544,7 @@ class Sandbox:
 
     def bwrap_command(self, argv: list[str], mounts: list[tuple], env: dict[str, str], lease: Lease) -> list[str]:
         """The launch command running `argv` caged by bubblewrap, as the same policy (see require_bwrap)."""
-        lim = self.limits
+        lim = lease.limits
         cmd: list[str] = []
         if lease.group is not None:
             # Join the run's cgroup(s), then become the rest of the command line (rlimits hold if joining fails).
@@ -585,104 +584,3 @@ class Sandbox:
 def mounts_home(mounts: list[tuple]) -> str:
     """The run's home folder: the first folder the plan makes."""
     return next(op[1] for op in mounts if op[0] == "dir")
-
-
-# --- what limits did to a run ---------------------------------------------------------------
-
-WALL_BACKSTOP = 3.0  # a run counted in CPU time is still stopped after this many times its limit in wall-clock time
-# After an interrupt: the run time (on the run's clock) a cell or call has to stop and answer, and how often
-# the interrupt is sent again meanwhile (one that lands between the kernel's handlers is ignored by it).
-INTERRUPT_GRACE = 10.0
-REINTERRUPT_SECONDS = 1.0
-
-
-class ProcessTree:
-    """CPU time of a process and its descendants (the live ones, and those they waited for): what a run
-    without a cgroup or a uid of its own is charged."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-
-    def cpu_seconds(self) -> float | None:
-        try:
-            root = psutil.Process(self.pid)
-            processes = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return None
-        total = 0.0
-        for process in processes:
-            try:
-                times = process.cpu_times()
-            except psutil.Error:
-                continue  # it ended while we counted
-            total += times.user + times.system + times.children_user + times.children_system
-        return total
-
-
-def run_meter(lease: Lease | None, pid: int) -> Lease | ProcessTree:
-    """What counts a run's CPU time: its cage's cgroup or uid where they can, else its process tree."""
-    return lease if lease is not None and lease.cpu_seconds() is not None else ProcessTree(pid)
-
-
-class RunClock:
-    """Time charged to a run: the CPU time its processes used where that can be measured (so a busy
-    neighbour costs it nothing), else wall-clock time."""
-
-    def __init__(self, meter: Lease | ProcessTree | None) -> None:
-        self.meter = meter
-        self.counts_cpu = meter is not None and meter.cpu_seconds() is not None
-
-    def now(self) -> float:
-        used = self.meter.cpu_seconds() if self.counts_cpu else None
-        return used if used is not None else time.monotonic()
-
-    def budget(self, seconds: float) -> Budget:
-        return Budget(self, seconds)
-
-    def did_not_finish(self, seconds: float) -> Text:
-        return (L_("did not finish within {seconds} s of CPU time") if self.counts_cpu
-                else L_("did not finish within {seconds} s")).format(seconds=f"{seconds:.0f}")
-
-    def stopped_after(self, limit: float) -> str:
-        spent = "of CPU time " if self.counts_cpu else ""
-        return f"stopped after {limit:g} s {spent}(cell time limit)"
-
-
-class Budget:
-    """A time limit on a run's clock, with a wall-clock backstop when the clock counts CPU time."""
-
-    def __init__(self, clock: RunClock, seconds: float) -> None:
-        self.clock, self.seconds = clock, seconds
-        self.start, self.wall_start = clock.now(), time.monotonic()
-        self.wall_seconds = seconds * WALL_BACKSTOP if clock.counts_cpu else seconds
-
-    def remaining_wall(self) -> float:
-        return self.wall_seconds - (time.monotonic() - self.wall_start)
-
-    def remaining(self) -> float:
-        if not self.clock.counts_cpu:
-            return self.remaining_wall()
-        return min(self.seconds - (self.clock.now() - self.start), self.remaining_wall())
-
-
-def _is_memory_error(error: str | None) -> bool:
-    text = error or ""
-    return text.split(":")[0] in MEMORY_ERRORS or "can't allocate memory" in text or "not enough memory" in text
-
-
-def classify_limits(records: list, limits: SandboxLimits) -> Text | None:
-    """Mark cells a limit of the cage stopped (memory errors become "memory"); the first such stop, in words."""
-    breach = None
-    for record in records:
-        if record.status == "output_limit":
-            what = L_("printed more than {mib} MiB; the cell was stopped").format(mib=limits.output_stop_bytes // MiB)
-            record.error = record.error or str(what)
-        elif record.status == "error" and _is_memory_error(record.error):
-            record.status = "memory"
-            what = L_("ran out of memory (a process may use {gib} GiB): {error}").format(
-                gib=f"{limits.memory_bytes / GiB:g}", error=record.error)
-            record.error = str(what)
-        else:
-            continue
-        breach = breach or L_("{cell} {what}").format(cell=record.name(), what=what)  # "code cell 3 ran out of ..."
-    return breach

@@ -9,7 +9,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from queue import Empty
@@ -25,7 +26,9 @@ from nbclient.util import ensure_async, run_sync
 from ..i18n import L_, Text
 from .base import (
     AGENT_FILE,
+    WIRE_FILE,
     CellRecord,
+    CellRun,
     Runner,
     RunJob,
     SessionError,
@@ -33,7 +36,8 @@ from .base import (
     cell_text_output,
     student_env,
 )
-from .confine import INTERRUPT_GRACE, REINTERRUPT_SECONDS, Budget, Lease, ProcessTree, RunClock, Sandbox, classify_limits, run_meter
+from .clock import INTERRUPT_GRACE, REINTERRUPT_SECONDS, Budget, ProcessTree, RunClock, classify_limits, run_meter
+from .confine import Lease, Sandbox
 
 TIMEOUT_ENAME = "CellTimeout"
 _MONITOR_NUMBERS = itertools.count()
@@ -125,7 +129,8 @@ class KernelSession(StudentSession):
         (self.workdir / "tmp").mkdir()
         self.channel = self.workdir / ".grader"
         self.channel.mkdir()
-        shutil.copy(AGENT_FILE, self.channel / "agent.py")
+        for student_side in (AGENT_FILE, WIRE_FILE):  # the agent, and the wire format it loads from beside it
+            shutil.copy(student_side, self.channel / student_side.name)
         self._requests = 0
         self._stack = ExitStack()
         self.client = self.client_class(
@@ -174,47 +179,23 @@ class KernelSession(StudentSession):
         """Called once a request file is written, before the kernel is asked to answer it."""
 
     def _execute_cells(self) -> list[CellRecord]:
-        records = CellRecord.for_code_cells(self.client.nb)
-        clock = self._clock
-        notebook = clock.budget(self.limits.notebook_timeout)
-        for record in records:
-            remaining = notebook.remaining()
-            if remaining <= 0:
-                self.notebook_timed_out = True
-                break
-            if not record.source.strip():
-                record.status = "ok"
-                continue
-            limit = max(1, int(min(self.limits.cell_timeout, remaining)))
-            budget = clock.budget(limit)
-            self.client.timeout = int(budget.wall_seconds + INTERRUPT_GRACE) + 1  # past the watcher's interrupts
-            self.client.cell_budget = budget
-            self.client.current_index = record.index
-            started = time.monotonic()
-            try:
-                cell = self.client.execute_cell(self.client.nb.cells[record.index], record.index)
-            except DeadKernelError:
-                record.status, record.error = "died", "the notebook's process died (out of memory, or it exited)"
-                self.died = True
-                break
-            finally:
-                record.duration = time.monotonic() - started
-            record.output = cell_text_output(cell.outputs)
-            errors = [o for o in cell.outputs if o.get("output_type") == "error"]
-            if record.index in self.client.timed_out:
-                record.status = "timeout"
-                record.error = clock.stopped_after(limit)
-                if remaining <= self.limits.cell_timeout:  # the notebook's budget, not the cell's, ran out
-                    self.notebook_timed_out = True
-                if not self._still_responsive():
-                    self.died = True
-                    break
-            elif errors:
-                record.status = "error"
-                record.error = f"{errors[-1].get('ename')}: {errors[-1].get('evalue')}"
-            else:
-                record.status = "ok"
-        return records
+        return self.run_cells(self.client.nb)
+
+    def _run_cell(self, record: CellRecord, budget: Budget) -> CellRun:
+        self.client.timeout = int(budget.wall_seconds + INTERRUPT_GRACE) + 1  # past the watcher's interrupts
+        self.client.cell_budget = budget
+        self.client.current_index = record.index
+        try:
+            cell = self.client.execute_cell(self.client.nb.cells[record.index], record.index)
+        except DeadKernelError:
+            return CellRun("died", error="the notebook's process died (out of memory, or it exited)")
+        output = cell_text_output(cell.outputs)
+        errors = [o for o in cell.outputs if o.get("output_type") == "error"]
+        if record.index in self.client.timed_out:
+            return CellRun("timeout", output, answers=self._still_responsive())
+        if errors:
+            return CellRun("error", output, f"{errors[-1].get('ename')}: {errors[-1].get('evalue')}")
+        return CellRun("ok", output)
 
     def _meter(self) -> Lease | ProcessTree:
         """What counts the run's CPU time for its limits: without a cage, the kernel's process tree."""
@@ -421,7 +402,7 @@ class ConfinedKernelSession(KernelSession):
         self.readable = [Path(p) for p in job.readable]
         sandbox.require_reachable(self.readable, whole_tree=True)
         self._job_env = job.env
-        self.lease = sandbox.lease()
+        self.lease = sandbox.lease(job.limits.memory_bytes)
         self.limit_breach: Text | None = None
         super().__init__(job)  # on failure it calls close(), which releases the lease
 
@@ -474,7 +455,7 @@ class ConfinedKernelSession(KernelSession):
                 record.status, record.error = "error", f"{reply.get('ename')}: {reply.get('evalue')}"
             if record.index in self.client.flooded and record.status != "died":  # its output was cut off
                 record.status, record.error = "output_limit", None
-        self.limit_breach = classify_limits(records, self.sandbox.limits)
+        self.limit_breach = classify_limits(records, self.lease.limits)
         if self.died:
             self.limit_breach = self.lease.breach() or self.limit_breach
         return records
@@ -519,4 +500,36 @@ class KernelRunner(Runner):
             sandbox.require_bwrap()
 
     def start(self, job: RunJob) -> StudentSession:
-        return KernelSession(job) if self.sandbox is None else ConfinedKernelSession(job, self.sandbox)
+        if self.sandbox is None:
+            return _OwnThread(lambda: KernelSession(job))
+        return _OwnThread(lambda: ConfinedKernelSession(job, self.sandbox))
+
+
+class _OwnThread(StudentSession):
+    """A kernel session usable from any thread: nbclient's client works only on the thread (and event loop) that
+    started it, so every call is carried to one thread the session owns. The hop is this runner's alone; the
+    warm runner's sessions are used directly."""
+
+    def __init__(self, start: Callable[[], KernelSession]) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="autograder-kernel")
+        try:
+            self._session = self._thread.submit(start).result()
+        except BaseException:
+            self._thread.shutdown(wait=True)
+            raise
+
+    cells = property(lambda self: self._session.cells)
+    limits = property(lambda self: self._session.limits)
+    notebook_timed_out = property(lambda self: self._session.notebook_timed_out)
+    died = property(lambda self: self._session.died)
+    limit_breach = property(lambda self: self._session.limit_breach)
+    cpu_time_limits = property(lambda self: self._session.cpu_time_limits)
+
+    def request(self, payload: bytes, timeout: float) -> bytes:
+        return self._thread.submit(self._session.request, payload, timeout).result()
+
+    def close(self) -> None:
+        try:
+            self._thread.submit(self._session.close).result()
+        finally:
+            self._thread.shutdown(wait=True)

@@ -46,11 +46,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 
 from ..i18n import L_, Text
-from .base import AGENT_FILE, CellRecord, Runner, RunJob, SessionError, StudentSession, student_env
-from .confine import INTERRUPT_GRACE, REINTERRUPT_SECONDS, Budget, Lease, RunClock, Sandbox, classify_limits, run_meter
+from .base import AGENT_FILE, CellRecord, CellRun, Runner, RunJob, SessionError, StudentSession, student_env
+from .clock import INTERRUPT_GRACE, REINTERRUPT_SECONDS, Budget, RunClock, classify_limits, run_meter
+from .confine import Lease, Sandbox
 from .warm_worker import ANSWER, CELL, FRAME, REPLY, REQUEST
 
 WORKER_FILE = Path(__file__).resolve().with_name("warm_worker.py")
@@ -236,7 +236,7 @@ class _Zygote:
         return self.proc.poll() is None
 
     def fork(self, env: dict[str, str], readable: tuple[Path, ...], sandbox: Sandbox | None,
-             gpu_memory_bytes: int | None) -> _Child:
+             gpu_memory_bytes: int | None, memory_bytes: int | None) -> _Child:
         lease = None
         if sandbox is None:
             workdir = Path(tempfile.mkdtemp(prefix="autograder-run-"))
@@ -248,7 +248,7 @@ class _Zygote:
             order = {"op": "fork", "workdir": str(workdir), "env": student_env(env, workdir),
                      "gpu_memory_bytes": gpu_memory_bytes}
             if sandbox is not None:
-                lease = sandbox.lease()
+                lease = sandbox.lease(memory_bytes)
                 order["cage"] = sandbox.cage_order(sandbox.mounts(workdir, list(readable)), lease, self.cage_root)
                 order["thread_stack_bytes"] = sandbox.limits.thread_stack_bytes
             socket.send_fds(self.sock, [json.dumps(order).encode()], [theirs.fileno()])
@@ -282,10 +282,12 @@ class _Recipe:
     env: tuple[tuple[str, str], ...]
     readable: tuple[Path, ...]
     gpu_memory_bytes: int | None
+    memory_bytes: int | None
 
     @classmethod
     def of(cls, job: RunJob) -> _Recipe:
-        return cls(tuple(sorted(job.env.items())), tuple(job.readable), job.limits.gpu_memory_bytes)
+        return cls(tuple(sorted(job.env.items())), tuple(job.readable), job.limits.gpu_memory_bytes,
+                   job.limits.memory_bytes)
 
 
 class _Pool:
@@ -338,7 +340,8 @@ class _Pool:
             self.zygote = None
         if self.zygote is None:
             self.zygote = self._new_zygote(recipe)
-        fork = lambda: self.zygote.fork(dict(recipe.env), recipe.readable, self.sandbox, recipe.gpu_memory_bytes)  # noqa: E731
+        fork = lambda: self.zygote.fork(dict(recipe.env), recipe.readable, self.sandbox, recipe.gpu_memory_bytes,  # noqa: E731
+                                        recipe.memory_bytes)
         try:
             return fork()
         except (RuntimeError, OSError):
@@ -377,64 +380,40 @@ class WarmSession(StudentSession):
         self._stuck: Text | None = None
         self.cells = []
         try:
-            self.cells = self._execute_cells(job.notebook)
+            self.cells = self.run_cells(job.notebook)
             if self.sandbox is not None:
-                self.limit_breach = classify_limits(self.cells, self.sandbox.limits)
+                self.limit_breach = classify_limits(self.cells, child.lease.limits)
                 if self.died and child.lease is not None:
                     self.limit_breach = child.lease.breach() or self.limit_breach
         except BaseException:
             self.close()
             raise
 
-    def _execute_cells(self, nb: nbformat.NotebookNode) -> list[CellRecord]:
-        records = CellRecord.for_code_cells(nb)
-        budget = self._clock.budget(self.limits.notebook_timeout)
+    def _run_cell(self, record: CellRecord, budget: Budget) -> CellRun:
         reply_size = 8 * self.limits.output_bytes + (1 << 20)  # JSON may escape every character; error lines
         stop_bytes = self.sandbox.limits.output_stop_bytes if self.sandbox else 0
-        for record in records:
-            remaining = budget.remaining()
-            if remaining <= 0:
-                self.notebook_timed_out = True
-                break
-            if not record.source.strip():
-                record.status = "ok"
-                continue
-            limit = max(1, int(min(self.limits.cell_timeout, remaining)))
-            started = time.monotonic()
+        job = {"source": record.source, "output_bytes": self.limits.output_bytes, "stop_bytes": stop_bytes}
+        try:
+            self._child.send(CELL, json.dumps(job).encode())
+            timed_out = not self._wait_for_reply(budget)
             try:
-                job = {"source": record.source, "output_bytes": self.limits.output_bytes, "stop_bytes": stop_bytes}
-                self._child.send(CELL, json.dumps(job).encode())
-                timed_out = not self._wait_for_reply(self._clock.budget(limit))
-                try:
-                    if timed_out and not self._interrupt_until_reply():
-                        raise _Timeout()
-                    reply = self._child.recv(SEND_TIMEOUT, (REPLY,), reply_size)
-                except _Timeout:  # the cell ignores interrupts (or stopped halfway through its reply)
-                    self._child.signal_group(signal.SIGKILL)
-                    record.status, record.error = "timeout", self._clock.stopped_after(limit)
-                    self.notebook_timed_out = remaining <= self.limits.cell_timeout
-                    self.died = True
-                    break
-            except (_Died, _Malformed):
+                if timed_out and not self._interrupt_until_reply():
+                    raise _Timeout()
+                reply = self._child.recv(SEND_TIMEOUT, (REPLY,), reply_size)
+            except _Timeout:  # the cell ignores interrupts (or stopped halfway through its reply)
                 self._child.signal_group(signal.SIGKILL)
-                record.status, record.error = "died", DIED
-                self.died = True
-                break
-            finally:
-                record.duration = time.monotonic() - started
-            result = _cell_result(reply[1])
-            record.output = result["output"]
-            if timed_out:
-                record.status, record.error = "timeout", self._clock.stopped_after(limit)
-                if remaining <= self.limits.cell_timeout:  # the notebook's budget, not the cell's, ran out
-                    self.notebook_timed_out = True
-            elif result["status"] == "output_limit":
-                record.status = "output_limit"  # classify_limits words it
-            elif result["status"] == "error":
-                record.status, record.error = "error", result["error"]
-            else:
-                record.status = "ok"
-        return records
+                return CellRun("timeout", answers=False)
+        except (_Died, _Malformed):
+            self._child.signal_group(signal.SIGKILL)
+            return CellRun("died", error=DIED)
+        result = _cell_result(reply[1])
+        if timed_out:
+            return CellRun("timeout", result["output"])
+        if result["status"] == "output_limit":
+            return CellRun("output_limit", result["output"])  # classify_limits words it
+        if result["status"] == "error":
+            return CellRun("error", result["output"], result["error"])
+        return CellRun("ok", result["output"])
 
     def _wait_for_reply(self, budget: Budget) -> bool:
         """Until the child starts replying (True) or the budget is spent (False)."""

@@ -19,18 +19,18 @@ from pathlib import Path
 from ..cohort import Batch, Setup
 from ..errors import UserError
 from ..exercise import Exercise
-from ..gradebook import Gradebook, Policy, Row, from_iso
+from ..gradebook import Gradebook, Row, from_iso
 from ..i18n import Text, sentence_of
-from ..intake import Found, Roster
+from ..intake import Found
 from . import store
 
 
 class ExerciseQueue(threading.Thread):
     def __init__(self, exercise: Exercise, book_path: Path, setup: Setup, runner: tuple[str, bool] | None,
-                 roster: Roster, jobs: int, max_bytes: int) -> None:
+                 jobs: int, max_bytes: int) -> None:
         super().__init__(name=f"grading {exercise.name}", daemon=True)
         self.exercise, self.book_path, self.setup, self.runner = exercise, book_path, setup, runner
-        self.roster, self.jobs, self.max_bytes = roster, jobs, max_bytes
+        self.jobs, self.max_bytes = jobs, max_bytes
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         self._wake_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -40,7 +40,7 @@ class ExerciseQueue(threading.Thread):
     def run(self) -> None:
         try:
             with Gradebook(self.book_path) as book:
-                self.batch = Batch(self.exercise, self.setup, self.runner, book, self.roster, self.jobs)
+                self.batch = Batch(self.exercise, self.setup, self.runner, book, self.jobs)
 
                 def feed(in_hand: set[int]) -> list[tuple[Row, Found]] | None:
                     if self._stopping.is_set():
@@ -68,10 +68,6 @@ class ExerciseQueue(threading.Thread):
     def running(self) -> frozenset[int]:
         """The rows being graded now."""
         return self.batch.busy if self.batch else frozenset()
-
-    def use_policy(self, policy: Policy) -> None:
-        """A regrade put a new rubric or deadline in force: what is graded from now on is scored with it."""
-        self.setup.policy = policy  # the batch scores with its setup's policy
 
     def stop(self) -> None:
         self._stopping.set()

@@ -118,9 +118,18 @@ def llama(reference, exercise):
 def _reply(reference, llama, messages: list[dict], max_new_tokens: int, seed: int | None = None, **options) -> str:
     """The grader's own reply (new tokens only, special tokens skipped), computed once per grader; with a `seed`,
     torch.manual_seed(seed) right before generate, as the notebook asks."""
-    tokenizer, model = llama
+    ids = _reply_ids(reference, llama, messages, max_new_tokens, seed, **options)
+    return llama[0].decode(ids, skip_special_tokens=True)
 
-    def compute() -> str:
+
+def _reply_ids(reference, llama, messages: list[dict], max_new_tokens: int, seed: int | None = None,
+               **options) -> list[int]:
+    tokenizer, model = llama
+    if seed is None and options == {"do_sample": False}:  # greedy: every budget is a prefix of one generation
+        return _greedy_ids(llama, tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+                           max_new_tokens)
+
+    def compute() -> list[int]:
         inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                return_dict=True).to(model.device)
         if seed is not None:
@@ -128,10 +137,27 @@ def _reply(reference, llama, messages: list[dict], max_new_tokens: int, seed: in
         with torch.no_grad():
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.eos_token_id,
                                     **options)
-        return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        return output[0, inputs["input_ids"].shape[1]:].tolist()
 
     key = ("reply", model.name_or_path, json.dumps(messages), max_new_tokens, seed, tuple(sorted(options.items())))
     return reference.memo(key, compute)
+
+
+def _longer_budget(reference, llama, messages: list[dict], max_new_tokens: int, seed: int | None = None,
+                   **options) -> str:
+    """What generate gives with a longer max_new_tokens than `max_new_tokens` (the argument ignored), told apart
+    without generating it: with the same seed, greedy and sampled decoding alike draw the same first tokens, so the
+    longer reply is the same one where this one ended of itself (an end-of-sequence token), and a longer one (which
+    differs, whatever it says) where the budget cut it off."""
+    ids = _reply_ids(reference, llama, messages, max_new_tokens, seed, **options)
+    reply = llama[0].decode(ids, skip_special_tokens=True)
+    ended = len(ids) < max_new_tokens or (ids and ids[-1] in _eos_ids(llama))
+    return reply if ended else reply + "\0(continued past the budget)"
+
+
+def _eos_ids(llama) -> set[int]:
+    eos = llama[1].generation_config.eos_token_id
+    return set(eos if isinstance(eos, list) else [eos]) | {llama[0].eos_token_id}
 
 
 # A value's stop rule as the notebook gives it (a quote, a newline, a special token), and the shortcuts a
@@ -141,19 +167,38 @@ STOP_RULES = {"notebook": ('"', "\n", "special"), "none": (), "quote only": ('"'
 
 def _greedy_value(llama, text: str, max_value_tokens: int, stops: tuple = STOP_RULES["notebook"]) -> str:
     """The notebook's rule for one JSON value: greedy tokens after `text`, up to the first stop token."""
-    tokenizer, model = llama
-    inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(model.device)
-    with torch.no_grad():
-        output = model.generate(**inputs, do_sample=False, max_new_tokens=max_value_tokens,
-                                pad_token_id=tokenizer.eos_token_id)
+    tokenizer = llama[0]
     kept = []
-    for token_id in output[0, inputs["input_ids"].shape[1]:].tolist():
+    for token_id in _greedy_ids(llama, text, max_value_tokens):
         piece = tokenizer.decode([token_id])
         if ("special" in stops and token_id in tokenizer.all_special_ids) or any(
                 stop in piece for stop in stops if stop != "special"):
             break
         kept.append(token_id)
     return tokenizer.decode(kept)
+
+
+_GREEDY: dict[tuple, tuple[list[int], bool]] = {}  # (model, device, dtype, text) -> (greedy ids, generation ended)
+
+
+def _greedy_ids(llama, text: str, max_new_tokens: int) -> list[int]:
+    """The grader model's greedy token ids after `text`, as generate(do_sample=False, max_new_tokens) gives them.
+    Greedy decoding grows by prefix, so one generation per text serves every shorter budget: the profiles of
+    every budget and stop rule a shortcut may take share it (at real sizes on a CPU, the difference between
+    minutes and a quarter of an hour)."""
+    tokenizer, model = llama
+    key = (model.name_or_path, str(model.device), str(model.dtype), text)
+    ids, ended = _GREEDY.get(key, ([], False))
+    if len(ids) < max_new_tokens and not ended:
+        inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            output = model.generate(**inputs, do_sample=False, max_new_tokens=max_new_tokens,
+                                    pad_token_id=tokenizer.eos_token_id)
+        ids = output[0, inputs["input_ids"].shape[1]:].tolist()
+        if len(_GREEDY) > 4096:  # the student's own earlier values make new texts: a long batch keeps no more
+            _GREEDY.clear()
+        _GREEDY[key] = ids, len(ids) < max_new_tokens  # fewer: generation ended at an end-of-sequence token
+    return ids[:max_new_tokens]
 
 
 def _expect_messages(value, what: str) -> list[dict]:
@@ -427,7 +472,9 @@ def _sampling_seed(reference, llama, exercise, temperature: float, top_p: float,
         return _reply(reference, llama, messages, n, seed=seed, do_sample=True, temperature=t, top_p=p)
 
     shortcuts = {"greedy decoding": lambda seed: _reply(reference, llama, messages, limit, do_sample=False),
-                 "max_new_tokens ignored": lambda seed: sample(seed, n=4 * limit)}
+                 "max_new_tokens ignored": lambda seed: _longer_budget(reference, llama, messages, limit, seed=seed,
+                                                                       do_sample=True, temperature=temperature,
+                                                                       top_p=top_p)}
     if temperature != 1.0:
         shortcuts["temperature ignored"] = lambda seed: sample(seed, t=1.0)
     if top_p != 1.0:
