@@ -693,6 +693,8 @@ def serve(
     max_file_mib: Annotated[float, typer.Option("--max-file-mib", min=0.001, help="The largest upload taken; larger ones are refused (413) unread.")] = 16,
     reissue_links: Annotated[bool, typer.Option("--reissue-links", help="Replace every link (the old ones stop working) and write them all to access.csv.")] = False,
     tas: Annotated[Optional[Path], typer.Option("--tas", help="CSV of the course's TAs (ta_id, name): each gets a link of their own, so the record names who did what. Default: one TA link.")] = None,
+    executor: Annotated[Literal["local", "ray"], typer.Option("--executor", help="Where uploads are graded: local (processes of this machine) or ray (actors on a Ray cluster, for a deadline night that outgrows one machine; needs the ray extra).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="The Ray cluster's head, HOST:PORT; default: $RAY_ADDRESS, else the cluster this machine belongs to.")] = None,
     deadline: DeadlineOpt = None,
     lang: LangOpt = None,
 ) -> None:
@@ -701,6 +703,7 @@ def serve(
     import logging
     from contextlib import closing
 
+    from .executors import make_executor
     from .exercise import Exercise
     from .grading import GradeOptions
     from .intake import Roster
@@ -722,7 +725,7 @@ def serve(
         service, notes = open_service(book, exercises or [], Roster.load(roster) if roster else None, url,
                                       language, GradeOptions(profile=profile, device=device), chosen_runner,
                                       int(max_file_mib * 2**20), jobs, reissue_links, deadline,
-                                      load_tas(tas) if tas else None)
+                                      load_tas(tas) if tas else None, lambda: make_executor(executor, ray_address))
         for note in notes:
             console.print(f"[yellow]{escape(render(note, language))}[/yellow]")
         console.print(escape(_("Serving {exercises} at {url}; the students' links and the TA's are in {path}.")
@@ -730,6 +733,36 @@ def serve(
                                      path=str(access_file(book.path)))))
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
         serve_app(service, host, port)
+
+
+@command(app)
+def similarity(
+    exercise: Annotated[str, typer.Argument(help="Exercise name.")],
+    against: Annotated[Optional[list[Path]], typer.Option("--against", help="An earlier cohort to compare with: a folder of notebooks or a gradebook (repeat for several). Earlier cohorts are never compared with each other.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for index.html, similarity.csv and a page per pair; default: out/similarity/<exercise> in the course folder.")] = None,
+    threshold: Annotated[Optional[float], typer.Option("--threshold", min=0.05, max=1.0, help="Flag a pair when this share of either notebook's code is found in the other; default: the one measured on a planted cohort (README).")] = None,
+    gradebook: Annotated[Optional[Path], typer.Option("--gradebook", help="The gradebook (SQLite file); default: $AUTOGRADER_GRADEBOOK, else out/gradebook.sqlite in the course folder.")] = None,
+    lang: LangOpt = None,
+) -> None:
+    """Find pairs of students whose code is alike (renamed variables, changed comments, reordered cells and dead code
+    included), beyond the starter notebook: leads for a person to judge, never a penalty. Runs on this machine."""
+    from .exercise import Exercise
+    from .paths import course_dir
+    from .similarity import label, write_report
+    from .similarity import similarity as find_pairs
+
+    language = spoken()
+    _ = translations(language).gettext
+    target = out or course_dir() / "out" / "similarity" / exercise
+    with _gradebook(gradebook) as book:
+        report = find_pairs(book, Exercise(exercise), against or [], threshold)
+    write_report(report, target, language)
+    console.print(escape(_("{pairs} pair(s) flagged among {compared} notebooks (and {references} of earlier "
+                           "cohorts); report in {path}").format(pairs=len(report.pairs), compared=report.compared,
+                                                                references=report.references,
+                                                                path=str(target / "index.html"))))
+    for pair in report.pairs[:10]:
+        console.print(f"  {pair.score:.0%}  {escape(label(pair.first))}  {escape(label(pair.second))}")
 
 
 @command(app)

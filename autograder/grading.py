@@ -22,8 +22,8 @@ from .errors import UserError
 from .exercise import Exercise
 from .i18n import L_, Text, joined, sentence_of
 from .models.provision import ModelStore, store_for
-from .notebook import (InvalidNotebook, inject_parameters, inject_probes, inject_seed, parameter_names, read_notebook,
-                       submission_seed)
+from .notebook import (InvalidNotebook, code_cells, inject_parameters, inject_probes, inject_seed, parameter_names,
+                       read_notebook, submission_seed)
 from .results import CellDiagnostic, CheckOutcome, CheckWords, Diagnostics, GradingResult, RunRecord, Status
 from .scoring import Rubric
 from .runners.base import Runner, RunJob, RunLimits, SessionError
@@ -227,6 +227,7 @@ class Grader:
         diagnostics = Diagnostics(runner=self.options.runner.name, device=self.device, profile=self.store.profile)
         try:
             nb = read_notebook(data)
+            record.code = code_cells(nb)
             parameters = self.parameters() if parameters is None else parameters
             missing = sorted(set(parameters) - parameter_names(nb))
             if missing:

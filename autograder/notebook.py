@@ -60,6 +60,12 @@ def read_notebook(data: bytes) -> nbformat.NotebookNode:
     return nb
 
 
+def code_cells(nb: nbformat.NotebookNode) -> list[str]:
+    """The notebook's own code cells, in order (cells the grader adds are left out)."""
+    return [cell.source for cell in nb.cells if cell.cell_type == "code"
+            and not GRADER_CELL_TAGS.intersection(cell.metadata.get("tags", []))]
+
+
 def _depth(value: object) -> int:
     """How deeply JSON containers nest in value (iteratively: no recursion limit to hit)."""
     deepest, stack = 0, [(value, 1)]

@@ -2,7 +2,8 @@
 
 Loaded from the same offline store the student process uses, so expected values always
 come from the model in use. Loaded once per grader process and shared by every check and
-submission: checks must treat them as read-only (use ``fresh_model`` to train or modify).
+submission: checks must treat them as read-only (``wrappable`` to wrap one, e.g. in LoRA layers, without copying
+its weights; ``fresh_model`` to train or modify one).
 Expected values that depend only on grader-chosen inputs can be kept across submissions with
 ``memo``.
 """
@@ -73,9 +74,18 @@ class Reference:
                            tuple(sorted(options.items())))
 
     def fresh_model(self, hub_id: str, auto_class: str = "AutoModelForCausalLM", **options: Any) -> Any:
-        """A private copy a check may train or wrap (``options`` as for ``model``)."""
+        """A private copy a check may train or change (``options`` as for ``model``)."""
         return _fresh(str(self.store.hub_cache), hub_id, auto_class, self.device, self.dtype,
                       tuple(sorted(options.items())))
+
+    def wrappable(self, hub_id: str, auto_class: str = "AutoModelForCausalLM", **options: Any) -> Any:
+        """The shared model's modules copied, its weights not: a check may wrap it or add to it (get_peft_model puts
+        LoRA layers around the shared weights) and leave the shared model as it was, at the memory of the added
+        parts alone (at real sizes on a CPU, a second copy of a 1B model would not fit beside the student's). Its
+        weights are the shared ones: never change them in place."""
+        model = self.model(hub_id, auto_class, **options)
+        shared = {id(tensor): tensor for tensor in (*model.parameters(), *model.buffers())}
+        return copy.deepcopy(model, memo=shared)
 
     def memo(self, key: tuple, compute: Callable[[], T]) -> T:
         """``compute()``, computed once per grader process (for this store, device and dtype) and reused for

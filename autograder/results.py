@@ -117,6 +117,7 @@ class RunRecord(BaseModel):
     message_translations: dict[str, str] = {}  # by language, where it reads differently from the English
     outcomes: list[CheckOutcome] = []
     diagnostics: Diagnostics = Diagnostics()
+    code: list[str] = []  # the notebook's code cells as submitted: what the similarity report compares
 
     def say(self, status: Status, message: Text | str) -> None:
         """End as `status` with a sentence for the student, rendered now in every language (as outcomes are)."""

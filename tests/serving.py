@@ -137,10 +137,11 @@ def submit(server: Server, who: str, data: bytes, name: str = "t5_decoding.ipynb
         return client.post("/api/submissions", data={"exercise": EXERCISE}, files={"file": (name, data)})
 
 
-def burst(root: Path, students: int, each: int, jobs: int | None, spread: float) -> dict:
-    """Run the burst; returns the measurements (raises AssertionError if anything is lost)."""
+def burst(root: Path, students: int, each: int, jobs: int | None, spread: float, *serve_args: str) -> dict:
+    """Run the burst (``serve_args``: more options of `serve`, e.g. its executor); returns the measurements (raises
+    AssertionError if anything is lost)."""
     course, roster = make_service_course(root, students=students, uploads_per_hour=each)
-    server = start_server(root, course, roster, jobs=jobs or 2)
+    server = start_server(root, course, roster, *serve_args, jobs=jobs or 2)
     wrong = mutate(SOLUTION, *wrong_answers(EXERCISE)["forgot the batch dimension"][0])
     plan = [(f"s{n}", personal(SOLUTION.read_bytes() if k % 2 == 0 else wrong, f"s{n} attempt {k}"))
             for n in range(1, students + 1) for k in range(each)]
@@ -168,5 +169,6 @@ def burst(root: Path, students: int, each: int, jobs: int | None, spread: float)
         graded_rows = db.execute("SELECT COUNT(*) FROM submissions WHERE status = 'graded'").fetchone()[0]
     latency = sorted(seconds for _, _, seconds in acknowledged)
     return {"uploads": len(plan), "students": students, "jobs": jobs or 2, "sent_in": sent_all, "last_result": last,
+            "after_last_upload": last - sent_all,
             "upload_median": statistics.median(latency), "upload_max": latency[-1], "rate": len(plan) / last * 60,
             "statuses": dict(Counter(r["status"] for r in results)), "graded_rows": graded_rows}

@@ -413,7 +413,9 @@ def test_the_grader_counts_the_models_its_checks_load_at_the_profile_in_use():
     store = store_for("tiny")
     parameters = store.parameters()
     with Grader(Exercise("sft_lora"), GradeOptions(profile="tiny", device="cpu")) as grader:
-        llama = "meta-llama/Llama-3.2-1B-Instruct"  # named by MODEL_ID; held twice (reference, and a fresh copy)
+        llama = "meta-llama/Llama-3.2-1B-Instruct"  # named by MODEL_ID; once (the LoRA check wraps its weights)
+        assert grader.models_bytes() == parameters[llama] * 4 + store.weights_bytes(llama)
+        grader.exercise.spec.limits.grader_model_copies = 2  # checks that keep a fresh_model beside the shared one
         assert grader.models_bytes() == parameters[llama] * 4 * 2 + store.weights_bytes(llama)
     with Grader(Exercise("t5_decoding"), GradeOptions(profile="tiny", device="cpu")) as grader:
         named = ["google-t5/t5-small", "google/flan-t5-small"]  # MODEL_ID and FLAN_MODEL_ID, once each

@@ -30,7 +30,7 @@ LAYERS = [
     ("grading", {"grading", "validation", "executors", "executors.base", "executors.capacity", "executors.local",
                  "executors.ray_cluster", "cohort"}),
     # what people open
-    ("outputs", {"exports", "feedback", "report"}),
+    ("outputs", {"exports", "feedback", "report", "similarity"}),
     # the submission service
     ("service", {"service", "service.store", "service.queue", "service.checks", "service.web", "service.students",
                  "service.ta", "service.app"}),

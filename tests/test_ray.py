@@ -1,8 +1,10 @@
-"""Grading on a Ray cluster (`grade --executor ray`): a real two-node cluster on this machine over loopback.
+"""Grading on a Ray cluster (`grade --executor ray`, `serve --executor ray`): a real two-node cluster on this
+machine over loopback.
 
 The same 12 submissions (solutions, blanks, wrong answers, a broken file, a hang) must end as the same
 exported rows as local grading, when all goes well, when a worker node is killed mid-batch, and when the
-driver is killed mid-batch and run again."""
+driver is killed mid-batch and run again. The submission service grades 50 students' uploads on the cluster
+while its worker node is killed and started again."""
 
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ import pytest
 
 pytest.importorskip("ray")
 
-from cohort_data import EXERCISE, WRONG, make_course, personal  # noqa: E402
+from cohort_data import EXERCISE, WRONG, Expect, expected_score, make_course, personal, points  # noqa: E402
 from conftest import ROOT, mutate, solution_path  # noqa: E402
 from raycluster import Cluster  # noqa: E402
+from serving import make_service_course, start_server, submit, wait_graded  # noqa: E402
 from test_cohort import _rows  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("ray")  # one cluster for the module (make test runs --dist loadgroup)
@@ -132,3 +135,37 @@ def test_a_node_killed_mid_batch_loses_no_row_and_grades_none_twice(cohort, clus
     assert f"graded {FILES} now" in output, output  # each row finished once
     assert _export(cohort, book) == cohort.local_csv
     cluster.add_node()  # as it was, for whatever runs next
+
+
+def test_the_service_grades_on_the_cluster_while_a_node_is_lost_and_comes_back(cluster, tmp_path):
+    """50 students upload (solutions and two kinds of wrong answer) to `serve --executor ray`; the worker node is
+    SIGKILLed mid-queue and started again: every upload ends graded once, scored as `grade` scores it."""
+    course, roster = make_service_course(tmp_path, students=50, uploads_per_hour=3)
+    server = start_server(tmp_path, course, roster, "--executor", "ray", "--ray-address", cluster.address, jobs=2)
+    solution = solution_path(EXERCISE)
+    mistakes = ["forgot the batch dimension", "argmax over the wrong axis"]
+    expected, ids = {}, {}
+    try:
+        for n in range(1, 51):
+            who = f"s{n}"
+            mistake = mistakes[n % 2] if n % 3 == 0 else None
+            data = solution.read_bytes() if mistake is None else mutate(solution, *WRONG[mistake][0])
+            answer = submit(server, who, personal(data, who))
+            assert answer.status_code == 202, answer.text
+            ids[who] = answer.json()["id"]
+            expected[who] = expected_score(Expect("graded", set(WRONG[mistake][1]) if mistake else set(), None),
+                                           points())
+        deadline = time.monotonic() + 300
+        while sum(1 for r in _rows(server.book) if r["graded_at"]) < 5:
+            assert time.monotonic() < deadline, server.log.read_text()[-3000:]
+            time.sleep(0.3)
+        cluster.kill_node(cluster.nodes[1])  # the worker node, mid-queue
+        cluster.add_node()
+        results = {who: wait_graded(server, who, public_id, timeout=900) for who, public_id in ids.items()}
+    finally:
+        server.stop()
+    assert {r["status"] for r in results.values()} == {"graded"}
+    rows = [r for r in _rows(server.book) if r["source"]]
+    assert len(rows) == 50  # one row each, none graded twice into another, none left pending
+    assert {r["student_id"]: (r["status"], r["score"]) for r in rows} == \
+        {who: ("graded", score) for who, score in expected.items()}  # the scores `grade` gives the same notebooks

@@ -63,6 +63,31 @@ def test_lora_count_on_the_meta_device_matches_peft_on_the_real_model(hidden, re
     assert hidden.peft_trainable(reference, gpt2, 8, ["c_attn"]) == 294_912
 
 
+def test_a_wrappable_copy_shares_the_weights_and_leaves_the_shared_model_as_it_was(reference, tiny_llama):
+    """The grader wraps the student's LoRA around its shared model's weights without copying them (at real sizes
+    a second copy does not fit beside the student's process), and the shared model is untouched."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    tokenizer, shared, _fresh = tiny_llama
+    names = [name for name, _parameter in shared.named_parameters()]
+    inputs = tokenizer("The weights stay where they are.", return_tensors="pt")
+    with torch.no_grad():
+        before = shared(**inputs).logits
+    wrapped = get_peft_model(reference.wrappable(LLAMA), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                                    task_type="CAUSAL_LM")).eval()
+    with torch.no_grad():
+        for name, parameter in wrapped.named_parameters():
+            if ".lora_B." in name:
+                parameter.fill_(0.01)  # a trained adapter: the wrapped model's logits move
+        moved = wrapped(**inputs).logits
+        after = shared(**inputs).logits
+    base_layer = wrapped.get_submodule("base_model.model.model.layers.0.self_attn.q_proj.base_layer")
+    assert base_layer.weight is shared.get_submodule("model.layers.0.self_attn.q_proj").weight  # shared, not copied
+    assert [name for name, _parameter in shared.named_parameters()] == names  # no LoRA layer in the shared model
+    assert torch.equal(before, after) and not torch.allclose(moved, before)
+
+
 class GradingParameters:
     """A stand-in for the `exercise` fixture: the grading parameters alone."""
 

@@ -139,6 +139,16 @@ def test_a_ta_walks_every_task_in_a_browser(server, browser, tmp_path):
         scored.append(browser.evaluate("document.querySelector('.work h2').textContent"))
         _submit_form(browser, "form.adjust", {"points": points_given, "comment": "Clear and short."})
     assert f"{left - 3} student(s) still to score." in _text(browser)
+    # compare the cohort's code: everyone handed in the one solution, so pairs, each side by side, marked
+    browser.open(f"{server.url}/ta/{EXERCISE}")
+    _submit_form(browser, "form[action$='/similarity']", {})
+    assert "never proof of copying" in _text(browser)
+    browser.open(browser.evaluate("document.querySelector('a[href*=\"/similarity/pair-\"]').href"))
+    assert browser.evaluate("document.querySelectorAll('.side mark').length") > 0
+    with server.browser_session(TA) as ta:
+        assert ta.get(f"/ta/{EXERCISE}/similarity/..%2Fgradebook.sqlite").status_code == 404
+    with server.browser_session("s3") as s3:
+        assert s3.get(f"/ta/{EXERCISE}/similarity/index.html").status_code in (403, 404)
     # release (uploads must close first, and the release asks), then take it back
     browser.open(f"{server.url}/ta/{EXERCISE}/release")
     assert "Close them first" in _text(browser) or "close them first" in _text(browser)

@@ -208,7 +208,8 @@ class RayExecutor(Executor):
             if self.address != "auto":  # Ray itself retries an unanswered address for minutes
                 host, _, port = self.address.rpartition(":")
                 socket.create_connection((host, int(port)), timeout=10).close()
-            self.ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
+            if not self.ray.is_initialized():  # the submission service has an executor per exercise, one cluster
+                self.ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
         except Exception as exc:  # OSError, or Ray's ConnectionError, ValueError or RuntimeError, as the case may be
             raise UserError(L_("No Ray cluster answers at {address} ({problem}); start one (`ray start --head`) or "
                                "pass its head node's address with --ray-address HOST:PORT.").format(

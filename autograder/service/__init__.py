@@ -13,6 +13,8 @@ TAs watch the cohort live, all in the same gradebook as ``autograder grade``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..build import build_student_wheel
@@ -21,7 +23,8 @@ from ..cohort import prepare
 from ..course import course_settings
 from ..errors import UserError
 from ..exercise import Exercise, available
-from ..executors.capacity import default_jobs
+from ..executors import Executor
+from ..executors.local import LocalExecutor
 from ..gradebook import Gradebook
 from ..grading import GradeOptions
 from ..i18n import L_, Language, Text
@@ -36,11 +39,13 @@ from .web import Served, Service
 def open_service(book: Gradebook, exercises: list[str], roster: Roster | None, base_url: str, language: Language,
                  options: GradeOptions, runner: tuple[str, bool] | None, max_bytes: int, jobs: int | None = None,
                  reissue_links: bool = False, deadline: str | None = None,
-                 tas: list[store.Person] | None = None) -> tuple[Service, list[Text]]:
+                 tas: list[store.Person] | None = None,
+                 executors: Callable[[], Executor] = LocalExecutor) -> tuple[Service, list[Text]]:
     """The service over ``book`` for ``exercises`` (default: every exercise of the course): the rubric of each
     put in force with the deadline (``--deadline``, else the one in force, else the rubric's), a 'missing' row
     for every roster student without a submission and a link for each student and TA (``store.issue_links``;
-    without a TA roster, one TA link). Returns it with notes for the TA."""
+    without a TA roster, one TA link). Each exercise grades on an executor of its own (``executors``: local
+    processes, or actors of a Ray cluster). Returns it with notes for the TA."""
     if roster is not None:
         book.set_roster(roster)
     roster = book.roster()
@@ -51,12 +56,13 @@ def open_service(book: Gradebook, exercises: list[str], roster: Roster | None, b
     names = exercises or available()
     for name in names:
         exercise = Exercise(name)
-        setup = prepare(exercise, book, options, deadline)
+        workers_at = executors()
+        setup = prepare(exercise, book, replace(options, device=workers_at.choose_device(options.device)), deadline)
         notes += setup.notes
         book.register(name, [], roster)
-        queue = ExerciseQueue(exercise, book.path, setup, runner,
-                              jobs or max(1, default_jobs(setup.options.profile, exercise) // len(names)),
-                              max_bytes)
+        fit = workers_at.capacity(setup.options.profile, exercise, setup.options.device)
+        queue = ExerciseQueue(exercise, book.path, setup, runner, jobs or max(1, fit // len(names)), max_bytes,
+                              workers_at)
         served[name] = Served(exercise, queue, CheckQueue(exercise, setup, runner), hidden_only_steps(exercise))
     access = access_file(book.path)
     notes += store.issue_links(book, roster, tas or store.DEFAULT_TAS, access, base_url, reissue_links)

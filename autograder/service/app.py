@@ -193,6 +193,8 @@ ROUTES = [
     Route("/ta/{exercise}/regrade", ta.rescore, methods=["POST"]),
     Route("/ta/{exercise}/grades.csv", ta.grades_csv), Route("/ta/{exercise}/history.csv", ta.history_csv),
     Route("/ta/{exercise}/report", ta.cohort_report),
+    Route("/ta/{exercise}/similarity", ta.compare, methods=["POST"]),
+    Route("/ta/{exercise}/similarity/{page}", ta.similarity_page),
 ]
 
 
@@ -208,6 +210,8 @@ def create_app(service: Service) -> Guard:
         for served in service.served.values():
             served.queue.stop()
             served.checks.stop()
+        for served in service.served.values():  # once every queue has stopped: they may share a cluster
+            served.queue.executor.close()
 
     app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={Refusal: _refused, Aborted: _aborted})
     app.state.service = service

@@ -17,8 +17,8 @@ from ..gradebook import Gradebook
 from ..i18n import L_, LANGUAGES
 from ..intake import too_large
 from . import store
-from .web import (COOKIE, LANGUAGE_COOKIE, NOT_SIGNED_IN, Refusal, Served, Service, check_csrf, holder, place,
-                  requests_open, requests_open_until, served_of, service_of, session, state, visibility)
+from .web import (COOKIE, LANGUAGE_COOKIE, NOT_SIGNED_IN, Refusal, Served, Service, check_csrf, estimate, holder,
+                  place, requests_open, requests_open_until, served_of, service_of, session, state, visibility)
 from .web import bearer as _bearer
 
 MULTIPART_SLACK = 1 << 20  # what a form adds around the file it carries
@@ -162,7 +162,9 @@ def attempt_page(request: Request) -> Response:
         until = requests_open_until(book, served)
         still_open = requests_open(book, served)
         can_ask = bool(askable) and still_open and not who.is_ta
+    wait = estimate(served, waiting) if now_state == "queued" else None
     return service.page(request, "attempt.html", title=served.exercise.spec.title, state=now_state, place=waiting,
+                        minutes=max(1, round(wait / 60)) if wait is not None else None,
                         when=service.when(attempt.uploaded_at), file=attempt.filename, counts=attempt.counts,
                         feedback=body, public_id=attempt.public_id, csrf=store.csrf_token(token),
                         thread=[_thread_line(service, r, result, language) for r in thread], askable=askable,
@@ -251,6 +253,7 @@ def api_submission(request: Request) -> Response:
         shown = visibility(book, served, result)
         waiting = place(book, served, row) if now_state == "queued" else 0
     answer: dict = {"id": attempt.public_id, "exercise": row.exercise, "status": now_state, "place": waiting,
+                    "estimate_seconds": estimate(served, waiting) if now_state == "queued" else None,
                     "counts": attempt.counts, "score": None, "max_score": None, "released": True, "results": None}
     if result is not None:
         results = result.gradescope(language)

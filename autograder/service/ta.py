@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
 import json
 import re
 import shutil
@@ -29,6 +31,7 @@ from ..gradebook import Gradebook, Row, row_message
 from ..i18n import L_, sentence_of
 from ..report import build_report
 from ..results import OUTCOME_TEXT, GradingResult
+from ..similarity import similarity, write_report
 from . import store
 from .students import read_form
 from .web import Refusal, Served, Service, check_csrf, served_of, service_of, session, state
@@ -39,6 +42,8 @@ STATE_FILTERS = ("graded", "timeout", "crashed", "invalid", "error", "missing", 
 FILTERS = ("all", *STATE_FILTERS, "late", "awaiting", "asked", "adjusted")
 NOTEBOOK_TEXT_LIMIT = 20_000  # characters of one cell or output shown to a TA
 IMAGE_TYPES = ("image/png", "image/jpeg")
+SIMILAR_SHOWN = 5  # pairs of the similarity report on the dashboard
+SIMILARITY_PAGE = re.compile(r"index\.html|pair-[0-9a-f]{16}\.html")
 _FILE_NAME_UNSAFE = re.compile(r"[^\w.-]")
 
 
@@ -82,9 +87,41 @@ def exercise_dashboard(request: Request) -> Response:
     failed = [{"student": who_of(row), "student_id": row.student_id, "file": row.source or "", "status": row.status,
                "message": row_message(row, result, language), "attempt": stored.get(row.id, "")}
               for row, result in entries if row.status in FAILED]
+    rate = served.queue.rate()
     return service.page(request, "ta_dashboard.html", **common, counts=sorted(counts.items()), uploads=uploads,
+                        similar=_similar(service, served),
+                        rate=f"{rate:.1f}" if rate is not None else "",
+                        nodes=", ".join(f"{node} {n}" for node, n in sorted(served.queue.nodes().items())),
+                        queued=counts.get("queued", 0),
                         histogram=_histogram([r.score for r in ran], top), failed=failed, manual=manual,
                         failure=service.say(request, served.queue.failure) if served.queue.failure else "")
+
+
+def _similar(service: Service, served: Served) -> list[dict]:
+    """The best pairs of the last similarity report of the exercise (made from the dashboard), if there is one."""
+    table = _similarity_dir(service, served) / "similarity.csv"
+    if not table.is_file():
+        return []
+    lines = list(csv.DictReader(io.StringIO(table.read_text(encoding="utf-8"))))[:SIMILAR_SHOWN]
+    return [{"score": f"{float(line['score']):.0%}", "student": line["student"],
+             "other": line["other"] + (f" ({line['other_cohort']})" if line["other_cohort"] else ""),
+             "page": line["page"]} for line in lines]
+
+
+def _similarity_dir(service: Service, served: Served) -> Path:
+    return service.book_path.parent / "similarity" / served.name
+
+
+def similarity_page(request: Request) -> Response:
+    """A page of the last similarity report (its index, or one pair side by side)."""
+    service = service_of(request)
+    _ta(request)
+    served = served_of(service, request.path_params["exercise"])
+    name = request.path_params["page"]
+    path = _similarity_dir(service, served) / name
+    if not SIMILARITY_PAGE.fullmatch(name) or not path.is_file():
+        raise Refusal(404, L_("There is no such file here."))
+    return HTMLResponse(path.read_text(encoding="utf-8"))
 
 
 def _histogram(scores: list[float], top: float, count: int = 10) -> dict | None:
@@ -458,6 +495,13 @@ def _rescore(service: Service, served: Served, book: Gradebook, values: dict, wh
     book.log(who.label, "rescore", served.name)
 
 
+def _compare(service: Service, served: Served, book: Gradebook, values: dict, who: store.Person) -> None:
+    """The similarity report of the cohort's code, made now (leads for a person; it touches no score)."""
+    report = similarity(book, served.exercise)
+    write_report(report, _similarity_dir(service, served), service.language)
+    book.log(who.label, "similarity", served.name, detail=f"{len(report.pairs)} pair(s) of {report.compared}")
+
+
 def _grade_again(service: Service, served: Served, book: Gradebook, values: dict, who: store.Person) -> str:
     attempt = store.attempt(book, values["public_id"])
     if attempt is None or attempt.row.exercise != served.name:
@@ -488,4 +532,5 @@ unrelease = action(_unrelease)
 uploads = action(_uploads)
 rescore = action(_rescore)
 grade_again = action(_grade_again)
+compare = action(_compare)
 new_link = action(_new_link)

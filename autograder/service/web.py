@@ -164,6 +164,12 @@ def place(book: Gradebook, served: Served, row: Row) -> int:
     return waiting.index(row.id) if row.id in waiting else 0
 
 
+def estimate(served: Served, ahead: int) -> int | None:
+    """Seconds until a queued upload's result, from the rate the queue measured (None until it has one)."""
+    rate = served.queue.rate()
+    return None if rate is None else round((ahead + 1) / rate * 60)
+
+
 def status_words(language: Language) -> dict[str, str]:
     _ = translations(language).gettext
     return {**{status: _(word) for status, word in STATUS_WORDS.items()},

@@ -148,7 +148,7 @@ def rebuild(submission, reference, exercise):
         config = LoraConfig(r=settings["r"], lora_alpha=settings["lora_alpha"],
                             target_modules=settings["target_modules"], use_rslora=bool(settings.get("use_rslora")),
                             task_type="CAUSAL_LM")
-        model = get_peft_model(reference.fresh_model(exercise.parameters["MODEL_ID"]), config).eval()
+        model = get_peft_model(reference.wrappable(exercise.parameters["MODEL_ID"]), config).eval()
     except (KeyError, TypeError, ValueError) as exc:  # e.g. a target module the model does not have
         raise StudentFailure(_("The LoRA settings of `model` could not be used to rebuild it: {exc}.").format(
             exc=exc)) from None
