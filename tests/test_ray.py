@@ -9,6 +9,7 @@ while its worker node is killed and started again."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -159,11 +160,19 @@ def test_the_service_grades_on_the_cluster_while_a_node_is_lost_and_comes_back(c
         while sum(1 for r in _rows(server.book) if r["graded_at"]) < 5:
             assert time.monotonic() < deadline, server.log.read_text()[-3000:]
             time.sleep(0.3)
+        with server.client("s50") as client:  # the last upload waits: its estimate comes from the measured rate
+            last = client.get(f"/api/submissions/{ids['s50']}").json()
+        assert last["status"] != "queued" or last["estimate_seconds"] > 0, last
         cluster.kill_node(cluster.nodes[1])  # the worker node, mid-queue
         cluster.add_node()
         results = {who: wait_graded(server, who, public_id, timeout=900) for who, public_id in ids.items()}
+        with server.browser_session("ta:ta1") as ta:
+            dashboard = ta.get(f"/ta/{EXERCISE}").text
     finally:
         server.stop()
+    assert "submissions a minute" in dashboard
+    per_node = re.search(r"Graded per node: ([^<]+)<", dashboard).group(1)
+    assert sum(int(part.rsplit(" ", 1)[1]) for part in per_node.split(", ")) >= 50  # retries count where they ran
     assert {r["status"] for r in results.values()} == {"graded"}
     rows = [r for r in _rows(server.book) if r["source"]]
     assert len(rows) == 50  # one row each, none graded twice into another, none left pending
