@@ -4,6 +4,7 @@ cohorts count against this one but never against each other, and what a TA opens
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,15 @@ def test_a_cohort_in_a_gradebook_gives_the_report_a_ta_opens(tmp_path):
     assert "<mark>" in page and "never proof of copying" in page
     index = (out / "index.html").read_text()
     assert "old" in index and "grade them again" in index  # graded before its code was kept: named
+
+
+def test_one_cohort_gives_one_report_whatever_the_process():
+    """copydetect's own k-gram hash is Python's hash(), salted per process: the report's is fixed."""
+    script = ("import sys; sys.path.insert(0, 'tests'); from similarity_data import STARTER, planted; "
+              "from autograder.similarity import Work, _joined, compare; cohort, _ = planted(copies_of=2); "
+              "print([(p.first.who, p.second.who, p.score) for p in compare(STARTER, "
+              "[Work(w, _joined(c)) for w, c in cohort.items()], threshold=0.5)])")
+    root = Path(__file__).resolve().parents[1]
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(runs) == 1 and "copy00" in runs.pop()
