@@ -74,7 +74,8 @@ class Report:
     left_out: list[str] = field(default_factory=list)  # students whose stored record has no code (graded before)
 
 
-def _joined(cells: Iterable[str]) -> str:
+def code_text(cells: Iterable[str]) -> str:
+    """A notebook's code cells as the one text that is fingerprinted."""
     # IPython's magics and shell escapes are not Python: commented out, so the tokenizer reads the rest as Python
     lines = []
     for cell in cells:
@@ -91,7 +92,7 @@ def cohort_code(book: Gradebook, exercise: str) -> tuple[list[Work], list[str]]:
         if record is None:
             continue  # missing, pending, or damaged: nothing to compare
         if record.code:
-            works.append(Work(row.student_id, _joined(record.code)))
+            works.append(Work(row.student_id, code_text(record.code)))
         elif record.status != "invalid":
             left_out.append(row.student_id)
     return works, left_out
@@ -117,7 +118,7 @@ def earlier_code(place: Path, exercise: str) -> list[Work]:
             cells = code_cells(read_notebook(path.read_bytes()))
         except (InvalidNotebook, OSError):
             continue  # an earlier year's broken file has nothing to match
-        works.append(Work(str(path.relative_to(place)), _joined(cells), cohort))
+        works.append(Work(str(path.relative_to(place)), code_text(cells), cohort))
     return works
 
 
@@ -150,7 +151,7 @@ def compare(starter: list[str], works: list[Work], references: list[Work] = (),
 
     copydetect.utils.hashed_kgrams = stable_kgram_hashes  # the one function it looks up there; see its docstring
     window = GUARANTEE - NOISE + 1
-    starter = _joined(starter)
+    starter = code_text(starter)
     boilerplate = list(CodeFingerprint("starter.py", NOISE, window, fp=io.StringIO(starter)).hashes)
     everyone = [*works, *references]
     for work in everyone:
@@ -227,24 +228,29 @@ def write_report(report: Report, out: Path, language: Language) -> list[Path]:
     write_atomic(out / "similarity.csv", table.getvalue())
     written.append(out / "similarity.csv")
     e = html.escape
-    rows = "".join(
-        f'<tr><td class="num">{pair.score:.0%}</td><td>{e(label(pair.first))}</td><td>{e(label(pair.second))}</td>'
-        f'<td class="num">{pair.shares[0]:.0%} / {pair.shares[1]:.0%}</td><td>'
-        + (f'<a href="{pair_name(pair)}">{e(_("side by side"))}</a>' if n < SHOWN else "") + "</td></tr>"
-        for n, pair in enumerate(report.pairs))
+    heads = [_("similarity"), _("student"), _("other"), _("share of each"), _("side by side")]
+
+    def cells(n: int, pair: Pair) -> str:  # each under its column's name, for the card a phone shows per row
+        values = [(f"{pair.score:.0%}", "num"), (e(label(pair.first)), ""), (e(label(pair.second)), ""),
+                  (f"{pair.shares[0]:.0%} / {pair.shares[1]:.0%}", "num"),
+                  (f'<a href="{pair_name(pair)}">{e(heads[-1])}</a>' if n < SHOWN else "", "")]
+        return "".join(f'<td data-label="{e(head)}"' + (f' class="{kind}"' if kind else "") + f">{value}</td>"
+                       for head, (value, kind) in zip(heads, values))
+
+    rows = "".join(f"<tr>{cells(n, pair)}</tr>" for n, pair in enumerate(report.pairs))
     summary = _("{compared} notebooks of this cohort compared with each other and with {references} of earlier "
                 "cohorts; {pairs} pairs share at least {threshold} of one notebook's code beyond the starter "
                 "notebook.").format(compared=report.compared, references=report.references,
                                     pairs=len(report.pairs), threshold=f"{report.threshold:.0%}")
-    body = [f"<h1>{e(_('Similar code: {exercise}').format(exercise=report.exercise))}</h1>",
+    title = _("Similar code: {exercise}").format(exercise=report.exercise)
+    body = [f"<h1>{e(title)}</h1>",
             f'<p class="note">{e(lead)}</p>', f"<p>{e(summary)}</p>"]
     if report.left_out:
         body.append("<p>" + e(_("Graded before their code was kept, so not compared (grade them again with --force "
                                 "to include them): {students}").format(students=", ".join(report.left_out))) + "</p>")
-    heads = [_("similarity"), _("student"), _("other"), _("share of each"), ""]
-    body.append('<div class="table"><table><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in heads)
+    body.append('<div class="table"><table class="stack"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in heads)
                 + f"</tr></thead><tbody>{rows}</tbody></table></div>" if report.pairs
-                else f"<p>{e(_('No pair.'))}</p>")
+                else "<p>" + e(_("No pair.")) + "</p>")
     write_atomic(out / "index.html", render_page(_("Similar code"), "\n".join(body), language))
     written.append(out / "index.html")
     for pair in report.pairs[:SHOWN]:

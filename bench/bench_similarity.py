@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from autograder.similarity import THRESHOLD, Work, _joined, compare  # noqa: E402
+from autograder.similarity import THRESHOLD, Work, code_text, compare  # noqa: E402
 from similarity_data import DISGUISES, STARTER, disguised, notebook_cells, planted  # noqa: E402
 
 DOLOS = """
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--dolos-threshold", type=float, default=0.75)
     args = parser.parse_args()
     cohort, copies = planted()
-    works = [Work(who, _joined(cells)) for who, cells in cohort.items()]
+    works = [Work(who, code_text(cells)) for who, cells in cohort.items()]
     started = time.perf_counter()
     found = compare(STARTER, works, threshold=0.0)
     print(f"copydetect (this project's report), {len(works)} notebooks in {time.perf_counter() - started:.2f} s: "
@@ -69,7 +69,7 @@ def main() -> None:
             paths = []
             for who, cells in cohort.items():  # the starter code left out, as this project's report leaves it out
                 body = [c for c in cells if c not in STARTER]
-                (Path(folder) / f"{who}.py").write_text(_joined(body))
+                (Path(folder) / f"{who}.py").write_text(code_text(body))
                 paths.append(str(Path(folder) / f"{who}.py"))
             script = args.dolos / "similarity.mjs"
             script.write_text(DOLOS)
@@ -86,7 +86,7 @@ def main() -> None:
         for n in range(size):
             cells = notebook_cells(tuple(rng.randrange(3) for _ in range(8)))
             chosen = tuple(d for d in DISGUISES if rng.random() < 0.3)
-            made.append(Work(f"s{n}", _joined(disguised(cells, chosen))))
+            made.append(Work(f"s{n}", code_text(disguised(cells, chosen))))
         started = time.perf_counter()
         flagged = compare(STARTER, made)
         print(f"{size} notebooks: {time.perf_counter() - started:.1f} s, {len(flagged)} pairs flagged")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
 from dataclasses import replace
@@ -47,6 +48,19 @@ def test_every_marked_message_has_a_japanese_translation_and_nothing_is_stale():
     assert not [m.id for m in catalog if m.id and m.fuzzy], "fuzzy translations are not used: check them"
     for message, japanese in translated.items():  # placeholders survive translation
         assert set(re.findall(r"\{\w+\}", message)) == set(re.findall(r"\{\w+\}", japanese)), message
+
+
+def test_every_message_the_code_translates_is_one_babel_extracts():
+    """A message Babel cannot see (e.g. written inside an f-string) would stay English on every Japanese page."""
+    called = set()
+    for path in (ROOT / "autograder").rglob("*.py"):
+        if "checks" in path.relative_to(ROOT / "autograder").parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"_", "N_", "L_"}
+                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+                called.add(node.args[0].value)
+    assert sorted(called - marked_messages()) == []
 
 
 def test_pages_in_japanese_and_in_english(tmp_path):

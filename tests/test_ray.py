@@ -162,7 +162,7 @@ def test_the_service_grades_on_the_cluster_while_a_node_is_lost_and_comes_back(c
             time.sleep(0.3)
         with server.client("s50") as client:  # the last upload waits: its estimate comes from the measured rate
             last = client.get(f"/api/submissions/{ids['s50']}").json()
-        assert last["status"] != "queued" or last["estimate_seconds"] > 0, last
+        assert last["status"] == "queued" and last["estimate_seconds"] > 0, last
         cluster.kill_node(cluster.nodes[1])  # the worker node, mid-queue
         cluster.add_node()
         results = {who: wait_graded(server, who, public_id, timeout=900) for who, public_id in ids.items()}

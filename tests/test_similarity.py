@@ -16,16 +16,14 @@ from autograder import scoring
 from autograder.gradebook import Gradebook
 from autograder.intake import Roster, Student
 from autograder.results import CheckOutcome, RunRecord
-from autograder.similarity import Work, compare, earlier_code
+from autograder.similarity import Work, code_text, compare, earlier_code
 from similarity_data import STARTER, notebook_cells, planted
 
 pytest.importorskip("copydetect")
 
 
 def _works(cohort: dict[str, list[str]]) -> list[Work]:
-    from autograder.similarity import _joined
-
-    return [Work(who, _joined(cells)) for who, cells in cohort.items()]
+    return [Work(who, code_text(cells)) for who, cells in cohort.items()]
 
 
 def _flagged(pairs) -> set[frozenset[str]]:
@@ -103,9 +101,9 @@ def test_a_cohort_in_a_gradebook_gives_the_report_a_ta_opens(tmp_path):
 def test_one_cohort_gives_one_report_whatever_the_process():
     """copydetect's own k-gram hash is Python's hash(), salted per process: the report's is fixed."""
     script = ("import sys; sys.path.insert(0, 'tests'); from similarity_data import STARTER, planted; "
-              "from autograder.similarity import Work, _joined, compare; cohort, _ = planted(copies_of=2); "
+              "from autograder.similarity import Work, code_text, compare; cohort, _ = planted(copies_of=2); "
               "print([(p.first.who, p.second.who, p.score) for p in compare(STARTER, "
-              "[Work(w, _joined(c)) for w, c in cohort.items()], threshold=0.5)])")
+              "[Work(w, code_text(c)) for w, c in cohort.items()], threshold=0.5)])")
     root = Path(__file__).resolve().parents[1]
     runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}

@@ -216,7 +216,16 @@ def test_every_page_fits_a_desktop_and_a_phone_with_no_cut_column_and_no_broken_
     pages = {"student-home": ("s2", "/"), "student-attempt": ("s2", f"/attempts/{attempt}"),
              "ta-dashboard": (TA, f"/ta/{EXERCISE}"), "ta-students": (TA, f"/ta/{EXERCISE}/students"),
              "ta-student": (TA, f"/ta/{EXERCISE}/students/s2"), "ta-item": (TA, f"/ta/{EXERCISE}/items/{MANUAL_ITEM}"),
-             "ta-requests": (TA, f"/ta/{EXERCISE}/requests")}
+             "ta-requests": (TA, f"/ta/{EXERCISE}/requests"),
+             "ta-similarity": (TA, f"/ta/{EXERCISE}/similarity/index.html")}
+    with server.browser_session("s3") as s3:  # a pair's page too: two students with the same solution
+        if 'href="/attempts/' not in s3.get("/").text:
+            other = submit(server, "s3", personal(SOLUTION.read_bytes(), "s3")).json()["id"]
+            wait_graded(server, "s3", other)
+    with server.browser_session(TA) as ta:
+        ta.post(f"/ta/{EXERCISE}/similarity", data={"csrf": _csrf(ta.get(f"/ta/{EXERCISE}").text)})
+        pair = re.search(r'href="(/ta/[^"]+/similarity/pair-[0-9a-f]+\.html)"', ta.get(f"/ta/{EXERCISE}").text)
+    pages["ta-similarity-pair"] = (TA, pair.group(1))
     for width in (1000, 390):
         browser.call("Emulation.setDeviceMetricsOverride", session=browser.session, width=width, height=900,
                      deviceScaleFactor=1, mobile=width < 500)

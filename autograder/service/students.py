@@ -229,13 +229,17 @@ def student_wheel(request: Request) -> Response:
 
 # the JSON API -------------------------------------------------------------------------------------
 
-async def api_submit(request: Request) -> Response:
+async def _api_upload(request: Request) -> tuple[Service, Served, str, str, bytes]:
+    """An API upload's service, exercise, student, file name and bytes (the bearer token's student's)."""
     service = service_of(request)
     student_id = _student(await run_in_threadpool(_bearer, request))
     exercise, upload, _ = await _upload(request, service)
-    served = served_of(service, exercise)
-    data = await upload.read()
-    public_id = await run_in_threadpool(_accept, service, served, student_id, upload.filename or "", data)
+    return service, served_of(service, exercise), student_id, upload.filename or "", await upload.read()
+
+
+async def api_submit(request: Request) -> Response:
+    service, served, student_id, filename, data = await _api_upload(request)
+    public_id = await run_in_threadpool(_accept, service, served, student_id, filename, data)
     return JSONResponse({"id": public_id, "status": "queued", "url": f"/api/submissions/{public_id}"},
                         status_code=202)
 
@@ -291,13 +295,9 @@ def api_me(request: Request) -> Response:
 
 async def api_check(request: Request) -> Response:
     """A check-only request: the public checks on the notebook, not an attempt (see service/checks.py)."""
-    service = service_of(request)
-    student_id = _student(await run_in_threadpool(_bearer, request))
-    exercise, upload, _ = await _upload(request, service)
-    served = served_of(service, exercise)
-    data = await upload.read()
+    service, served, student_id, filename, data = await _api_upload(request)
     try:
-        public_id = served.checks.ask(student_id, upload.filename or "", data)
+        public_id = served.checks.ask(student_id, filename, data)
     except store.TooMany as refused:
         raise too_many(service, refused, checks=True) from None
     return JSONResponse({"id": public_id, "status": "queued", "url": f"/api/checks/{public_id}"}, status_code=202)

@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..exports import export_csv, export_history, safe_name
 from ..feedback import Visibility, feedback_body, feedback_page, who as who_of
 from ..gradebook import Gradebook, Row, row_message
-from ..i18n import L_, sentence_of
+from ..i18n import L_, LANGUAGES, Language, sentence_of
 from ..report import build_report
 from ..results import OUTCOME_TEXT, GradingResult
 from ..similarity import similarity, write_report
@@ -99,7 +99,7 @@ def exercise_dashboard(request: Request) -> Response:
 
 def _similar(service: Service, served: Served) -> list[dict]:
     """The best pairs of the last similarity report of the exercise (made from the dashboard), if there is one."""
-    table = _similarity_dir(service, served) / "similarity.csv"
+    table = _similarity_dir(service, served, service.language) / "similarity.csv"
     if not table.is_file():
         return []
     lines = list(csv.DictReader(io.StringIO(table.read_text(encoding="utf-8"))))[:SIMILAR_SHOWN]
@@ -108,8 +108,9 @@ def _similar(service: Service, served: Served) -> list[dict]:
              "page": line["page"]} for line in lines]
 
 
-def _similarity_dir(service: Service, served: Served) -> Path:
-    return service.book_path.parent / "similarity" / served.name
+def _similarity_dir(service: Service, served: Served, language: Language) -> Path:
+    """Where the last similarity report of the exercise is, in one language (it is written in each)."""
+    return service.book_path.parent / "similarity" / served.name / language
 
 
 def similarity_page(request: Request) -> Response:
@@ -118,7 +119,7 @@ def similarity_page(request: Request) -> Response:
     _ta(request)
     served = served_of(service, request.path_params["exercise"])
     name = request.path_params["page"]
-    path = _similarity_dir(service, served) / name
+    path = _similarity_dir(service, served, service.language_of(request)) / name
     if not SIMILARITY_PAGE.fullmatch(name) or not path.is_file():
         raise Refusal(404, L_("There is no such file here."))
     return HTMLResponse(path.read_text(encoding="utf-8"))
@@ -498,7 +499,8 @@ def _rescore(service: Service, served: Served, book: Gradebook, values: dict, wh
 def _compare(service: Service, served: Served, book: Gradebook, values: dict, who: store.Person) -> None:
     """The similarity report of the cohort's code, made now (leads for a person; it touches no score)."""
     report = similarity(book, served.exercise)
-    write_report(report, _similarity_dir(service, served), service.language)
+    for language in LANGUAGES:  # each TA reads it in the language they chose
+        write_report(report, _similarity_dir(service, served, language), language)
     book.log(who.label, "similarity", served.name, detail=f"{len(report.pairs)} pair(s) of {report.compared}")
 
 
